@@ -26,8 +26,12 @@ pub enum FramingError {
 impl fmt::Display for FramingError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FramingError::TooLarge(n) => write!(f, "stream message of {n}+ bytes exceeds {MAX_MESSAGE_SIZE}"),
-            FramingError::BadContentLength(v) => write!(f, "unframeable stream: bad Content-Length {v:?}"),
+            FramingError::TooLarge(n) => {
+                write!(f, "stream message of {n}+ bytes exceeds {MAX_MESSAGE_SIZE}")
+            }
+            FramingError::BadContentLength(v) => {
+                write!(f, "unframeable stream: bad Content-Length {v:?}")
+            }
         }
     }
 }
@@ -63,7 +67,8 @@ impl StreamFramer {
                 self.buffer.drain(..4);
                 return Ok(Some(Frame::KeepAlive));
             }
-            if self.buffer.starts_with(b"\r\n") && self.buffer.len() >= 3 && self.buffer[2] != b'\r' {
+            if self.buffer.starts_with(b"\r\n") && self.buffer.len() >= 3 && self.buffer[2] != b'\r'
+            {
                 self.buffer.drain(..2);
                 continue;
             }
@@ -91,7 +96,10 @@ impl StreamFramer {
             return Ok(None);
         }
         let rest = self.buffer.split_off(total);
-        Ok(Some(Frame::Message(std::mem::replace(&mut self.buffer, rest))))
+        Ok(Some(Frame::Message(std::mem::replace(
+            &mut self.buffer,
+            rest,
+        ))))
     }
 }
 
@@ -99,7 +107,9 @@ impl StreamFramer {
 fn content_length(section: &[u8]) -> Result<usize, FramingError> {
     let text = String::from_utf8_lossy(section);
     for line in text.split('\n').skip(1) {
-        let Some((name, value)) = line.split_once(':') else { continue };
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
         let name = name.trim();
         if name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("l") {
             let value = value.trim();
@@ -132,7 +142,14 @@ mod tests {
                 frames.push(frame);
             }
         }
-        assert_eq!(frames, [Frame::Message(MESSAGE.to_vec()), Frame::KeepAlive, Frame::Message(MESSAGE.to_vec())]);
+        assert_eq!(
+            frames,
+            [
+                Frame::Message(MESSAGE.to_vec()),
+                Frame::KeepAlive,
+                Frame::Message(MESSAGE.to_vec())
+            ]
+        );
         assert_eq!(framer.buffered(), 0);
     }
 
@@ -140,9 +157,15 @@ mod tests {
     fn refuses_oversized_and_unframeable() {
         let mut framer = StreamFramer::new();
         framer.push(&vec![b'a'; MAX_MESSAGE_SIZE + 1]);
-        assert!(matches!(framer.next_frame(), Err(FramingError::TooLarge(_))));
+        assert!(matches!(
+            framer.next_frame(),
+            Err(FramingError::TooLarge(_))
+        ));
         let mut framer = StreamFramer::new();
         framer.push(b"INVITE sip:a@b SIP/2.0\r\nContent-Length: -1\r\n\r\n");
-        assert!(matches!(framer.next_frame(), Err(FramingError::BadContentLength(_))));
+        assert!(matches!(
+            framer.next_frame(),
+            Err(FramingError::BadContentLength(_))
+        ));
     }
 }

@@ -27,7 +27,11 @@ impl Params {
     /// Sets `name` (replacing an existing one, else appending).
     pub fn set(&mut self, name: &str, value: Option<&str>) {
         let value = value.map(str::to_string);
-        match self.0.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        match self
+            .0
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
             Some(entry) => entry.1 = value,
             None => self.0.push((name.to_string(), value)),
         }
@@ -52,7 +56,9 @@ impl Params {
     pub(crate) fn parse_uri_params(text: &str) -> Result<Params, UriError> {
         let mut params = Params::default();
         let Some(text) = text.strip_prefix(';') else {
-            return Err(UriError(format!("parameters must start with ';': {text:?}")));
+            return Err(UriError(format!(
+                "parameters must start with ';': {text:?}"
+            )));
         };
         for piece in text.split(';') {
             let (name, value) = match piece.find('=') {
@@ -94,8 +100,12 @@ impl Params {
                 let ok = if value.starts_with('"') {
                     take_quoted(value).is_some_and(|(_, rest)| rest.is_empty())
                 } else {
-                    is_token(value) || (value.starts_with('[') && value.ends_with(']'))
-                        || (!value.is_empty() && value.chars().all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c)))
+                    is_token(value)
+                        || (value.starts_with('[') && value.ends_with(']'))
+                        || (!value.is_empty()
+                            && value
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c)))
                 };
                 if !ok {
                     return Err(format!("bad value for parameter {name:?}: {value:?}"));
@@ -125,7 +135,8 @@ mod tests {
 
     #[test]
     fn header_params_allow_whitespace_and_quotes() {
-        let params = Params::parse_header_params(" ;   tag    = 1918181833n ; q = 0.33;x=\"a;b\"").unwrap();
+        let params =
+            Params::parse_header_params(" ;   tag    = 1918181833n ; q = 0.33;x=\"a;b\"").unwrap();
         assert_eq!(params.get("TAG"), Some(Some("1918181833n")));
         assert_eq!(params.get("q"), Some(Some("0.33")));
         assert_eq!(params.get("x"), Some(Some("\"a;b\"")));
