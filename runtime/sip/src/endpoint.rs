@@ -532,6 +532,16 @@ fn split_via_entries(value: &str) -> Vec<String> {
     out
 }
 
+fn is_refer_event(request: &Request) -> bool {
+    request.headers.get("Event").is_some_and(|e| {
+        e.split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .eq_ignore_ascii_case("refer")
+    })
+}
+
 /// The status line of a `message/sipfrag` body (RFC 3420), e.g. `SIP/2.0 180 Ringing`.
 fn sipfrag_status(body: &[u8]) -> Option<u16> {
     let text = std::str::from_utf8(body).ok()?;
@@ -945,6 +955,11 @@ impl Endpoint {
             Method::Bye => self.on_bye(now, handle, key, request),
             Method::Notify if self.matches_refer_subscription(handle, &request) => {
                 self.on_refer_notify(now, handle, key, request)
+            }
+            // A refer-package NOTIFY for no REFER of ours (RFC 6665 §4.1.3).
+            Method::Notify if is_refer_event(&request) => {
+                let response = response_to(&request, 481, None);
+                self.respond_on(now, &key, &request, response);
             }
             Method::Invite => self.on_reinvite(now, handle, key, request),
             Method::Options => {

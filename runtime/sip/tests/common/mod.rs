@@ -46,6 +46,8 @@ pub struct Pair {
     pub drop_rule: Option<LossRule>,
     /// Every message delivered, in order, as (to bob?, message).
     pub log: Vec<(bool, Message)>,
+    /// When each message in `log` was delivered.
+    pub delivered_at: Vec<Instant>,
     /// Every message dropped.
     pub dropped: Vec<Message>,
     pub alice_events: Vec<Event>,
@@ -62,6 +64,7 @@ impl Pair {
             in_flight: VecDeque::new(),
             drop_rule: None,
             log: Vec::new(),
+            delivered_at: Vec::new(),
             dropped: Vec::new(),
             alice_events: Vec::new(),
             bob_events: Vec::new(),
@@ -137,6 +140,7 @@ impl Pair {
             }
         }
         self.log.push((to_bob, message));
+        self.delivered_at.push(self.now);
         let flow = Flow {
             transport: transmit.flow.transport,
             local: transmit.flow.remote,
@@ -267,4 +271,71 @@ pub fn status_of(message: &Message) -> Option<u16> {
         Message::Response(r) => Some(r.status),
         Message::Request(_) => None,
     }
+}
+
+/// Alice calls bob; bob answers with SDP as soon as the INVITE arrives. Returns both handles once
+/// `settle` has passed (with a clean link, the call is confirmed by then).
+pub fn start_call(pair: &mut Pair) -> callwright_sip::CallHandle {
+    use callwright_sip::message::{NameAddr, Uri};
+    use callwright_sip::{Extras, OutboundCall};
+    let transport = pair.alice.config().listeners[0].0;
+    let now = pair.now;
+    pair.alice
+        .invite(
+            now,
+            OutboundCall {
+                target: Uri::parse("sip:bob@127.0.0.1:5060").unwrap(),
+                from: NameAddr::new(Uri::parse("sip:alice@127.0.0.1").unwrap()),
+                to: None,
+                destination: addr(BOB),
+                transport,
+                credentials: None,
+                extras: Extras::body("application/sdp", sdp("127.0.0.1", 4000)),
+            },
+        )
+        .expect("invite")
+}
+
+/// Runs until bob sees the INVITE, and returns bob's handle for it.
+pub fn await_incoming(pair: &mut Pair) -> callwright_sip::CallHandle {
+    // Up to Timer B (32 s) of virtual time, so a lossy link's INVITE retransmissions can get through.
+    for _ in 0..6_400 {
+        pair.run_for(Duration::from_millis(5));
+        if let Some(call) = pair.bob_events.iter().find_map(|e| match e {
+            Event::IncomingCall { call, .. } => Some(*call),
+            _ => None,
+        }) {
+            return call;
+        }
+    }
+    panic!("bob never saw the INVITE: {:#?}", pair.log)
+}
+
+/// Alice calls, bob answers; runs `settle` and returns (alice's call, bob's call).
+pub fn establish(
+    pair: &mut Pair,
+    settle: Duration,
+) -> (callwright_sip::CallHandle, callwright_sip::CallHandle) {
+    let alice_call = start_call(pair);
+    let bob_call = await_incoming(pair);
+    let now = pair.now;
+    pair.bob
+        .answer(
+            now,
+            bob_call,
+            callwright_sip::Extras::body("application/sdp", sdp("127.0.0.1", 5000)),
+        )
+        .expect("answer");
+    pair.run_for(settle);
+    (alice_call, bob_call)
+}
+
+pub fn ended(events: &[Event], call: callwright_sip::CallHandle) -> Vec<callwright_sip::EndReason> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::CallEnded { call: c, reason } if *c == call => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
 }
