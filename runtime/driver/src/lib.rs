@@ -1,1 +1,464 @@
-//! placeholder
+//! callwright-driver: runs a sans-IO [`callwright_sip::Endpoint`] on tokio.
+//!
+//! One task owns the endpoint, the UDP sockets and the TCP connection table. It feeds the endpoint what
+//! arrives, sends what it asks, re-arms a single timer from [`Endpoint::poll_timeout`], and is the only
+//! place that reads the clock. Users talk to it through a [`SipHandle`] (commands) and receive
+//! [`callwright_sip::Event`]s on a channel.
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! use callwright_driver::{DriverConfig, SipDriver};
+//! use callwright_sip::{Event, Extras};
+//!
+//! let config = DriverConfig::new(vec!["127.0.0.1:5060".parse().unwrap()]);
+//! let (handle, mut events) = SipDriver::start(config).await?;
+//! while let Some(event) = events.recv().await {
+//!     if let Event::IncomingCall { call, .. } = event {
+//!         handle.answer(call, Extras::default()).await.ok();
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+mod tcp;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use callwright_sip::timers::TimerSettings;
+use callwright_sip::{
+    CallHandle, Endpoint, EndpointConfig, Error, Event, Extras, Flow, InDialogRequest,
+    IncomingRequestHandle, OutboundCall, RequestHandle, Transmit, Transport,
+};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+/// The largest datagram we read; bigger ones are truncated by the kernel and then refused by the parser.
+const MAX_DATAGRAM: usize = 65_535;
+/// How many queued datagrams one wake-up handles before timers and commands get a turn.
+const RECEIVE_BATCH: usize = 64;
+/// Capacity of the command and event channels.
+const CHANNEL_CAPACITY: usize = 4096;
+
+/// Settings of a driver.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// Addresses to listen on; each gets a UDP socket and a TCP listener on the same port.
+    pub listen: Vec<SocketAddr>,
+    /// Endpoint settings (its `listeners` are filled in from the bound sockets).
+    pub endpoint: EndpointConfig,
+}
+
+impl DriverConfig {
+    /// Listen on `listen` with default endpoint settings and an OS-random identifier seed.
+    pub fn new(listen: Vec<SocketAddr>) -> DriverConfig {
+        let endpoint = EndpointConfig {
+            id_seed: random_seed(),
+            ..EndpointConfig::default()
+        };
+        DriverConfig { listen, endpoint }
+    }
+
+    /// Overrides T1 (and nothing else); used to make 64·T1 timeouts short in tests.
+    pub fn with_t1(mut self, t1: Duration) -> DriverConfig {
+        self.endpoint.timers = TimerSettings {
+            t1,
+            ..self.endpoint.timers
+        };
+        self
+    }
+}
+
+/// A seed from the OS's hash randomisation: distinct per process, no extra dependency.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    hasher.finish()
+}
+
+type Reply<T> = oneshot::Sender<Result<T, Error>>;
+
+/// What a [`SipHandle`] asks the driver to do.
+enum Command {
+    Ring(CallHandle, u16, Extras, Reply<()>),
+    Answer(CallHandle, Extras, Reply<()>),
+    Reject(CallHandle, u16, Option<String>, Extras, Reply<()>),
+    Hangup(CallHandle, Reply<()>),
+    Respond(IncomingRequestHandle, u16, Extras, Reply<()>),
+    SendRequest(CallHandle, InDialogRequest, Reply<RequestHandle>),
+    Invite(Box<OutboundCall>, Reply<CallHandle>),
+    Stats(oneshot::Sender<DriverStats>),
+}
+
+/// Counts for monitoring.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DriverStats {
+    /// Calls the endpoint holds.
+    pub calls: usize,
+    /// Live transactions.
+    pub transactions: usize,
+    /// Open TCP connections.
+    pub tcp_connections: usize,
+}
+
+/// The driver stopped: its task ended (the runtime is shutting down).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandError {
+    /// The endpoint refused the command.
+    Sip(Error),
+    /// The driver is gone.
+    Stopped,
+}
+
+impl std::fmt::Display for CommandError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CommandError::Sip(error) => error.fmt(f),
+            CommandError::Stopped => f.write_str("the SIP driver has stopped"),
+        }
+    }
+}
+
+impl std::error::Error for CommandError {}
+
+/// A cloneable handle that sends commands to the driver task.
+#[derive(Clone)]
+pub struct SipHandle {
+    commands: mpsc::Sender<Command>,
+    local_addrs: Arc<Vec<(Transport, SocketAddr)>>,
+}
+
+impl SipHandle {
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, CommandError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(make(reply))
+            .await
+            .map_err(|_| CommandError::Stopped)?;
+        answer
+            .await
+            .map_err(|_| CommandError::Stopped)?
+            .map_err(CommandError::Sip)
+    }
+
+    /// The addresses actually bound (useful with port 0).
+    pub fn local_addrs(&self) -> &[(Transport, SocketAddr)] {
+        &self.local_addrs
+    }
+
+    /// Sends a provisional response to an inbound call.
+    pub async fn ring(
+        &self,
+        call: CallHandle,
+        status: u16,
+        extras: Extras,
+    ) -> Result<(), CommandError> {
+        self.ask(|r| Command::Ring(call, status, extras, r)).await
+    }
+
+    /// Answers an inbound call.
+    pub async fn answer(&self, call: CallHandle, extras: Extras) -> Result<(), CommandError> {
+        self.ask(|r| Command::Answer(call, extras, r)).await
+    }
+
+    /// Rejects an inbound call.
+    pub async fn reject(
+        &self,
+        call: CallHandle,
+        status: u16,
+        reason: Option<String>,
+        extras: Extras,
+    ) -> Result<(), CommandError> {
+        self.ask(|r| Command::Reject(call, status, reason, extras, r))
+            .await
+    }
+
+    /// Hangs a call up (BYE, CANCEL or 480 as its state asks).
+    pub async fn hangup(&self, call: CallHandle) -> Result<(), CommandError> {
+        self.ask(|r| Command::Hangup(call, r)).await
+    }
+
+    /// Answers a request the peer sent inside a call.
+    pub async fn respond(
+        &self,
+        request: IncomingRequestHandle,
+        status: u16,
+        extras: Extras,
+    ) -> Result<(), CommandError> {
+        self.ask(|r| Command::Respond(request, status, extras, r))
+            .await
+    }
+
+    /// Sends a request inside a call.
+    pub async fn send_request(
+        &self,
+        call: CallHandle,
+        request: InDialogRequest,
+    ) -> Result<RequestHandle, CommandError> {
+        self.ask(|r| Command::SendRequest(call, request, r)).await
+    }
+
+    /// Places an outbound call.
+    pub async fn invite(&self, call: OutboundCall) -> Result<CallHandle, CommandError> {
+        self.ask(|r| Command::Invite(Box::new(call), r)).await
+    }
+
+    /// Current counts.
+    pub async fn stats(&self) -> Result<DriverStats, CommandError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Stats(reply))
+            .await
+            .map_err(|_| CommandError::Stopped)?;
+        answer.await.map_err(|_| CommandError::Stopped)
+    }
+}
+
+/// What connection tasks tell the driver.
+pub(crate) enum StreamInput {
+    /// A framed message arrived on a connection.
+    Message(Flow, Vec<u8>),
+    /// A connection is open; bytes for `remote` go to `writer`.
+    Opened(SocketAddr, mpsc::Sender<Vec<u8>>),
+    /// A connection closed.
+    Closed(SocketAddr),
+}
+
+/// The driver task.
+pub struct SipDriver {
+    endpoint: Endpoint,
+    udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
+    tcp_local: Vec<SocketAddr>,
+    connections: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    stream_tx: mpsc::Sender<StreamInput>,
+    stream_rx: mpsc::Receiver<StreamInput>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<Event>,
+}
+
+impl SipDriver {
+    /// Binds every address, spawns the driver task and returns its handle and event stream.
+    pub async fn start(config: DriverConfig) -> io::Result<(SipHandle, mpsc::Receiver<Event>)> {
+        let mut udp = Vec::new();
+        let mut listeners = Vec::new();
+        let mut local_addrs = Vec::new();
+        for addr in &config.listen {
+            let socket = UdpSocket::bind(addr).await?;
+            let bound = socket.local_addr()?;
+            // TCP on the same port as UDP, so one address serves both (as SIP URIs assume).
+            let listener = tokio::net::TcpListener::bind(bound).await?;
+            local_addrs.push((Transport::Udp, bound));
+            local_addrs.push((Transport::Tcp, bound));
+            udp.push((bound, Arc::new(socket)));
+            listeners.push(listener);
+        }
+        let mut endpoint_config = config.endpoint.clone();
+        endpoint_config.listeners = local_addrs.clone();
+        let (command_tx, command_rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let (event_tx, event_rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let (stream_tx, stream_rx) = mpsc::channel(CHANNEL_CAPACITY);
+        for listener in listeners {
+            tokio::spawn(tcp::accept_loop(listener, stream_tx.clone()));
+        }
+        let driver = SipDriver {
+            endpoint: Endpoint::new(endpoint_config),
+            tcp_local: udp.iter().map(|(addr, _)| *addr).collect(),
+            udp,
+            connections: HashMap::new(),
+            stream_tx,
+            stream_rx,
+            commands: command_rx,
+            events: event_tx,
+        };
+        tokio::spawn(driver.run());
+        Ok((
+            SipHandle {
+                commands: command_tx,
+                local_addrs: Arc::new(local_addrs),
+            },
+            event_rx,
+        ))
+    }
+
+    fn now() -> std::time::Instant {
+        Instant::now().into_std()
+    }
+
+    async fn run(mut self) {
+        // Each UDP socket gets a reader task so the loop below waits on channels only.
+        let (udp_tx, mut udp_rx) = mpsc::channel::<(Flow, Vec<u8>)>(CHANNEL_CAPACITY);
+        for (local, socket) in &self.udp {
+            tokio::spawn(udp_read_loop(*local, socket.clone(), udp_tx.clone()));
+        }
+        drop(udp_tx);
+        loop {
+            self.flush().await;
+            let deadline = self.endpoint.poll_timeout().map(Instant::from_std);
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                received = udp_rx.recv() => {
+                    let Some((flow, bytes)) = received else { break };
+                    let now = Self::now();
+                    self.endpoint.handle_message(now, flow, &bytes);
+                    // Take what else is queued in one go: fewer wake-ups under load.
+                    for _ in 1..RECEIVE_BATCH {
+                        let Ok((flow, bytes)) = udp_rx.try_recv() else { break };
+                        self.endpoint.handle_message(now, flow, &bytes);
+                    }
+                }
+                input = self.stream_rx.recv() => {
+                    let Some(input) = input else { break };
+                    self.on_stream_input(input);
+                }
+                command = self.commands.recv() => {
+                    let Some(command) = command else { break };
+                    self.on_command(command);
+                }
+                () = sleep => self.endpoint.handle_timeout(Self::now()),
+            }
+        }
+        debug!("SIP driver stopped");
+    }
+
+    fn on_stream_input(&mut self, input: StreamInput) {
+        match input {
+            StreamInput::Message(flow, bytes) => {
+                self.endpoint.handle_message(Self::now(), flow, &bytes)
+            }
+            StreamInput::Opened(remote, writer) => {
+                self.connections.insert(remote, writer);
+            }
+            StreamInput::Closed(remote) => {
+                self.connections.remove(&remote);
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        let now = Self::now();
+        let endpoint = &mut self.endpoint;
+        match command {
+            Command::Ring(call, status, extras, reply) => {
+                drop(reply.send(endpoint.ring(now, call, status, extras)))
+            }
+            Command::Answer(call, extras, reply) => {
+                drop(reply.send(endpoint.answer(now, call, extras)))
+            }
+            Command::Reject(call, status, reason, extras, reply) => {
+                drop(reply.send(endpoint.reject(now, call, status, reason.as_deref(), extras)))
+            }
+            Command::Hangup(call, reply) => drop(reply.send(endpoint.hangup(now, call))),
+            Command::Respond(request, status, extras, reply) => {
+                drop(reply.send(endpoint.respond(now, request, status, extras)))
+            }
+            Command::SendRequest(call, request, reply) => {
+                drop(reply.send(endpoint.send_request(now, call, request)))
+            }
+            Command::Invite(call, reply) => drop(reply.send(endpoint.invite(now, *call))),
+            Command::Stats(reply) => drop(reply.send(DriverStats {
+                calls: endpoint.call_count(),
+                transactions: endpoint.transaction_count(),
+                tcp_connections: self.connections.len(),
+            })),
+        }
+    }
+
+    /// Sends everything the endpoint queued and hands its events on.
+    async fn flush(&mut self) {
+        while let Some(transmit) = self.endpoint.poll_transmit() {
+            self.send(transmit);
+        }
+        while let Some(event) = self.endpoint.poll_event() {
+            if self.events.send(event).await.is_err() {
+                // Nobody listens any more; keep the SIP side running (it still answers and times out).
+                break;
+            }
+        }
+    }
+
+    fn send(&mut self, transmit: Transmit) {
+        let Transmit { flow, bytes } = transmit;
+        match flow.transport {
+            Transport::Udp => {
+                let socket = self
+                    .udp
+                    .iter()
+                    .find(|(addr, _)| *addr == flow.local)
+                    .or_else(|| self.udp.first());
+                if let Some((_, socket)) = socket {
+                    if let Err(error) = socket.try_send_to(&bytes, flow.remote) {
+                        // A full socket buffer is a lost datagram, which SIP retransmission covers.
+                        debug!(%error, remote = %flow.remote, "UDP send failed");
+                    }
+                }
+            }
+            Transport::Tcp => {
+                let writer = match self.connections.get(&flow.remote) {
+                    Some(writer) if !writer.is_closed() => writer.clone(),
+                    _ => {
+                        let local = self
+                            .tcp_local
+                            .iter()
+                            .find(|a| a.is_ipv6() == flow.remote.is_ipv6())
+                            .copied();
+                        let Some(local) = local else {
+                            warn!(remote = %flow.remote, "no TCP listener for this address family");
+                            return;
+                        };
+                        let writer = tcp::connect(local, flow.remote, self.stream_tx.clone());
+                        self.connections.insert(flow.remote, writer.clone());
+                        writer
+                    }
+                };
+                if writer.try_send(bytes).is_err() {
+                    warn!(remote = %flow.remote, "TCP connection backlog full or closed; message dropped");
+                }
+            }
+        }
+    }
+}
+
+async fn udp_read_loop(
+    local: SocketAddr,
+    socket: Arc<UdpSocket>,
+    to_driver: mpsc::Sender<(Flow, Vec<u8>)>,
+) {
+    let mut buffer = vec![0u8; MAX_DATAGRAM];
+    loop {
+        match socket.recv_from(&mut buffer).await {
+            Ok((len, remote)) => {
+                let flow = Flow {
+                    transport: Transport::Udp,
+                    local,
+                    remote,
+                };
+                if to_driver
+                    .send((flow, buffer[..len].to_vec()))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            // ICMP port-unreachable from an earlier send shows up here on some systems: not fatal.
+            Err(error) => debug!(%error, "UDP receive error"),
+        }
+    }
+}
