@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need, then runs every test in the workspace.
+#   - the Rust toolchain and the wasm32-wasip2 target named in rust-toolchain.toml (through rustup);
+#   - SIPp (Debian sip-tester) and baresip, the real SIP peers of the interop tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
+command -v baresip >/dev/null 2>&1 || missing+=(baresip)
+if ((${#missing[@]})); then
+    echo "installing ${missing[*]}"
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# rustup reads rust-toolchain.toml and installs the pinned toolchain and targets if they are missing.
+rustup show active-toolchain >/dev/null
+
+cargo test --workspace --locked "$@"
