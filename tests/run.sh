@@ -16,7 +16,9 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# rustup reads rust-toolchain.toml and installs the pinned toolchain and targets if they are missing.
-rustup show active-toolchain >/dev/null
+# The toolchain and target pinned in rust-toolchain.toml (explicitly: rustup's auto-install may be off).
+toolchain=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
+rustup toolchain list | grep -q "^$toolchain" || rustup toolchain install "$toolchain" --profile minimal -c rustfmt,clippy
+rustup target list --installed --toolchain "$toolchain" | grep -q wasm32-wasip2 || rustup target add --toolchain "$toolchain" wasm32-wasip2
 
 cargo test --workspace --locked "$@"

@@ -1,16 +1,25 @@
-//! Shared support for the end-to-end tests: a `callwright serve` process and SIPp runs against it.
+//! Shared support for the end-to-end tests: a `callwright serve` process with its own data directory,
+//! a small HTTP client for its admin API, and SIPp runs against it.
 #![allow(dead_code, unreachable_pub)]
 
 pub mod sipp;
 
-use std::io::Read;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// How long the server may take to start listening.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the server may take to start listening (it compiles the test modules on upload).
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// The admin token every test server uses.
+pub const TOKEN: &str = "test-admin-token";
+
+/// The test guests built by runtime/cli/build.rs.
+pub const SIP_BEHAVIOURS: &str = env!("GUEST_SIP_BEHAVIOURS");
+pub const HOSTILE: &str = env!("GUEST_HOSTILE");
+pub const ANSWER_HANGUP: &str = env!("GUEST_ANSWER_HANGUP");
+pub const IVR: &str = env!("GUEST_IVR");
 
 /// A port free for both UDP and TCP on 127.0.0.1.
 pub fn free_port() -> u16 {
@@ -24,23 +33,49 @@ pub fn free_port() -> u16 {
     panic!("no port free for both UDP and TCP")
 }
 
-/// A running `callwright serve`, killed on drop. Its log is kept in a file and printed by [`Server::log`].
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("callwright-{tag}-{}-{}", std::process::id(), free_port()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `callwright serve`, killed on drop; its log goes to a file printed when a test fails.
 pub struct Server {
     child: Child,
     /// The SIP address (UDP and TCP).
     pub sip: SocketAddr,
+    /// The admin API address.
+    pub http: SocketAddr,
+    /// The data directory.
+    pub data: PathBuf,
     log_path: PathBuf,
 }
 
 impl Server {
-    /// Starts `callwright serve` on a free port with T1 = 100 ms (so 64·T1 is 6.4 s) and `extra` arguments.
-    pub fn start(extra: &[&str]) -> Server {
-        let port = free_port();
-        let sip: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
-        let log_path = std::env::temp_dir().join(format!("callwright-e2e-{port}-{}.log", std::process::id()));
+    /// Starts `callwright serve` on free ports with T1 = 100 ms (64·T1 = 6.4 s), no examples, the test
+    /// token, data in `data`, and `extra` flags.
+    pub fn start_in(data: &Path, extra: &[&str]) -> Server {
+        let sip: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("address");
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("address");
+        let log_path = data.with_extension(format!("{}.log", sip.port()));
         let log = std::fs::File::create(&log_path).expect("create log file");
         let child = Command::new(env!("CARGO_BIN_EXE_callwright"))
-            .args(["serve", "--sip", &sip.to_string(), "--sip-t1-ms", "100"])
+            .args(["serve", "--sip", &sip.to_string(), "--http", &http.to_string(), "--sip-t1-ms", "100"])
+            .arg("--data")
+            .arg(data)
+            .args(["--admin-token", TOKEN, "--no-examples"])
             .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -48,12 +83,21 @@ impl Server {
             .stderr(log)
             .spawn()
             .expect("start callwright");
-        let server = Server { child, sip, log_path };
+        let mut server = Server { child, sip, http, data: data.to_path_buf(), log_path };
         let started = Instant::now();
-        while !server.log().contains("SIP listening") {
+        while !(server.log().contains("SIP listening") && server.log().contains("admin API listening")) {
+            assert!(server.is_running(), "callwright exited:\n{}", server.log());
             assert!(started.elapsed() < STARTUP_TIMEOUT, "callwright did not start:\n{}", server.log());
             std::thread::sleep(Duration::from_millis(50));
         }
+        server
+    }
+
+    /// A server with the `sip-behaviours` test guest as the catch-all app.
+    pub fn with_behaviours(data: &Path) -> Server {
+        let server = Server::start_in(data, &[]);
+        server.deploy("sip-behaviours", SIP_BEHAVIOURS).assert_status(201);
+        server.put_app("any", &serde_like::app("sip-behaviours", None, "null")).assert_status(201);
         server
     }
 
@@ -70,16 +114,85 @@ impl Server {
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+
+    /// Kills the server (as `kill -9` would) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// An admin API request with the test token.
+    pub fn api(&self, method: &str, path: &str, body: &[u8]) -> HttpResponse {
+        http(self.http, method, path, Some(TOKEN), body)
+    }
+
+    /// Uploads the component at `file` as module `name`.
+    pub fn deploy(&self, name: &str, file: &str) -> HttpResponse {
+        let bytes = std::fs::read(file).unwrap_or_else(|e| panic!("{file}: {e}"));
+        self.api("PUT", &format!("/v1/modules/{name}"), &bytes)
+    }
+
+    /// Creates or replaces app `name` from JSON.
+    pub fn put_app(&self, name: &str, json: &str) -> HttpResponse {
+        self.api("PUT", &format!("/v1/apps/{name}"), json.as_bytes())
+    }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
         if std::thread::panicking() {
             eprintln!("--- callwright log ({}) ---\n{}", self.log_path.display(), self.log());
         } else {
             let _ = std::fs::remove_file(&self.log_path);
         }
     }
+}
+
+/// App JSON without a JSON library.
+pub mod serde_like {
+    /// `{"route": {"to_user": …}, "flow": {"module": …, "config": …}}`; `config` is raw JSON.
+    pub fn app(module: &str, to_user: Option<&str>, config: &str) -> String {
+        let route = to_user.map(|u| format!("\"route\": {{\"to_user\": \"{u}\"}}, ")).unwrap_or_default();
+        format!("{{{route}\"flow\": {{\"module\": \"{module}\", \"config\": {config}}}}}")
+    }
+}
+
+/// An HTTP response: status and body text.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn assert_status(&self, status: u16) -> &Self {
+        assert_eq!(self.status, status, "unexpected HTTP status; body: {}", self.body);
+        self
+    }
+}
+
+/// A minimal HTTP/1.1 request (Connection: close) with an optional bearer token.
+pub fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> HttpResponse {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to the admin API");
+    stream.set_read_timeout(Some(Duration::from_secs(60))).expect("set timeout");
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let content_type = if body.first() == Some(&b'{') { "Content-Type: application/json\r\n" } else { "" };
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}{content_type}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("write request");
+    stream.write_all(body).expect("write body");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).expect("read response");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    // Chunked bodies are small here; strip chunk sizes roughly by taking the JSON part.
+    let body = match (body.find(['{', '[']), body.rfind(['}', ']'])) {
+        (Some(start), Some(end)) if end >= start => body[start..=end].to_string(),
+        _ => body,
+    };
+    HttpResponse { status, body }
 }

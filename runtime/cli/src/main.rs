@@ -1,17 +1,33 @@
 //! `callwright`: the voice runtime's command line.
 //!
-//! `callwright serve` runs the SIP stack. Until the wasm host lands, calls are handled by a built-in test
-//! handler (see [`test_handler`]) so the SIP layer can be exercised end to end with SIPp and softphones.
+//! - `callwright serve` runs the server: SIP (UDP and TCP), the wasm host, and the admin HTTP API. With no
+//!   arguments it uses a local data directory and deploys the built-in examples on first start.
+//! - `callwright deploy`, `apps`, `modules` and `calls` talk to a running server's admin API.
 
-mod test_handler;
+mod admin;
+mod client;
+mod config;
 
-use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use callwright_driver::{DriverConfig, SipDriver};
+use callwright_host::apps::{AppDefinition, AppStore, FlowSpec, Route};
+use callwright_host::engine::HostEngine;
+use callwright_host::modules::ModuleStore;
+use callwright_host::runtime::Runtime;
 use clap::{Parser, Subcommand};
-use tracing::info;
+use tracing::{info, warn};
+
+use crate::config::{ServeArgs, ServeConfig};
+
+/// Components built from `guest-examples/` (by build.rs) that `serve` deploys on first start.
+const EXAMPLES: &[(&str, &[u8])] =
+    &[("answer-hangup", include_bytes!(env!("GUEST_ANSWER_HANGUP"))), ("ivr", include_bytes!(env!("GUEST_IVR")))];
+/// Written in the data directory once the examples were deployed, so deleting them sticks.
+const SEEDED_MARKER: &str = ".examples-deployed";
 
 /// A programmable voice runtime whose call logic is WebAssembly.
 #[derive(Parser, Debug)]
@@ -24,66 +40,131 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Upload a wasm component to a running server.
+    Deploy(client::DeployArgs),
+    /// List, show, create or delete apps.
+    Apps(client::AppsArgs),
+    /// List, show or delete modules.
+    Modules(client::ModulesArgs),
+    /// List live calls.
+    Calls(client::ServerArgs),
 }
 
-#[derive(Parser, Debug)]
-struct ServeArgs {
-    /// SIP listen address (UDP and TCP on the same port); repeat for several (e.g. IPv4 and IPv6).
-    #[arg(
-        long = "sip",
-        env = "CALLWRIGHT_SIP",
-        default_value = "127.0.0.1:5060",
-        value_delimiter = ','
-    )]
-    sip: Vec<SocketAddr>,
-    /// SIP timer T1 in milliseconds (RFC 3261 default 500). Lower it only on networks you know.
-    #[arg(long = "sip-t1-ms", env = "CALLWRIGHT_SIP_T1_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(10..=5000))]
-    sip_t1_ms: u64,
-    /// Log format.
-    #[arg(long, value_enum, default_value = "text")]
-    log_format: LogFormat,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
-fn init_logging(format: LogFormat) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // Colours only on a terminal: log files and pipes get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    if json { builder.json().init() } else { builder.init() }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(ServeConfig::resolve(*args)?).await,
+        Command::Deploy(args) => client::deploy(args).await,
+        Command::Apps(args) => client::apps(args).await,
+        Command::Modules(args) => client::modules(args).await,
+        Command::Calls(args) => client::calls(args).await,
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging(args.log_format);
-    let config = DriverConfig::new(args.sip.clone()).with_t1(Duration::from_millis(args.sip_t1_ms));
-    let (handle, events) = SipDriver::start(config)
+async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    init_logging(config.json_logs);
+    std::fs::create_dir_all(&config.data)
+        .with_context(|| format!("cannot create the data directory {}", config.data.display()))?;
+    let token = admin_token(&config)?;
+    let engine = Arc::new(HostEngine::new(config.limits.clone())?);
+    let modules = Arc::new(ModuleStore::open(engine.clone(), &config.data)?);
+    let apps = Arc::new(AppStore::open(&config.data)?);
+    if config.examples {
+        seed_examples(&config.data, &modules, &apps).await?;
+    }
+    let driver = DriverConfig::new(config.sip.clone()).with_t1(Duration::from_millis(config.sip_t1_ms));
+    let (sip, events) =
+        SipDriver::start(driver).await.with_context(|| format!("cannot listen for SIP on {:?}", config.sip))?;
+    let runtime = Runtime::new(engine, modules, apps, sip.clone());
+    let listener = tokio::net::TcpListener::bind(config.http)
         .await
-        .with_context(|| format!("cannot listen for SIP on {:?}", args.sip))?;
-    for (transport, addr) in handle.local_addrs() {
+        .with_context(|| format!("cannot listen for HTTP on {}", config.http))?;
+    info!(addr = %listener.local_addr()?, "admin API listening");
+    for (transport, addr) in sip.local_addrs() {
         info!(%transport, %addr, "SIP listening");
     }
-    let handler = tokio::spawn(test_handler::run(handle, events));
+    let admin = admin::router(admin::AdminState { runtime: runtime.clone(), token: Arc::new(token) });
+    let router = tokio::spawn(runtime.route_events(events));
+    let http = tokio::spawn(async move { axum::serve(listener, admin).await });
     tokio::select! {
         _ = tokio::signal::ctrl_c() => info!("shutting down"),
-        result = handler => result.context("call handler stopped")??,
+        result = router => warn!(?result, "SIP event loop ended"),
+        result = http => warn!(?result, "admin API ended"),
     }
+    Ok(())
+}
+
+/// The admin token: configured, or generated once and kept (owner-only) in the data directory.
+fn admin_token(config: &ServeConfig) -> anyhow::Result<String> {
+    if let Some(token) = &config.admin_token {
+        return Ok(token.clone());
+    }
+    let path = config.data.join("admin-token");
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        info!(file = %path.display(), "admin token read from the data directory");
+        return Ok(token.trim().to_string());
+    }
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no OS randomness for the admin token: {e}"))?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&path, &token)?;
+    // The token itself never goes to the log; only where to find it.
+    info!(file = %path.display(), "generated an admin token");
+    Ok(token)
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    let mut file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?
+    };
+    #[cfg(not(unix))]
+    let mut file = std::fs::File::create_new(path)?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// Deploys the built-in examples once per data directory: `answer-hangup` as the catch-all app `default`
+/// and `ivr` on calls to 2000.
+async fn seed_examples(data: &Path, modules: &Arc<ModuleStore>, apps: &Arc<AppStore>) -> anyhow::Result<()> {
+    let marker = data.join(SEEDED_MARKER);
+    if marker.exists() {
+        return Ok(());
+    }
+    for (name, bytes) in EXAMPLES {
+        if modules.get(name).is_none() {
+            let modules = modules.clone();
+            tokio::task::spawn_blocking(move || modules.put(name, bytes))
+                .await?
+                .with_context(|| format!("deploying example {name}"))?;
+        }
+    }
+    let default_app = AppDefinition {
+        route: None,
+        flow: FlowSpec { module: "answer-hangup".into(), config: serde_json::json!({ "hangup_after_ms": 30_000 }) },
+    };
+    let ivr_app = AppDefinition {
+        route: Some(Route { to_user: Some("2000".into()) }),
+        flow: FlowSpec { module: "ivr".into(), config: serde_json::json!({ "timeout_ms": 20_000 }) },
+    };
+    for (name, app) in [("default", default_app), ("ivr", ivr_app)] {
+        if let Err(error) = apps.put(name, app) {
+            warn!(app = name, %error, "example app not created");
+        }
+    }
+    std::fs::write(&marker, b"")?;
+    info!("deployed the examples: app 'default' (answer-hangup, any number) and app 'ivr' (calls to 2000)");
     Ok(())
 }

@@ -31,8 +31,8 @@ use std::time::Duration;
 
 use callwright_sip::timers::TimerSettings;
 use callwright_sip::{
-    CallHandle, Endpoint, EndpointConfig, Error, Event, Extras, Flow, InDialogRequest,
-    IncomingRequestHandle, OutboundCall, RequestHandle, Transmit, Transport,
+    CallHandle, Endpoint, EndpointConfig, Error, Event, Extras, Flow, InDialogRequest, IncomingRequestHandle,
+    OutboundCall, RequestHandle, Transmit, Transport,
 };
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -58,19 +58,13 @@ pub struct DriverConfig {
 impl DriverConfig {
     /// Listen on `listen` with default endpoint settings and an OS-random identifier seed.
     pub fn new(listen: Vec<SocketAddr>) -> DriverConfig {
-        let endpoint = EndpointConfig {
-            id_seed: random_seed(),
-            ..EndpointConfig::default()
-        };
+        let endpoint = EndpointConfig { id_seed: random_seed(), ..EndpointConfig::default() };
         DriverConfig { listen, endpoint }
     }
 
     /// Overrides T1 (and nothing else); used to make 64·T1 timeouts short in tests.
     pub fn with_t1(mut self, t1: Duration) -> DriverConfig {
-        self.endpoint.timers = TimerSettings {
-            t1,
-            ..self.endpoint.timers
-        };
+        self.endpoint.timers = TimerSettings { t1, ..self.endpoint.timers };
         self
     }
 }
@@ -79,12 +73,8 @@ impl DriverConfig {
 fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
+    hasher
+        .write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
     hasher.finish()
 }
 
@@ -143,14 +133,8 @@ pub struct SipHandle {
 impl SipHandle {
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, CommandError> {
         let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(make(reply))
-            .await
-            .map_err(|_| CommandError::Stopped)?;
-        answer
-            .await
-            .map_err(|_| CommandError::Stopped)?
-            .map_err(CommandError::Sip)
+        self.commands.send(make(reply)).await.map_err(|_| CommandError::Stopped)?;
+        answer.await.map_err(|_| CommandError::Stopped)?.map_err(CommandError::Sip)
     }
 
     /// The addresses actually bound (useful with port 0).
@@ -159,12 +143,7 @@ impl SipHandle {
     }
 
     /// Sends a provisional response to an inbound call.
-    pub async fn ring(
-        &self,
-        call: CallHandle,
-        status: u16,
-        extras: Extras,
-    ) -> Result<(), CommandError> {
+    pub async fn ring(&self, call: CallHandle, status: u16, extras: Extras) -> Result<(), CommandError> {
         self.ask(|r| Command::Ring(call, status, extras, r)).await
     }
 
@@ -181,8 +160,7 @@ impl SipHandle {
         reason: Option<String>,
         extras: Extras,
     ) -> Result<(), CommandError> {
-        self.ask(|r| Command::Reject(call, status, reason, extras, r))
-            .await
+        self.ask(|r| Command::Reject(call, status, reason, extras, r)).await
     }
 
     /// Hangs a call up (BYE, CANCEL or 480 as its state asks).
@@ -197,8 +175,7 @@ impl SipHandle {
         status: u16,
         extras: Extras,
     ) -> Result<(), CommandError> {
-        self.ask(|r| Command::Respond(request, status, extras, r))
-            .await
+        self.ask(|r| Command::Respond(request, status, extras, r)).await
     }
 
     /// Sends a request inside a call.
@@ -218,10 +195,7 @@ impl SipHandle {
     /// Current counts.
     pub async fn stats(&self) -> Result<DriverStats, CommandError> {
         let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(Command::Stats(reply))
-            .await
-            .map_err(|_| CommandError::Stopped)?;
+        self.commands.send(Command::Stats(reply)).await.map_err(|_| CommandError::Stopped)?;
         answer.await.map_err(|_| CommandError::Stopped)
     }
 }
@@ -283,13 +257,7 @@ impl SipDriver {
             events: event_tx,
         };
         tokio::spawn(driver.run());
-        Ok((
-            SipHandle {
-                commands: command_tx,
-                local_addrs: Arc::new(local_addrs),
-            },
-            event_rx,
-        ))
+        Ok((SipHandle { commands: command_tx, local_addrs: Arc::new(local_addrs) }, event_rx))
     }
 
     fn now() -> std::time::Instant {
@@ -339,9 +307,7 @@ impl SipDriver {
 
     fn on_stream_input(&mut self, input: StreamInput) {
         match input {
-            StreamInput::Message(flow, bytes) => {
-                self.endpoint.handle_message(Self::now(), flow, &bytes)
-            }
+            StreamInput::Message(flow, bytes) => self.endpoint.handle_message(Self::now(), flow, &bytes),
             StreamInput::Opened(remote, writer) => {
                 self.connections.insert(remote, writer);
             }
@@ -355,12 +321,8 @@ impl SipDriver {
         let now = Self::now();
         let endpoint = &mut self.endpoint;
         match command {
-            Command::Ring(call, status, extras, reply) => {
-                drop(reply.send(endpoint.ring(now, call, status, extras)))
-            }
-            Command::Answer(call, extras, reply) => {
-                drop(reply.send(endpoint.answer(now, call, extras)))
-            }
+            Command::Ring(call, status, extras, reply) => drop(reply.send(endpoint.ring(now, call, status, extras))),
+            Command::Answer(call, extras, reply) => drop(reply.send(endpoint.answer(now, call, extras))),
             Command::Reject(call, status, reason, extras, reply) => {
                 drop(reply.send(endpoint.reject(now, call, status, reason.as_deref(), extras)))
             }
@@ -368,9 +330,7 @@ impl SipDriver {
             Command::Respond(request, status, extras, reply) => {
                 drop(reply.send(endpoint.respond(now, request, status, extras)))
             }
-            Command::SendRequest(call, request, reply) => {
-                drop(reply.send(endpoint.send_request(now, call, request)))
-            }
+            Command::SendRequest(call, request, reply) => drop(reply.send(endpoint.send_request(now, call, request))),
             Command::Invite(call, reply) => drop(reply.send(endpoint.invite(now, *call))),
             Command::Stats(reply) => drop(reply.send(DriverStats {
                 calls: endpoint.call_count(),
@@ -397,27 +357,19 @@ impl SipDriver {
         let Transmit { flow, bytes } = transmit;
         match flow.transport {
             Transport::Udp => {
-                let socket = self
-                    .udp
-                    .iter()
-                    .find(|(addr, _)| *addr == flow.local)
-                    .or_else(|| self.udp.first());
-                if let Some((_, socket)) = socket {
-                    if let Err(error) = socket.try_send_to(&bytes, flow.remote) {
-                        // A full socket buffer is a lost datagram, which SIP retransmission covers.
-                        debug!(%error, remote = %flow.remote, "UDP send failed");
-                    }
+                let socket = self.udp.iter().find(|(addr, _)| *addr == flow.local).or_else(|| self.udp.first());
+                if let Some((_, socket)) = socket
+                    && let Err(error) = socket.try_send_to(&bytes, flow.remote)
+                {
+                    // A full socket buffer is a lost datagram, which SIP retransmission covers.
+                    debug!(%error, remote = %flow.remote, "UDP send failed");
                 }
             }
             Transport::Tcp => {
                 let writer = match self.connections.get(&flow.remote) {
                     Some(writer) if !writer.is_closed() => writer.clone(),
                     _ => {
-                        let local = self
-                            .tcp_local
-                            .iter()
-                            .find(|a| a.is_ipv6() == flow.remote.is_ipv6())
-                            .copied();
+                        let local = self.tcp_local.iter().find(|a| a.is_ipv6() == flow.remote.is_ipv6()).copied();
                         let Some(local) = local else {
                             warn!(remote = %flow.remote, "no TCP listener for this address family");
                             return;
@@ -435,25 +387,13 @@ impl SipDriver {
     }
 }
 
-async fn udp_read_loop(
-    local: SocketAddr,
-    socket: Arc<UdpSocket>,
-    to_driver: mpsc::Sender<(Flow, Vec<u8>)>,
-) {
+async fn udp_read_loop(local: SocketAddr, socket: Arc<UdpSocket>, to_driver: mpsc::Sender<(Flow, Vec<u8>)>) {
     let mut buffer = vec![0u8; MAX_DATAGRAM];
     loop {
         match socket.recv_from(&mut buffer).await {
             Ok((len, remote)) => {
-                let flow = Flow {
-                    transport: Transport::Udp,
-                    local,
-                    remote,
-                };
-                if to_driver
-                    .send((flow, buffer[..len].to_vec()))
-                    .await
-                    .is_err()
-                {
+                let flow = Flow { transport: Transport::Udp, local, remote };
+                if to_driver.send((flow, buffer[..len].to_vec())).await.is_err() {
                     return;
                 }
             }

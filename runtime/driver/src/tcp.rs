@@ -27,20 +27,10 @@ pub(crate) async fn accept_loop(listener: TcpListener, to_driver: mpsc::Sender<S
         match listener.accept().await {
             Ok((stream, remote)) => {
                 let (writer, outbox) = mpsc::channel(WRITE_BACKLOG);
-                if to_driver
-                    .send(StreamInput::Opened(remote, writer))
-                    .await
-                    .is_err()
-                {
+                if to_driver.send(StreamInput::Opened(remote, writer)).await.is_err() {
                     return;
                 }
-                tokio::spawn(serve_connection(
-                    stream,
-                    local,
-                    remote,
-                    outbox,
-                    to_driver.clone(),
-                ));
+                tokio::spawn(serve_connection(stream, local, remote, outbox, to_driver.clone()));
             }
             Err(error) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -84,11 +74,7 @@ async fn serve_connection(
     to_driver: mpsc::Sender<StreamInput>,
 ) {
     let _ = stream.set_nodelay(true);
-    let flow = Flow {
-        transport: Transport::Tcp,
-        local,
-        remote,
-    };
+    let flow = Flow { transport: Transport::Tcp, local, remote };
     let (mut reader, mut writer) = stream.split();
     let mut framer = StreamFramer::new();
     let mut buffer = vec![0u8; 16 * 1024];

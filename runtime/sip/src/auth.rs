@@ -32,10 +32,7 @@ impl Credentials {
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("username", &self.username)
-            .field("password", &"***")
-            .finish()
+        f.debug_struct("Credentials").field("username", &self.username).field("password", &"***").finish()
     }
 }
 
@@ -156,23 +153,14 @@ impl DigestChallenge {
     /// Another scheme, bad syntax, a missing `realm`/`nonce` or an unknown algorithm.
     pub fn parse(value: &str) -> Result<Self, AuthError> {
         let params = Params::parse(value)?;
-        let qop = params
-            .get("qop")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim);
+        let qop = params.get("qop").unwrap_or_default().split(',').map(str::trim);
         Ok(Self {
             realm: params.require("realm")?.to_owned(),
             nonce: params.require("nonce")?.to_owned(),
             opaque: params.get("opaque").map(str::to_owned),
             algorithm: DigestAlgorithm::from_param(params.get("algorithm"))?,
-            qop: qop
-                .filter(|t| !t.is_empty())
-                .map(str::to_ascii_lowercase)
-                .collect(),
-            stale: params
-                .get("stale")
-                .is_some_and(|s| s.eq_ignore_ascii_case("true")),
+            qop: qop.filter(|t| !t.is_empty()).map(str::to_ascii_lowercase).collect(),
+            stale: params.get("stale").is_some_and(|s| s.eq_ignore_ascii_case("true")),
         })
     }
 
@@ -389,17 +377,14 @@ impl DigestAuthorization {
 fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let nibbles = bytes.iter().flat_map(|b| [b >> 4, b & 0x0f]);
-    nibbles
-        .map(|n| char::from(DIGITS[usize::from(n)]))
-        .collect()
+    nibbles.map(|n| char::from(DIGITS[usize::from(n)])).collect()
 }
 
 /// Compares lowercase hex `expected` with `given` ignoring ASCII case. Lengths are public;
 /// the contents are folded without a data-dependent early exit.
 fn hex_eq_constant_time(expected: &str, given: &str) -> bool {
     let pairs = expected.bytes().zip(given.bytes());
-    expected.len() == given.len()
-        && pairs.fold(0, |acc, (e, g)| acc | (e ^ g.to_ascii_lowercase())) == 0
+    expected.len() == given.len() && pairs.fold(0, |acc, (e, g)| acc | (e ^ g.to_ascii_lowercase())) == 0
 }
 
 /// The qop values we implement, in order of preference.
@@ -464,10 +449,7 @@ impl Params {
     }
 
     fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     fn require(&self, name: &'static str) -> Result<&str, AuthError> {
@@ -506,8 +488,7 @@ impl Lexer<'_> {
                 }
             }
         }
-        let bare: String =
-            std::iter::from_fn(|| self.0.next_if(|&c| c != ',' && !is_ws(c))).collect();
+        let bare: String = std::iter::from_fn(|| self.0.next_if(|&c| c != ',' && !is_ws(c))).collect();
         if bare.is_empty() {
             return Err(malformed(format_args!("empty value for `{name}`")));
         }
@@ -522,13 +503,8 @@ fn is_ws(c: char) -> bool {
 mod tests {
     use super::*;
 
-    const GET: DigestRequest<'static> = DigestRequest {
-        method: "GET",
-        uri: "/dir/index.html",
-        body: b"",
-        cnonce: "0a4f113b",
-        nonce_count: 1,
-    };
+    const GET: DigestRequest<'static> =
+        DigestRequest { method: "GET", uri: "/dir/index.html", body: b"", cnonce: "0a4f113b", nonce_count: 1 };
 
     /// Answers `challenge` as Mufasa and parses the result back.
     fn answer(challenge: &str, password: &str, request: &DigestRequest<'_>) -> DigestAuthorization {
@@ -544,14 +520,8 @@ mod tests {
             nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", opaque="5ccc069c403ebaf9f0171e9517f40e41""#;
         let auth = answer(challenge, "Circle Of Life", &GET);
         assert_eq!(auth.response, "6629fae49393a05397450978507c4ef1");
-        assert_eq!(
-            (auth.qop.as_deref(), auth.nonce_count.as_deref()),
-            (Some("auth"), Some("00000001"))
-        );
-        assert_eq!(
-            auth.opaque.as_deref(),
-            Some("5ccc069c403ebaf9f0171e9517f40e41")
-        );
+        assert_eq!((auth.qop.as_deref(), auth.nonce_count.as_deref()), (Some("auth"), Some("00000001")));
+        assert_eq!(auth.opaque.as_deref(), Some("5ccc069c403ebaf9f0171e9517f40e41"));
         assert!(auth.verify("Circle Of Life", "GET", b""));
     }
 
@@ -560,10 +530,7 @@ mod tests {
         let cnonce = "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ";
         let get = DigestRequest { cnonce, ..GET };
         for (algorithm, expected) in [
-            (
-                "SHA-256",
-                "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1",
-            ),
+            ("SHA-256", "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"),
             ("MD5", "8ca523f5e9506fed4657c9700eebdbec"),
         ] {
             let challenge = format!(
@@ -583,25 +550,15 @@ mod tests {
         for algorithm in ["MD5", "MD5-sess", "SHA-256", "SHA-256-sess"] {
             for qop in [r#", qop="auth""#, r#", qop="auth-int""#, ""] {
                 let case = format!("{algorithm}{qop}");
-                let challenge =
-                    format!(r#"Digest realm="r", nonce="n", algorithm={algorithm}{qop}"#);
-                let invite = DigestRequest {
-                    method: "INVITE",
-                    body,
-                    nonce_count: 7,
-                    ..GET
-                };
+                let challenge = format!(r#"Digest realm="r", nonce="n", algorithm={algorithm}{qop}"#);
+                let invite = DigestRequest { method: "INVITE", body, nonce_count: 7, ..GET };
                 let auth = answer(&challenge, "secret", &invite);
                 assert_eq!(auth.algorithm.as_str(), algorithm, "{case}");
                 assert!(auth.verify("secret", "INVITE", body), "{case}");
                 assert!(!auth.verify("wrong", "INVITE", body), "{case}");
                 assert!(!auth.verify("secret", "BYE", body), "{case}");
                 let body_covered = qop.contains("auth-int");
-                assert_eq!(
-                    auth.verify("secret", "INVITE", b"other"),
-                    !body_covered,
-                    "{case}"
-                );
+                assert_eq!(auth.verify("secret", "INVITE", b"other"), !body_covered, "{case}");
                 let with_cnonce = !qop.is_empty() || algorithm.ends_with("-sess");
                 assert_eq!(auth.cnonce.is_some(), with_cnonce, "{case}");
                 assert_eq!(auth.nonce_count.is_some(), !qop.is_empty(), "{case}");
@@ -611,13 +568,8 @@ mod tests {
 
     #[test]
     fn header_format_and_escaping() {
-        let challenge =
-            DigestChallenge::parse(r#"Digest realm="r", nonce="n", opaque="o""#).expect("parses");
-        let register = DigestRequest {
-            method: "REGISTER",
-            uri: "sip:example.com",
-            ..GET
-        };
+        let challenge = DigestChallenge::parse(r#"Digest realm="r", nonce="n", opaque="o""#).expect("parses");
+        let register = DigestRequest { method: "REGISTER", uri: "sip:example.com", ..GET };
         let credentials = Credentials::new(r#"a"b\c"#, "p");
         let header = authorization(&challenge, &credentials, &register).expect("answers");
         let auth = DigestAuthorization::parse(&header).expect("parses");
@@ -654,10 +606,7 @@ mod tests {
             let best = DigestChallenge::best(order).map(|c| c.algorithm);
             assert_eq!(best, Ok(DigestAlgorithm::Sha256));
         }
-        assert_eq!(
-            DigestChallenge::best([basic, md5]).map(|c| c.nonce),
-            Ok("1".into())
-        );
+        assert_eq!(DigestChallenge::best([basic, md5]).map(|c| c.nonce), Ok("1".into()));
         let unsupported = AuthError::UnsupportedAlgorithm("SHA-512-256".into());
         assert_eq!(DigestChallenge::best([basic, odd]), Err(unsupported));
         assert!(DigestChallenge::best([]).is_err());
@@ -666,22 +615,11 @@ mod tests {
     #[test]
     fn parse_errors() {
         let parse = DigestChallenge::parse;
-        assert_eq!(
-            parse(r#"Basic realm="r""#),
-            Err(AuthError::NotDigest("Basic".into()))
-        );
-        assert_eq!(
-            parse(r#"Digest realm="r""#),
-            Err(AuthError::MissingParameter("nonce"))
-        );
+        assert_eq!(parse(r#"Basic realm="r""#), Err(AuthError::NotDigest("Basic".into())));
+        assert_eq!(parse(r#"Digest realm="r""#), Err(AuthError::MissingParameter("nonce")));
         let sha1 = parse(r#"Digest realm="r", nonce="n", algorithm=SHA-1"#);
         assert_eq!(sha1, Err(AuthError::UnsupportedAlgorithm("SHA-1".into())));
-        for bad in [
-            r#"Digest realm="r"#,
-            "Digest realm",
-            "Digest realm=",
-            r#"Digest realm="a"x"#,
-        ] {
+        for bad in [r#"Digest realm="r"#, "Digest realm", "Digest realm=", r#"Digest realm="a"x"#] {
             assert!(matches!(parse(bad), Err(AuthError::Malformed(_))), "{bad}");
         }
         let dup = parse(r#"Digest realm="a", nonce="n", REALM="b""#);
@@ -692,10 +630,7 @@ mod tests {
         assert_eq!(result, Err(AuthError::UnsupportedQop("auth-conf".into())));
         assert!(result.is_err_and(|e| e.to_string().contains("auth-conf")));
         let no_cnonce = r#"Digest username="a", realm="r", nonce="n", uri="u", response="x", qop=auth, nc=00000001"#;
-        assert_eq!(
-            DigestAuthorization::parse(no_cnonce),
-            Err(AuthError::MissingParameter("cnonce"))
-        );
+        assert_eq!(DigestAuthorization::parse(no_cnonce), Err(AuthError::MissingParameter("cnonce")));
     }
 
     #[test]
@@ -712,14 +647,9 @@ mod tests {
         ];
         let mut inputs: Vec<String> = valid
             .iter()
-            .flat_map(|v| {
-                v.char_indices()
-                    .flat_map(|(i, _)| [v[..i].to_owned(), v[i..].to_owned()])
-            })
+            .flat_map(|v| v.char_indices().flat_map(|(i, _)| [v[..i].to_owned(), v[i..].to_owned()]))
             .collect();
-        let alphabet: Vec<char> = "Digest realm=\"\\,= \t\r\nqop-intSHA256é€"
-            .chars()
-            .collect();
+        let alphabet: Vec<char> = "Digest realm=\"\\,= \t\r\nqop-intSHA256é€".chars().collect();
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;
         let mut next = move || {
             state ^= state << 13;
@@ -730,9 +660,7 @@ mod tests {
         for _ in 0..2000 {
             let prefix = if next() % 2 == 0 { "Digest " } else { "" };
             let len = next() % 40;
-            let garbage: String = (0..len)
-                .map(|_| alphabet[next() % alphabet.len()])
-                .collect();
+            let garbage: String = (0..len).map(|_| alphabet[next() % alphabet.len()]).collect();
             inputs.push(format!("{prefix}{garbage}"));
         }
         for input in &inputs {

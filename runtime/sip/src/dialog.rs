@@ -45,23 +45,12 @@ pub enum SequenceCheck {
 
 impl Dialog {
     /// The dialog a UAS creates when it answers `invite` with `local_tag` (§12.1.1).
-    pub fn as_uas(
-        invite: &Request,
-        local_tag: &str,
-        local_contact: NameAddr,
-        local_seq: u32,
-    ) -> Option<Dialog> {
+    pub fn as_uas(invite: &Request, local_tag: &str, local_contact: NameAddr, local_seq: u32) -> Option<Dialog> {
         let mut local = invite.headers.name_addr("To").ok()?;
         local.params.set("tag", Some(local_tag));
         let remote = invite.headers.name_addr("From").ok()?;
         // RFC 2543 peers may omit Contact; they are reached at their From address.
-        let remote_target = match invite
-            .headers
-            .name_addrs("Contact")
-            .ok()?
-            .into_iter()
-            .next()
-        {
+        let remote_target = match invite.headers.name_addrs("Contact").ok()?.into_iter().next() {
             Some(contact) => contact.uri,
             None => remote.uri.clone(),
         };
@@ -82,20 +71,10 @@ impl Dialog {
     }
 
     /// The dialog a UAC creates from a 2xx to its `invite` (§12.1.2): the route set is Record-Route reversed.
-    pub fn as_uac(
-        invite: &Request,
-        response: &Response,
-        local_contact: NameAddr,
-    ) -> Option<Dialog> {
+    pub fn as_uac(invite: &Request, response: &Response, local_contact: NameAddr) -> Option<Dialog> {
         let local = invite.headers.name_addr("From").ok()?;
         let remote = response.headers.name_addr("To").ok()?;
-        let remote_target = response
-            .headers
-            .name_addrs("Contact")
-            .ok()?
-            .into_iter()
-            .next()?
-            .uri;
+        let remote_target = response.headers.name_addrs("Contact").ok()?.into_iter().next()?.uri;
         let mut route_set = response.headers.name_addrs("Record-Route").ok()?;
         route_set.reverse();
         Some(Dialog {
@@ -148,19 +127,14 @@ impl Dialog {
         request.headers.push("Call-ID", self.id.call_id.clone());
         request.headers.push("CSeq", format!("{seq} {method}"));
         if !matches!(method, Method::Ack | Method::Cancel | Method::Bye) {
-            request
-                .headers
-                .push("Contact", self.local_contact.to_string());
+            request.headers.push("Contact", self.local_contact.to_string());
         }
         request
     }
 
     /// The URI the next hop is taken from: the first route if any, else the remote target.
     pub fn next_hop(&self) -> &Uri {
-        self.route_set
-            .first()
-            .map(|r| &r.uri)
-            .unwrap_or(&self.remote_target)
+        self.route_set.first().map(|r| &r.uri).unwrap_or(&self.remote_target)
     }
 }
 
@@ -187,10 +161,7 @@ mod tests {
         let bye = dialog.new_request(Method::Bye);
         assert_eq!(bye.uri.to_string(), "sip:alice@192.0.2.9:5070");
         let routes: Vec<_> = bye.headers.get_all("Route").collect();
-        assert_eq!(
-            routes,
-            ["<sip:p1.example.com;lr>", "<sip:p2.example.com;lr>"]
-        );
+        assert_eq!(routes, ["<sip:p1.example.com;lr>", "<sip:p2.example.com;lr>"]);
         assert_eq!(bye.headers.get("CSeq"), Some("101 BYE"));
         assert_eq!(bye.headers.tag("From").as_deref(), Some("b1"));
         assert_eq!(bye.headers.tag("To").as_deref(), Some("a1"));
@@ -200,10 +171,7 @@ mod tests {
     fn remote_cseq_must_grow() {
         let contact = NameAddr::new(Uri::parse("sip:cw@192.0.2.1").unwrap());
         let mut dialog = Dialog::as_uas(&invite(), "b1", contact, 1).unwrap();
-        let info = |seq| CSeq {
-            seq,
-            method: Method::Info,
-        };
+        let info = |seq| CSeq { seq, method: Method::Info };
         assert_eq!(dialog.check_remote_seq(&info(7)), SequenceCheck::OutOfOrder);
         assert_eq!(dialog.check_remote_seq(&info(8)), SequenceCheck::InOrder);
         assert_eq!(dialog.check_remote_seq(&info(8)), SequenceCheck::OutOfOrder);

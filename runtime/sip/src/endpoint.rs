@@ -14,37 +14,23 @@ use std::time::{Duration, Instant};
 use crate::auth::{Credentials, DigestChallenge, DigestRequest, authorization};
 use crate::dialog::{Dialog, SequenceCheck};
 use crate::error::Error;
-use crate::message::{
-    Host, Message, Method, NameAddr, ParseError, Request, Response, SipUri, Uri, Via,
-};
+use crate::message::{Host, Message, Method, NameAddr, ParseError, Request, Response, SipUri, Uri, Via};
 use crate::rng::IdGenerator;
 use crate::timers::TimerSettings;
 use crate::transaction::{
-    ClientKey, ClientState, ClientTimeout, ClientTransaction, ServerKey, ServerState,
-    ServerTimeout, ServerTransaction,
+    ClientKey, ClientState, ClientTimeout, ClientTransaction, ServerKey, ServerState, ServerTimeout, ServerTransaction,
 };
 use crate::transport::{Flow, Transmit, Transport};
 
 /// Methods we accept (sent in Allow).
-const ALLOWED_METHODS: &str =
-    "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, MESSAGE, NOTIFY, REFER, UPDATE";
+const ALLOWED_METHODS: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, MESSAGE, NOTIFY, REFER, UPDATE";
 /// Extensions we support (sent in Supported): RFC 4488 (no implicit REFER subscription on request).
 const SUPPORTED_EXTENSIONS: &[&str] = &["norefersub"];
 /// Body types we accept in an INVITE (multipart bodies carry SDP beside e.g. an ISUP part).
 const ACCEPTED_BODIES: &str = "application/sdp, multipart/mixed";
 /// Fields a user may not set on requests and responses: the core owns them.
-const RESERVED_HEADERS: &[&str] = &[
-    "Via",
-    "Call-ID",
-    "CSeq",
-    "From",
-    "To",
-    "Contact",
-    "Content-Length",
-    "Max-Forwards",
-    "Route",
-    "Record-Route",
-];
+const RESERVED_HEADERS: &[&str] =
+    &["Via", "Call-ID", "CSeq", "From", "To", "Contact", "Content-Length", "Max-Forwards", "Route", "Record-Route"];
 
 /// A call the endpoint is handling (inbound or outbound).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -221,11 +207,7 @@ pub struct Extras {
 impl Extras {
     /// A body of the given type.
     pub fn body(content_type: &str, body: impl Into<Vec<u8>>) -> Extras {
-        Extras {
-            headers: Vec::new(),
-            content_type: Some(content_type.into()),
-            body: body.into(),
-        }
+        Extras { headers: Vec::new(), content_type: Some(content_type.into()), body: body.into() }
     }
 
     /// Adds a header field.
@@ -236,22 +218,13 @@ impl Extras {
 
     fn check(&self) -> Result<(), Error> {
         for (name, value) in &self.headers {
-            if RESERVED_HEADERS
-                .iter()
-                .any(|r| r.eq_ignore_ascii_case(name))
-            {
-                return Err(Error::BadArgument(format!(
-                    "{name} is set by the SIP core and cannot be given"
-                )));
+            if RESERVED_HEADERS.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+                return Err(Error::BadArgument(format!("{name} is set by the SIP core and cannot be given")));
             }
-            let name_ok = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b));
+            let name_ok =
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b));
             if !name_ok || value.contains(['\r', '\n']) {
-                return Err(Error::BadArgument(format!(
-                    "header {name:?} is not a valid field"
-                )));
+                return Err(Error::BadArgument(format!("header {name:?} is not a valid field")));
             }
         }
         Ok(())
@@ -430,6 +403,8 @@ pub struct Endpoint {
     client_by_id: HashMap<u64, ClientKey>,
     /// Requests without To tag seen on a live transaction: (From tag, Call-ID, CSeq) → branch key.
     merge_index: HashMap<(String, String, u32), ServerKey>,
+    /// The merge-index entry each server transaction added, so ending it removes that entry in O(1).
+    merge_key_of: HashMap<ServerKey, (String, String, u32)>,
     calls: HashMap<CallHandle, Call>,
     /// (Call-ID, our tag) → call; the peer's tag is checked against the dialog.
     dialog_index: HashMap<(String, String), CallHandle>,
@@ -450,11 +425,12 @@ fn response_to(request: &Request, status: u16, to_tag: Option<&str>) -> Response
             response.headers.push(name, value);
         }
     }
-    if let (Some(tag), Ok(mut to)) = (to_tag, request.headers.name_addr("To")) {
-        if to.tag().is_none() && status > 100 {
-            to.params.set("tag", Some(tag));
-            response.headers.set("To", to.to_string());
-        }
+    if let (Some(tag), Ok(mut to)) = (to_tag, request.headers.name_addr("To"))
+        && to.tag().is_none()
+        && status > 100
+    {
+        to.params.set("tag", Some(tag));
+        response.headers.set("To", to.to_string());
     }
     response
 }
@@ -475,17 +451,8 @@ fn response_flow(request: &Request, flow: Flow) -> Flow {
         .and_then(|r| r.parse::<IpAddr>().ok())
         .or_else(|| via.host.ip())
         .unwrap_or(flow.remote.ip());
-    let port = via
-        .params
-        .get("rport")
-        .flatten()
-        .and_then(|p| p.parse().ok())
-        .or(via.port)
-        .unwrap_or(5060);
-    Flow {
-        remote: SocketAddr::new(ip, port),
-        ..flow
-    }
+    let port = via.params.get("rport").flatten().and_then(|p| p.parse().ok()).or(via.port).unwrap_or(5060);
+    Flow { remote: SocketAddr::new(ip, port), ..flow }
 }
 
 /// Stamps `received` and `rport` into the top Via of a request that arrived on `flow`.
@@ -494,14 +461,11 @@ fn stamp_via(request: &mut Request, flow: Flow) {
         return;
     };
     if via.host.ip() != Some(flow.remote.ip()) {
-        via.params
-            .set("received", Some(&flow.remote.ip().to_string()));
+        via.params.set("received", Some(&flow.remote.ip().to_string()));
     }
     if via.params.get("rport") == Some(None) {
-        via.params
-            .set("rport", Some(&flow.remote.port().to_string()));
-        via.params
-            .set("received", Some(&flow.remote.ip().to_string()));
+        via.params.set("rport", Some(&flow.remote.port().to_string()));
+        via.params.set("received", Some(&flow.remote.ip().to_string()));
     }
     let Some(top) = request.headers.remove_first("Via") else {
         return;
@@ -533,13 +497,10 @@ fn split_via_entries(value: &str) -> Vec<String> {
 }
 
 fn is_refer_event(request: &Request) -> bool {
-    request.headers.get("Event").is_some_and(|e| {
-        e.split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .eq_ignore_ascii_case("refer")
-    })
+    request
+        .headers
+        .get("Event")
+        .is_some_and(|e| e.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("refer"))
 }
 
 /// The status line of a `message/sipfrag` body (RFC 3420), e.g. `SIP/2.0 180 Ringing`.
@@ -563,6 +524,7 @@ impl Endpoint {
             client_transactions: HashMap::new(),
             client_by_id: HashMap::new(),
             merge_index: HashMap::new(),
+            merge_key_of: HashMap::new(),
             calls: HashMap::new(),
             dialog_index: HashMap::new(),
             outgoing: HashMap::new(),
@@ -630,16 +592,11 @@ impl Endpoint {
         if method == Some(Method::Ack) || headers.get("Via").is_none() {
             return;
         }
-        let mut request = Request::new(
-            method.unwrap_or(Method::Options),
-            Uri::parse("sip:invalid").expect("literal"),
-        );
+        let mut request = Request::new(method.unwrap_or(Method::Options), Uri::parse("sip:invalid").expect("literal"));
         request.headers = headers;
         let mut response = response_to(&request, status, None);
         let warning = error.kind.to_string().replace(['"', '\\'], "'");
-        response
-            .headers
-            .push("Warning", format!("399 callwright \"{warning}\""));
+        response.headers.push("Warning", format!("399 callwright \"{warning}\""));
         self.add_common_headers(&mut response.headers);
         // A Via we cannot read gives no return address: answer the packet's source.
         let destination = if request.headers.top_via().is_ok() {
@@ -648,19 +605,13 @@ impl Endpoint {
         } else {
             flow
         };
-        self.transmits.push_back(Transmit {
-            flow: destination,
-            bytes: response.to_bytes(),
-        });
+        self.transmits.push_back(Transmit { flow: destination, bytes: response.to_bytes() });
     }
 
     fn send_stateless(&mut self, request: &Request, flow: Flow, mut response: Response) {
         self.add_common_headers(&mut response.headers);
         let flow = response_flow(request, flow);
-        self.transmits.push_back(Transmit {
-            flow,
-            bytes: response.to_bytes(),
-        });
+        self.transmits.push_back(Transmit { flow, bytes: response.to_bytes() });
     }
 
     fn add_common_headers(&self, headers: &mut crate::message::Headers) {
@@ -690,26 +641,19 @@ impl Endpoint {
                 request.headers.call_id().unwrap_or_default().to_string(),
                 request.headers.cseq().map(|c| c.seq).unwrap_or_default(),
             );
-            if self
-                .merge_index
-                .get(&merge_key)
-                .is_some_and(|other| *other != key)
-            {
+            if self.merge_index.get(&merge_key).is_some_and(|other| *other != key) {
                 let response = response_to(&request, 482, Some(&self.ids.tag()));
                 return self.send_stateless(&request, flow, response);
             }
-            self.merge_index.insert(merge_key, key.clone());
+            self.merge_index.insert(merge_key.clone(), key.clone());
+            self.merge_key_of.insert(key.clone(), merge_key);
         }
         if let Some(status) = self.precheck(&request) {
             return self.reject_stateless(now, key, flow, &request, status);
         }
-        let transaction = ServerTransaction::new(
-            request.method == Method::Invite,
-            response_flow(&request, flow),
-        );
+        let transaction = ServerTransaction::new(request.method == Method::Invite, response_flow(&request, flow));
         let id = self.new_handle();
-        self.server_transactions
-            .insert(key.clone(), (id, transaction));
+        self.server_transactions.insert(key.clone(), (id, transaction));
         self.server_by_id.insert(id, key.clone());
         match to_tag {
             Some(tag) => self.on_in_dialog_request(now, key, flow, request, tag),
@@ -739,14 +683,9 @@ impl Endpoint {
             return Some(420);
         }
         if request.method == Method::Invite && !request.body.is_empty() {
-            let content_type = request
-                .headers
-                .get("Content-Type")
-                .unwrap_or("application/sdp");
+            let content_type = request.headers.get("Content-Type").unwrap_or("application/sdp");
             let media_type = content_type.split(';').next().unwrap_or_default().trim();
-            let accepted = ACCEPTED_BODIES
-                .split(", ")
-                .any(|t| media_type.eq_ignore_ascii_case(t));
+            let accepted = ACCEPTED_BODIES.split(", ").any(|t| media_type.eq_ignore_ascii_case(t));
             if !accepted {
                 return Some(415);
             }
@@ -756,18 +695,10 @@ impl Endpoint {
                 .headers
                 .get_all("Accept")
                 .flat_map(|v| v.split(','))
-                .map(|t| {
-                    t.split(';')
-                        .next()
-                        .unwrap_or_default()
-                        .trim()
-                        .to_ascii_lowercase()
-                });
+                .map(|t| t.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
             let accepts: Vec<String> = accepts.filter(|t| !t.is_empty()).collect();
             let sdp_ok = accepts.is_empty()
-                || accepts
-                    .iter()
-                    .any(|t| matches!(t.as_str(), "application/sdp" | "application/*" | "*/*"));
+                || accepts.iter().any(|t| matches!(t.as_str(), "application/sdp" | "application/*" | "*/*"));
             if !sdp_ok {
                 return Some(406);
             }
@@ -775,14 +706,7 @@ impl Endpoint {
         None
     }
 
-    fn reject_stateless(
-        &mut self,
-        now: Instant,
-        key: ServerKey,
-        flow: Flow,
-        request: &Request,
-        status: u16,
-    ) {
+    fn reject_stateless(&mut self, now: Instant, key: ServerKey, flow: Flow, request: &Request, status: u16) {
         let mut response = response_to(request, status, Some(&self.ids.tag()));
         match status {
             405 | 501 => response.headers.push("Allow", ALLOWED_METHODS),
@@ -799,57 +723,33 @@ impl Endpoint {
             _ => {}
         }
         // Answered through a transaction so retransmissions get the same answer.
-        let transaction = ServerTransaction::new(
-            request.method == Method::Invite,
-            response_flow(request, flow),
-        );
+        let transaction = ServerTransaction::new(request.method == Method::Invite, response_flow(request, flow));
         let id = self.new_handle();
-        self.server_transactions
-            .insert(key.clone(), (id, transaction));
+        self.server_transactions.insert(key.clone(), (id, transaction));
         self.server_by_id.insert(id, key.clone());
         self.respond_on(now, &key, request, response);
     }
 
-    fn respond_on(
-        &mut self,
-        now: Instant,
-        key: &ServerKey,
-        request: &Request,
-        mut response: Response,
-    ) {
+    fn respond_on(&mut self, now: Instant, key: &ServerKey, request: &Request, mut response: Response) {
         self.add_common_headers(&mut response.headers);
         let _ = request;
         let Some((id, transaction)) = self.server_transactions.get_mut(key) else {
             return;
         };
         let id = *id;
-        transaction.respond(
-            now,
-            &self.config.timers,
-            response.status,
-            response.to_bytes(),
-            &mut self.transmits,
-        );
+        transaction.respond(now, &self.config.timers, response.status, response.to_bytes(), &mut self.transmits);
         let deadline = transaction.next_deadline();
         self.schedule(TimerKey::Server(id), deadline);
     }
 
-    fn on_out_of_dialog_request(
-        &mut self,
-        now: Instant,
-        key: ServerKey,
-        flow: Flow,
-        request: Request,
-    ) {
+    fn on_out_of_dialog_request(&mut self, now: Instant, key: ServerKey, flow: Flow, request: Request) {
         match request.method {
             Method::Invite => self.on_new_invite(now, key, flow, request),
             Method::Options => {
                 let mut response = response_to(&request, 200, Some(&self.ids.tag()));
                 response.headers.push("Allow", ALLOWED_METHODS);
                 response.headers.push("Accept", ACCEPTED_BODIES);
-                response
-                    .headers
-                    .push("Supported", SUPPORTED_EXTENSIONS.join(", "));
+                response.headers.push("Supported", SUPPORTED_EXTENSIONS.join(", "));
                 self.respond_on(now, &key, &request, response);
             }
             // Pager-mode messages have no app to go to (yet).
@@ -871,8 +771,7 @@ impl Endpoint {
         let handle = CallHandle(self.new_handle());
         let local_tag = self.ids.tag();
         let call_id = request.headers.call_id().unwrap_or_default().to_string();
-        self.dialog_index
-            .insert((call_id, local_tag.clone()), handle);
+        self.dialog_index.insert((call_id, local_tag.clone()), handle);
         self.calls.insert(
             handle,
             Call {
@@ -897,11 +796,7 @@ impl Endpoint {
                 local_sdp: None,
             },
         );
-        self.events.push_back(Event::IncomingCall {
-            call: handle,
-            request,
-            flow,
-        });
+        self.events.push_back(Event::IncomingCall { call: handle, request, flow });
     }
 
     fn find_call(&self, request: &Request, to_tag: &str) -> Option<CallHandle> {
@@ -916,14 +811,7 @@ impl Endpoint {
         (remote_tag == from_tag).then_some(handle)
     }
 
-    fn on_in_dialog_request(
-        &mut self,
-        now: Instant,
-        key: ServerKey,
-        flow: Flow,
-        request: Request,
-        to_tag: String,
-    ) {
+    fn on_in_dialog_request(&mut self, now: Instant, key: ServerKey, flow: Flow, request: Request, to_tag: String) {
         let Some(handle) = self.find_call(&request, &to_tag) else {
             let response = response_to(&request, 481, None);
             return self.respond_on(now, &key, &request, response);
@@ -939,15 +827,10 @@ impl Endpoint {
                 return self.respond_on(now, &key, &request, response);
             }
             // A target refresh (re-INVITE, UPDATE) may move the peer's Contact (§12.2.2).
-            if matches!(request.method, Method::Invite | Method::Update) {
-                if let Some(contact) = request
-                    .headers
-                    .name_addrs("Contact")
-                    .ok()
-                    .and_then(|c| c.into_iter().next())
-                {
-                    dialog.remote_target = contact.uri;
-                }
+            if matches!(request.method, Method::Invite | Method::Update)
+                && let Some(contact) = request.headers.name_addrs("Contact").ok().and_then(|c| c.into_iter().next())
+            {
+                dialog.remote_target = contact.uri;
             }
         }
         let _ = flow;
@@ -988,19 +871,8 @@ impl Endpoint {
                 let incoming = IncomingRequestHandle(self.new_handle());
                 let call = self.calls.get_mut(&handle).expect("indexed call exists");
                 call.pending_incoming.push(incoming);
-                self.incoming.insert(
-                    incoming,
-                    IncomingRequest {
-                        call: handle,
-                        key,
-                        request: request.clone(),
-                    },
-                );
-                self.events.push_back(Event::Request {
-                    call: handle,
-                    handle: incoming,
-                    request,
-                });
+                self.incoming.insert(incoming, IncomingRequest { call: handle, key, request: request.clone() });
+                self.events.push_back(Event::Request { call: handle, handle: incoming, request });
             }
         }
     }
@@ -1017,9 +889,7 @@ impl Endpoint {
         // Session refresh or hold: we handle no media, so we answer with the session as it stands.
         let mut response = response_to(&request, 200, None);
         if let Some(dialog) = &call.dialog {
-            response
-                .headers
-                .push("Contact", dialog.local_contact.to_string());
+            response.headers.push("Contact", dialog.local_contact.to_string());
         }
         if let Some(sdp) = call.local_sdp.clone() {
             response.headers.push("Content-Type", "application/sdp");
@@ -1040,19 +910,11 @@ impl Endpoint {
     ) {
         self.add_common_headers(&mut response.headers);
         response.headers.push("Allow", ALLOWED_METHODS);
-        response
-            .headers
-            .push("Supported", SUPPORTED_EXTENSIONS.join(", "));
+        response.headers.push("Supported", SUPPORTED_EXTENSIONS.join(", "));
         let bytes = response.to_bytes();
         let timers = self.config.timers;
         if let Some((id, transaction)) = self.server_transactions.get_mut(&key) {
-            transaction.respond(
-                now,
-                &timers,
-                response.status,
-                bytes.clone(),
-                &mut self.transmits,
-            );
+            transaction.respond(now, &timers, response.status, bytes.clone(), &mut self.transmits);
             let (id, deadline) = (*id, transaction.next_deadline());
             self.schedule(TimerKey::Server(id), deadline);
         }
@@ -1069,13 +931,13 @@ impl Endpoint {
     }
 
     fn on_ack(&mut self, now: Instant, key: ServerKey, request: Request) {
-        if let Some((id, transaction)) = self.server_transactions.get_mut(&key) {
-            if transaction.state() != ServerState::Accepted {
-                transaction.on_ack(now, &self.config.timers);
-                let (id, deadline) = (*id, transaction.next_deadline());
-                self.schedule(TimerKey::Server(id), deadline);
-                return;
-            }
+        if let Some((id, transaction)) = self.server_transactions.get_mut(&key)
+            && transaction.state() != ServerState::Accepted
+        {
+            transaction.on_ack(now, &self.config.timers);
+            let (id, deadline) = (*id, transaction.next_deadline());
+            self.schedule(TimerKey::Server(id), deadline);
+            return;
         }
         let Some(to_tag) = request.headers.tag("To") else {
             return;
@@ -1100,24 +962,16 @@ impl Endpoint {
 
     fn on_cancel(&mut self, now: Instant, key: ServerKey, flow: Flow, request: Request) {
         let invite_key = key.cancelled_invite();
-        let target = self
-            .server_transactions
-            .get(&invite_key)
-            .map(|(_, t)| t.awaits_final());
+        let target = self.server_transactions.get(&invite_key).map(|(_, t)| t.awaits_final());
         let transaction = ServerTransaction::new(false, response_flow(&request, flow));
         let id = self.new_handle();
-        self.server_transactions
-            .insert(key.clone(), (id, transaction));
+        self.server_transactions.insert(key.clone(), (id, transaction));
         self.server_by_id.insert(id, key.clone());
         let Some(awaits_final) = target else {
             let response = response_to(&request, 481, None);
             return self.respond_on(now, &key, &request, response);
         };
-        let handle = self
-            .calls
-            .iter()
-            .find(|(_, c)| c.server_key.as_ref() == Some(&invite_key))
-            .map(|(h, _)| *h);
+        let handle = self.calls.iter().find(|(_, c)| c.server_key.as_ref() == Some(&invite_key)).map(|(h, _)| *h);
         let local_tag = handle.map(|h| self.calls[&h].local_tag.clone());
         let ok = response_to(&request, 200, local_tag.as_deref());
         self.respond_on(now, &key, &request, ok);
@@ -1158,37 +1012,21 @@ impl Endpoint {
         }
         let id = parts.find_map(|p| {
             let (name, value) = p.split_once('=')?;
-            name.trim()
-                .eq_ignore_ascii_case("id")
-                .then(|| value.trim().parse::<u32>().ok())
-                .flatten()
+            name.trim().eq_ignore_ascii_case("id").then(|| value.trim().parse::<u32>().ok()).flatten()
         });
         let subscriptions = &self.calls.get(&handle)?.subscriptions;
         match id {
             Some(id) => subscriptions.iter().position(|s| s.id == id),
-            None => subscriptions
-                .iter()
-                .position(|s| s.state != SubscriptionState::Terminated),
+            None => subscriptions.iter().position(|s| s.state != SubscriptionState::Terminated),
         }
     }
 
-    fn on_refer_notify(
-        &mut self,
-        now: Instant,
-        handle: CallHandle,
-        key: ServerKey,
-        request: Request,
-    ) {
-        let index = self
-            .refer_subscription_index(handle, &request)
-            .expect("matched before");
-        let terminated = request.headers.get("Subscription-State").is_some_and(|s| {
-            s.split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .eq_ignore_ascii_case("terminated")
-        });
+    fn on_refer_notify(&mut self, now: Instant, handle: CallHandle, key: ServerKey, request: Request) {
+        let index = self.refer_subscription_index(handle, &request).expect("matched before");
+        let terminated = request
+            .headers
+            .get("Subscription-State")
+            .is_some_and(|s| s.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("terminated"));
         let call = self.calls.get_mut(&handle).expect("indexed call exists");
         let subscription = &mut call.subscriptions[index];
         let refer = subscription.refer;
@@ -1204,12 +1042,7 @@ impl Endpoint {
         let response = response_to(&request, 200, None);
         self.respond_on(now, &key, &request, response);
         let status = sipfrag_status(&request.body);
-        self.events.push_back(Event::ReferNotify {
-            call: handle,
-            refer,
-            status,
-            terminated,
-        });
+        self.events.push_back(Event::ReferNotify { call: handle, refer, status, terminated });
         if terminated {
             self.maybe_forget_soon(now, handle);
         }
@@ -1248,8 +1081,7 @@ impl Endpoint {
 
     /// A 2xx retransmission after the INVITE transaction is gone still needs its ACK (§13.2.2.4).
     fn on_stray_response(&mut self, _now: Instant, response: Response) {
-        if !response.is_success() || response.headers.cseq().map(|c| c.method) != Ok(Method::Invite)
-        {
+        if !response.is_success() || response.headers.cseq().map(|c| c.method) != Ok(Method::Invite) {
             return;
         }
         let Some(call_id) = response.headers.call_id() else {
@@ -1258,45 +1090,27 @@ impl Endpoint {
         let Some(from_tag) = response.headers.tag("From") else {
             return;
         };
-        let Some(handle) = self
-            .dialog_index
-            .get(&(call_id.to_string(), from_tag))
-            .copied()
-        else {
+        let Some(handle) = self.dialog_index.get(&(call_id.to_string(), from_tag)).copied() else {
             return;
         };
         let call = &self.calls[&handle];
         if let Some(ack) = &call.ack {
-            self.transmits.push_back(Transmit {
-                flow: call.flow,
-                bytes: ack.clone(),
-            });
+            self.transmits.push_back(Transmit { flow: call.flow, bytes: ack.clone() });
         }
     }
 
-    fn on_invite_response(
-        &mut self,
-        now: Instant,
-        handle: CallHandle,
-        invite: &Request,
-        response: Response,
-    ) {
+    fn on_invite_response(&mut self, now: Instant, handle: CallHandle, invite: &Request, response: Response) {
         let Some(call) = self.calls.get_mut(&handle) else {
             return;
         };
-        let may_retry_auth = call.credentials.is_some()
-            && call.auth_attempts < 2
-            && call.state == CallState::Calling;
+        let may_retry_auth = call.credentials.is_some() && call.auth_attempts < 2 && call.state == CallState::Calling;
         match response.status {
             100 => {}
             101..=199 => {
                 if std::mem::take(&mut call.cancel_when_provisional) {
                     self.send_cancel(now, handle);
                 }
-                self.events.push_back(Event::CallProgress {
-                    call: handle,
-                    response,
-                });
+                self.events.push_back(Event::CallProgress { call: handle, response });
             }
             200..=299 => self.on_invite_2xx(now, handle, invite, response),
             401 | 407 if may_retry_auth => {
@@ -1320,21 +1134,12 @@ impl Endpoint {
         }
     }
 
-    fn on_invite_2xx(
-        &mut self,
-        now: Instant,
-        handle: CallHandle,
-        invite: &Request,
-        response: Response,
-    ) {
+    fn on_invite_2xx(&mut self, now: Instant, handle: CallHandle, invite: &Request, response: Response) {
         let local_contact = self.local_contact(self.calls[&handle].flow);
         let call = self.calls.get_mut(&handle).expect("call exists");
         if let Some(ack) = &call.ack {
             // A retransmitted 2xx: ACK again, nothing else (§13.2.2.4).
-            self.transmits.push_back(Transmit {
-                flow: call.flow,
-                bytes: ack.clone(),
-            });
+            self.transmits.push_back(Transmit { flow: call.flow, bytes: ack.clone() });
             return;
         }
         let Some(dialog) = Dialog::as_uac(invite, &response, local_contact) else {
@@ -1347,20 +1152,14 @@ impl Endpoint {
         let branch = self.ids.branch();
         ack.headers.push_front("Via", self.via_for(flow, &branch));
         let ack_bytes = ack.to_bytes();
-        self.transmits.push_back(Transmit {
-            flow,
-            bytes: ack_bytes.clone(),
-        });
+        self.transmits.push_back(Transmit { flow, bytes: ack_bytes.clone() });
         let call = self.calls.get_mut(&handle).expect("call exists");
         call.ack = Some(ack_bytes);
         call.flow = flow;
         call.dialog = Some(dialog);
         let cancelled = call.cancel_when_provisional || call.state == CallState::Terminating;
         call.state = CallState::Confirmed;
-        self.events.push_back(Event::CallAnswered {
-            call: handle,
-            response,
-        });
+        self.events.push_back(Event::CallAnswered { call: handle, response });
         if cancelled {
             // Our CANCEL lost the race with the 2xx: hang up the call it created.
             self.send_bye(now, handle);
@@ -1380,69 +1179,44 @@ impl Endpoint {
         }
         if matches!(response.status, 401 | 407) {
             let outgoing = self.outgoing.get_mut(&request_handle);
-            if let Some(outgoing) =
-                outgoing.filter(|o| o.credentials.is_some() && o.auth_attempts < 2)
-            {
+            if let Some(outgoing) = outgoing.filter(|o| o.credentials.is_some() && o.auth_attempts < 2) {
                 outgoing.auth_attempts += 1;
                 let credentials = outgoing.credentials.clone();
-                if let Some(mut retry) =
-                    self.authorized_retry(request, &response, credentials.as_ref())
-                {
-                    if let Some(dialog) =
-                        self.calls.get_mut(&handle).and_then(|c| c.dialog.as_mut())
-                    {
+                if let Some(mut retry) = self.authorized_retry(request, &response, credentials.as_ref()) {
+                    if let Some(dialog) = self.calls.get_mut(&handle).and_then(|c| c.dialog.as_mut()) {
                         dialog.local_seq += 1;
-                        retry
-                            .headers
-                            .set("CSeq", format!("{} {}", dialog.local_seq, request.method));
+                        retry.headers.set("CSeq", format!("{} {}", dialog.local_seq, request.method));
                         if request.method == Method::Refer {
                             self.retarget_subscription(handle, request_handle, dialog_seq(&retry));
                         }
                     }
                     let flow = self.calls[&handle].flow;
-                    self.start_client(
-                        now,
-                        flow,
-                        retry,
-                        ClientOwner::InDialog(handle, request_handle),
-                    );
+                    self.start_client(now, flow, retry, ClientOwner::InDialog(handle, request_handle));
                     return;
                 }
             }
         }
         self.outgoing.remove(&request_handle);
         if request.method == Method::Refer {
-            let no_subscription = response
-                .headers
-                .get("Refer-Sub")
-                .is_some_and(|v| v.trim().eq_ignore_ascii_case("false"));
-            if let Some(call) = self.calls.get_mut(&handle) {
-                if let Some(subscription) = call
-                    .subscriptions
-                    .iter_mut()
-                    .find(|s| s.refer == request_handle)
-                {
-                    if response.status >= 300 || no_subscription {
-                        subscription.state = SubscriptionState::Terminated;
-                    } else if subscription.state == SubscriptionState::Pending {
-                        subscription.state = SubscriptionState::Active;
-                    }
+            let no_subscription =
+                response.headers.get("Refer-Sub").is_some_and(|v| v.trim().eq_ignore_ascii_case("false"));
+            if let Some(call) = self.calls.get_mut(&handle)
+                && let Some(subscription) = call.subscriptions.iter_mut().find(|s| s.refer == request_handle)
+            {
+                if response.status >= 300 || no_subscription {
+                    subscription.state = SubscriptionState::Terminated;
+                } else if subscription.state == SubscriptionState::Pending {
+                    subscription.state = SubscriptionState::Active;
                 }
             }
         }
-        self.events.push_back(Event::Response {
-            call: handle,
-            request: request_handle,
-            response,
-        });
+        self.events.push_back(Event::Response { call: handle, request: request_handle, response });
         self.maybe_forget_soon(now, handle);
     }
 
     fn retarget_subscription(&mut self, handle: CallHandle, refer: RequestHandle, id: u32) {
-        if let Some(subscription) = self
-            .calls
-            .get_mut(&handle)
-            .and_then(|c| c.subscriptions.iter_mut().find(|s| s.refer == refer))
+        if let Some(subscription) =
+            self.calls.get_mut(&handle).and_then(|c| c.subscriptions.iter_mut().find(|s| s.refer == refer))
         {
             subscription.id = id;
         }
@@ -1465,9 +1239,7 @@ impl Endpoint {
         let challenge = DigestChallenge::best(response.headers.get_all(challenge_header)).ok()?;
         let mut retry = request.clone();
         let cseq = request.headers.cseq().ok()?;
-        retry
-            .headers
-            .set("CSeq", format!("{} {}", cseq.seq + 1, cseq.method));
+        retry.headers.set("CSeq", format!("{} {}", cseq.seq + 1, cseq.method));
         let uri = retry.uri.to_string();
         let cnonce = format!("{:016x}", self.ids.next_u64());
         let digest = DigestRequest {
@@ -1518,13 +1290,8 @@ impl Endpoint {
         let Some(call) = self.calls.get(&handle) else {
             return;
         };
-        let deadline = [
-            call.pending_2xx.as_ref().map(|p| p.next.min(p.give_up)),
-            call.forget_at,
-        ]
-        .into_iter()
-        .flatten()
-        .min();
+        let deadline =
+            [call.pending_2xx.as_ref().map(|p| p.next.min(p.give_up)), call.forget_at].into_iter().flatten().min();
         self.schedule(TimerKey::Call(handle), deadline);
     }
 
@@ -1543,7 +1310,9 @@ impl Endpoint {
         if transaction.state() == ServerState::Terminated {
             self.server_transactions.remove(&key);
             self.server_by_id.remove(&id);
-            self.merge_index.retain(|_, k| *k != key);
+            if let Some(merge_key) = self.merge_key_of.remove(&key) {
+                self.merge_index.remove(&merge_key);
+            }
         } else {
             let deadline = transaction.next_deadline();
             self.schedule(TimerKey::Server(id), deadline);
@@ -1580,11 +1349,7 @@ impl Endpoint {
         }
         match owner {
             ClientOwner::Invite(handle) => {
-                if self
-                    .calls
-                    .get(&handle)
-                    .is_some_and(Call::awaits_invite_final)
-                {
+                if self.calls.get(&handle).is_some_and(Call::awaits_invite_final) {
                     self.end_call(now, handle, EndReason::Failed(408));
                 }
             }
@@ -1592,18 +1357,12 @@ impl Endpoint {
             ClientOwner::Cancel(_) => {}
             ClientOwner::InDialog(handle, request) => {
                 self.outgoing.remove(&request);
-                if let Some(subscription) = self
-                    .calls
-                    .get_mut(&handle)
-                    .and_then(|c| c.subscriptions.iter_mut().find(|s| s.refer == request))
+                if let Some(subscription) =
+                    self.calls.get_mut(&handle).and_then(|c| c.subscriptions.iter_mut().find(|s| s.refer == request))
                 {
                     subscription.state = SubscriptionState::Terminated;
                 }
-                self.events.push_back(Event::Response {
-                    call: handle,
-                    request,
-                    response: Response::new(408),
-                });
+                self.events.push_back(Event::Response { call: handle, request, response: Response::new(408) });
                 self.maybe_forget_soon(now, handle);
             }
         }
@@ -1626,10 +1385,7 @@ impl Endpoint {
                     self.report_end(handle, EndReason::AckTimeout);
                 }
             } else if pending.next <= now {
-                self.transmits.push_back(Transmit {
-                    flow: call.flow,
-                    bytes: pending.bytes.clone(),
-                });
+                self.transmits.push_back(Transmit { flow: call.flow, bytes: pending.bytes.clone() });
                 pending.interval = timers.next_interval(pending.interval);
                 pending.next = now + pending.interval;
             }
@@ -1640,31 +1396,17 @@ impl Endpoint {
     // ----- commands -----
 
     fn call_mut(&mut self, handle: CallHandle) -> Result<&mut Call, Error> {
-        self.calls
-            .get_mut(&handle)
-            .ok_or(Error::UnknownCall(handle))
+        self.calls.get_mut(&handle).ok_or(Error::UnknownCall(handle))
     }
 
     fn invalid(handle: CallHandle, operation: &'static str, call: &Call) -> Error {
-        Error::InvalidState {
-            call: handle,
-            operation,
-            state: call.state.name(),
-        }
+        Error::InvalidState { call: handle, operation, state: call.state.name() }
     }
 
     /// Sends a provisional response (180, 183) to an inbound call.
-    pub fn ring(
-        &mut self,
-        now: Instant,
-        handle: CallHandle,
-        status: u16,
-        extras: Extras,
-    ) -> Result<(), Error> {
+    pub fn ring(&mut self, now: Instant, handle: CallHandle, status: u16, extras: Extras) -> Result<(), Error> {
         if !(101..200).contains(&status) {
-            return Err(Error::BadArgument(format!(
-                "{status} is not a provisional status"
-            )));
+            return Err(Error::BadArgument(format!("{status} is not a provisional status")));
         }
         extras.check()?;
         let call = self.call_mut(handle)?;
@@ -1673,11 +1415,7 @@ impl Endpoint {
         }
         let mut response = response_to(&call.invite, status, Some(&call.local_tag.clone()));
         extras.apply(&mut response.headers, &mut response.body);
-        let (key, invite, flow) = (
-            call.server_key.clone().expect("inbound call"),
-            call.invite.clone(),
-            call.flow,
-        );
+        let (key, invite, flow) = (call.server_key.clone().expect("inbound call"), call.invite.clone(), call.flow);
         let contact = self.local_contact(flow);
         response.headers.push("Contact", contact.to_string());
         self.respond_on(now, &key, &invite, response);
@@ -1685,12 +1423,7 @@ impl Endpoint {
     }
 
     /// Answers an inbound call with a 2xx (usually 200 with an SDP answer in `extras`).
-    pub fn answer(
-        &mut self,
-        now: Instant,
-        handle: CallHandle,
-        extras: Extras,
-    ) -> Result<(), Error> {
+    pub fn answer(&mut self, now: Instant, handle: CallHandle, extras: Extras) -> Result<(), Error> {
         extras.check()?;
         let call = self.call_mut(handle)?;
         if call.state != CallState::Ringing {
@@ -1699,13 +1432,8 @@ impl Endpoint {
         let local_contact = self.local_contact(self.calls[&handle].flow);
         let local_seq = self.ids.initial_cseq();
         let call = self.calls.get_mut(&handle).expect("checked above");
-        let dialog = Dialog::as_uas(
-            &call.invite,
-            &call.local_tag,
-            local_contact.clone(),
-            local_seq,
-        )
-        .ok_or_else(|| Error::BadArgument("the INVITE has no usable Contact".into()))?;
+        let dialog = Dialog::as_uas(&call.invite, &call.local_tag, local_contact.clone(), local_seq)
+            .ok_or_else(|| Error::BadArgument("the INVITE has no usable Contact".into()))?;
         let mut response = response_to(&call.invite, 200, Some(&call.local_tag));
         for record_route in call.invite.headers.get_all("Record-Route") {
             response.headers.push("Record-Route", record_route);
@@ -1719,10 +1447,7 @@ impl Endpoint {
         call.local_sdp = (!response.body.is_empty()).then(|| response.body.clone());
         call.dialog = Some(dialog);
         call.state = CallState::AwaitingAck;
-        let (key, invite) = (
-            call.server_key.clone().expect("inbound call"),
-            call.invite.clone(),
-        );
+        let (key, invite) = (call.server_key.clone().expect("inbound call"), call.invite.clone());
         let cseq = invite.headers.cseq().map(|c| c.seq).unwrap_or_default();
         self.send_2xx_to_invite(now, handle, key, &invite, response, cseq);
         Ok(())
@@ -1738,14 +1463,10 @@ impl Endpoint {
         extras: Extras,
     ) -> Result<(), Error> {
         if !(300..700).contains(&status) {
-            return Err(Error::BadArgument(format!(
-                "{status} is not a final failure status"
-            )));
+            return Err(Error::BadArgument(format!("{status} is not a final failure status")));
         }
         if reason.is_some_and(|r| r.contains(['\r', '\n'])) {
-            return Err(Error::BadArgument(
-                "reason phrase holds a line break".into(),
-            ));
+            return Err(Error::BadArgument("reason phrase holds a line break".into()));
         }
         extras.check()?;
         let call = self.call_mut(handle)?;
@@ -1757,10 +1478,7 @@ impl Endpoint {
             response.reason = reason.to_string();
         }
         extras.apply(&mut response.headers, &mut response.body);
-        let (key, invite) = (
-            call.server_key.clone().expect("inbound call"),
-            call.invite.clone(),
-        );
+        let (key, invite) = (call.server_key.clone().expect("inbound call"), call.invite.clone());
         self.respond_on(now, &key, &invite, response);
         self.end_call(now, handle, EndReason::Rejected(status));
         Ok(())
@@ -1790,10 +1508,7 @@ impl Endpoint {
                     self.send_cancel(now, handle);
                 } else {
                     // §9.1: no CANCEL before a provisional response; send it when one comes.
-                    self.calls
-                        .get_mut(&handle)
-                        .expect("checked")
-                        .cancel_when_provisional = true;
+                    self.calls.get_mut(&handle).expect("checked").cancel_when_provisional = true;
                 }
                 self.calls.get_mut(&handle).expect("checked").state = CallState::Terminating;
                 Ok(())
@@ -1822,12 +1537,7 @@ impl Endpoint {
         let invite = call.invite.clone();
         let mut cancel = Request::new(Method::Cancel, invite.uri.clone());
         for name in ["Via", "Route"] {
-            for value in
-                invite
-                    .headers
-                    .get_all(name)
-                    .take(if name == "Via" { 1 } else { usize::MAX })
-            {
+            for value in invite.headers.get_all(name).take(if name == "Via" { 1 } else { usize::MAX }) {
                 cancel.headers.push(name, value);
             }
         }
@@ -1843,21 +1553,12 @@ impl Endpoint {
         let timers = self.config.timers;
         let transaction = ClientTransaction::start(now, &timers, flow, cancel, &mut self.transmits);
         let id = self.new_handle();
-        let Some(branch) = invite
-            .headers
-            .top_via()
-            .ok()
-            .and_then(|v| v.branch().map(str::to_string))
-        else {
+        let Some(branch) = invite.headers.top_via().ok().and_then(|v| v.branch().map(str::to_string)) else {
             return;
         };
-        let key = ClientKey {
-            branch,
-            method: Method::Cancel,
-        };
+        let key = ClientKey { branch, method: Method::Cancel };
         let deadline = transaction.next_deadline();
-        self.client_transactions
-            .insert(key.clone(), (id, transaction, ClientOwner::Cancel(handle)));
+        self.client_transactions.insert(key.clone(), (id, transaction, ClientOwner::Cancel(handle)));
         self.client_by_id.insert(id, key);
         self.schedule(TimerKey::Client(id), deadline);
     }
@@ -1871,15 +1572,10 @@ impl Endpoint {
         extras: Extras,
     ) -> Result<(), Error> {
         if !(200..700).contains(&status) {
-            return Err(Error::BadArgument(format!(
-                "{status} is not a final status"
-            )));
+            return Err(Error::BadArgument(format!("{status} is not a final status")));
         }
         extras.check()?;
-        let incoming = self
-            .incoming
-            .remove(&handle)
-            .ok_or(Error::UnknownRequest(handle))?;
+        let incoming = self.incoming.remove(&handle).ok_or(Error::UnknownRequest(handle))?;
         if let Some(call) = self.calls.get_mut(&incoming.call) {
             call.pending_incoming.retain(|h| *h != handle);
         }
@@ -1897,14 +1593,8 @@ impl Endpoint {
         handle: CallHandle,
         request: InDialogRequest,
     ) -> Result<RequestHandle, Error> {
-        if matches!(
-            request.method,
-            Method::Invite | Method::Ack | Method::Cancel | Method::Bye
-        ) {
-            return Err(Error::BadArgument(format!(
-                "{} has its own command",
-                request.method
-            )));
+        if matches!(request.method, Method::Invite | Method::Ack | Method::Cancel | Method::Bye) {
+            return Err(Error::BadArgument(format!("{} has its own command", request.method)));
         }
         request.extras.check()?;
         let call = self.call_mut(handle)?;
@@ -1926,19 +1616,8 @@ impl Endpoint {
                 state: SubscriptionState::Pending,
             });
         }
-        self.outgoing.insert(
-            request_handle,
-            OutgoingRequest {
-                credentials: request.credentials,
-                auth_attempts: 0,
-            },
-        );
-        self.start_client(
-            now,
-            flow,
-            sip,
-            ClientOwner::InDialog(handle, request_handle),
-        );
+        self.outgoing.insert(request_handle, OutgoingRequest { credentials: request.credentials, auth_attempts: 0 });
+        self.start_client(now, flow, sip, ClientOwner::InDialog(handle, request_handle));
         Ok(request_handle)
     }
 
@@ -1951,32 +1630,20 @@ impl Endpoint {
         let call_id = self.ids.call_id(host.trim_matches(['[', ']']));
         let mut from = call.from.clone();
         from.params.set("tag", Some(&local_tag));
-        let to = call
-            .to
-            .clone()
-            .unwrap_or_else(|| NameAddr::new(call.target.clone()));
+        let to = call.to.clone().unwrap_or_else(|| NameAddr::new(call.target.clone()));
         let mut invite = Request::new(Method::Invite, call.target.clone());
         invite.headers.push("Max-Forwards", "70");
         invite.headers.push("From", from.to_string());
         invite.headers.push("To", to.to_string());
         invite.headers.push("Call-ID", call_id.clone());
-        invite
-            .headers
-            .push("CSeq", format!("{} INVITE", self.ids.initial_cseq()));
-        invite
-            .headers
-            .push("Contact", self.local_contact(flow).to_string());
+        invite.headers.push("CSeq", format!("{} INVITE", self.ids.initial_cseq()));
+        invite.headers.push("Contact", self.local_contact(flow).to_string());
         invite.headers.push("Allow", ALLOWED_METHODS);
-        invite
-            .headers
-            .push("Supported", SUPPORTED_EXTENSIONS.join(", "));
-        invite
-            .headers
-            .push("User-Agent", self.config.user_agent.clone());
+        invite.headers.push("Supported", SUPPORTED_EXTENSIONS.join(", "));
+        invite.headers.push("User-Agent", self.config.user_agent.clone());
         call.extras.apply(&mut invite.headers, &mut invite.body);
         let handle = CallHandle(self.new_handle());
-        self.dialog_index
-            .insert((call_id, local_tag.clone()), handle);
+        self.dialog_index.insert((call_id, local_tag.clone()), handle);
         self.calls.insert(
             handle,
             Call {
@@ -2010,31 +1677,22 @@ impl Endpoint {
     fn start_client(&mut self, now: Instant, flow: Flow, mut request: Request, owner: ClientOwner) {
         let branch = self.ids.branch();
         request.headers.remove("Via");
-        request
-            .headers
-            .push_front("Via", self.via_for(flow, &branch));
+        request.headers.push_front("Via", self.via_for(flow, &branch));
         if request.headers.get("User-Agent").is_none() && request.method != Method::Ack {
-            request
-                .headers
-                .push("User-Agent", self.config.user_agent.clone());
+            request.headers.push("User-Agent", self.config.user_agent.clone());
         }
-        let key = ClientKey {
-            branch,
-            method: request.method.clone(),
-        };
+        let key = ClientKey { branch, method: request.method.clone() };
         let timers = self.config.timers;
-        let transaction =
-            ClientTransaction::start(now, &timers, flow, request, &mut self.transmits);
+        let transaction = ClientTransaction::start(now, &timers, flow, request, &mut self.transmits);
         let id = self.new_handle();
         let deadline = transaction.next_deadline();
-        if let ClientOwner::Invite(handle) = owner {
-            if let Some(call) = self.calls.get_mut(&handle) {
-                call.client_key = Some(key.clone());
-                call.invite = transaction.request().clone();
-            }
+        if let ClientOwner::Invite(handle) = owner
+            && let Some(call) = self.calls.get_mut(&handle)
+        {
+            call.client_key = Some(key.clone());
+            call.invite = transaction.request().clone();
         }
-        self.client_transactions
-            .insert(key.clone(), (id, transaction, owner));
+        self.client_transactions.insert(key.clone(), (id, transaction, owner));
         self.client_by_id.insert(id, key);
         self.schedule(TimerKey::Client(id), deadline);
     }
@@ -2061,10 +1719,7 @@ impl Endpoint {
         };
         if !call.ended_reported {
             call.ended_reported = true;
-            self.events.push_back(Event::CallEnded {
-                call: handle,
-                reason,
-            });
+            self.events.push_back(Event::CallEnded { call: handle, reason });
         }
     }
 
@@ -2078,30 +1733,17 @@ impl Endpoint {
         if call.state != CallState::Ended {
             return;
         }
-        let subscriptions_open = call
-            .subscriptions
-            .iter()
-            .any(|s| s.state != SubscriptionState::Terminated);
-        let wait = if subscriptions_open {
-            linger
-        } else {
-            self.config.timers.timeout_64t1().min(linger)
-        };
+        let subscriptions_open = call.subscriptions.iter().any(|s| s.state != SubscriptionState::Terminated);
+        let wait = if subscriptions_open { linger } else { self.config.timers.timeout_64t1().min(linger) };
         call.forget_at = Some(now + wait);
         self.schedule_call(handle);
     }
 
     fn forget_call(&mut self, handle: CallHandle) {
         if let Some(call) = self.calls.remove(&handle) {
-            let call_id = call
-                .invite
-                .headers
-                .call_id()
-                .unwrap_or_default()
-                .to_string();
+            let call_id = call.invite.headers.call_id().unwrap_or_default().to_string();
             self.dialog_index.remove(&(call_id, call.local_tag));
-            self.outgoing
-                .retain(|h, _| !call.subscriptions.iter().any(|s| s.refer == *h));
+            self.outgoing.retain(|h, _| !call.subscriptions.iter().any(|s| s.refer == *h));
         }
     }
 
@@ -2120,21 +1762,13 @@ impl Endpoint {
         let local = self
             .listener(transport, destination.is_ipv6())
             .ok_or_else(|| Error::NoRoute(format!("no {transport} listener")))?;
-        Ok(Flow {
-            transport,
-            local,
-            remote: destination,
-        })
+        Ok(Flow { transport, local, remote: destination })
     }
 
     fn advertised_host(&self, flow: Flow) -> Host {
         self.config.advertised_host.clone().unwrap_or_else(|| {
             let ip = flow.local.ip();
-            if ip.is_unspecified() {
-                Host::from(IpAddr::from([127, 0, 0, 1]))
-            } else {
-                Host::from(ip)
-            }
+            if ip.is_unspecified() { Host::from(IpAddr::from([127, 0, 0, 1])) } else { Host::from(ip) }
         })
     }
 
@@ -2151,11 +1785,7 @@ impl Endpoint {
     }
 
     fn local_contact(&self, flow: Flow) -> NameAddr {
-        let mut uri = SipUri::new(
-            Some(&self.config.contact_user),
-            self.advertised_host(flow),
-            Some(flow.local.port()),
-        );
+        let mut uri = SipUri::new(Some(&self.config.contact_user), self.advertised_host(flow), Some(flow.local.port()));
         if flow.transport == Transport::Tcp {
             uri.params.set("transport", Some("tcp"));
         }
@@ -2171,16 +1801,10 @@ impl Endpoint {
         let Some(ip) = sip.host.ip() else {
             return current;
         };
-        let transport = sip
-            .transport_param()
-            .and_then(|t| Transport::from_token(&t))
-            .unwrap_or(current.transport);
+        let transport = sip.transport_param().and_then(|t| Transport::from_token(&t)).unwrap_or(current.transport);
         let port = sip.port.unwrap_or(5060);
         let remote = SocketAddr::new(ip, port);
-        if transport == current.transport
-            && remote.ip() == current.remote.ip()
-            && current.transport.is_reliable()
-        {
+        if transport == current.transport && remote.ip() == current.remote.ip() && current.transport.is_reliable() {
             // Keep using the connection the peer opened.
             return current;
         }

@@ -33,11 +33,7 @@ impl fmt::Display for Error {
         match self {
             Error::UnknownCall(call) => write!(f, "no call {call}"),
             Error::UnknownRequest(request) => write!(f, "no pending request {request}"),
-            Error::InvalidState {
-                call,
-                operation,
-                state,
-            } => write!(f, "cannot {operation} {call}: call is {state}"),
+            Error::InvalidState { call, operation, state } => write!(f, "cannot {operation} {call}: call is {state}"),
             Error::BadArgument(why) => write!(f, "bad argument: {why}"),
             Error::NoRoute(why) => write!(f, "no route: {why}"),
         }

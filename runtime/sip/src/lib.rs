@@ -48,8 +48,8 @@ mod rng;
 mod transaction;
 
 pub use endpoint::{
-    CallHandle, Direction, EndReason, Endpoint, EndpointConfig, Event, Extras, InDialogRequest,
-    IncomingRequestHandle, OutboundCall, RequestHandle,
+    CallHandle, Direction, EndReason, Endpoint, EndpointConfig, Event, Extras, InDialogRequest, IncomingRequestHandle,
+    OutboundCall, RequestHandle,
 };
 pub use error::Error;
 pub use transport::{Flow, Transmit, Transport};

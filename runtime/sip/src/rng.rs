@@ -32,11 +32,7 @@ impl IdGenerator {
 
     /// A Call-ID local part.
     pub(crate) fn call_id(&mut self, host: &str) -> String {
-        format!(
-            "{:016x}{:08x}@{host}",
-            self.next_u64(),
-            self.next_u64() as u32
-        )
+        format!("{:016x}{:08x}@{host}", self.next_u64(), self.next_u64() as u32)
     }
 
     /// A starting CSeq below 2^31 (RFC 3261 §8.1.1.5), kept small for readability.

@@ -23,11 +23,7 @@ pub struct TimerSettings {
 
 impl Default for TimerSettings {
     fn default() -> TimerSettings {
-        TimerSettings {
-            t1: T1,
-            t2: T2,
-            t4: T4,
-        }
+        TimerSettings { t1: T1, t2: T2, t4: T4 }
     }
 }
 
@@ -49,11 +45,7 @@ impl TimerSettings {
 
     /// Timer D: wait for response retransmissions after a non-2xx final (32 s, 0 on reliable transports).
     pub fn timer_d(&self, reliable: bool) -> Duration {
-        if reliable {
-            Duration::ZERO
-        } else {
-            Duration::from_secs(32).max(self.timeout_64t1())
-        }
+        if reliable { Duration::ZERO } else { Duration::from_secs(32).max(self.timeout_64t1()) }
     }
 
     /// Timer I / K: T4 on unreliable transports, 0 on reliable ones.
@@ -63,10 +55,6 @@ impl TimerSettings {
 
     /// Timer J: 64·T1 on unreliable transports, 0 on reliable ones.
     pub fn timer_j(&self, reliable: bool) -> Duration {
-        if reliable {
-            Duration::ZERO
-        } else {
-            self.timeout_64t1()
-        }
+        if reliable { Duration::ZERO } else { self.timeout_64t1() }
     }
 }

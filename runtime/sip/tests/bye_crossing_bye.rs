@@ -17,17 +17,11 @@ fn crossing_byes_end_the_call_once_on_each_side() {
     pair.run_for(Duration::from_secs(2));
     assert_eq!(pair.requests(true, "BYE").len(), 1);
     assert_eq!(pair.requests(false, "BYE").len(), 1);
-    assert_eq!(
-        pair.responses(true, 200, "BYE").len() + pair.responses(false, 200, "BYE").len(),
-        2
-    );
+    assert_eq!(pair.responses(true, 200, "BYE").len() + pair.responses(false, 200, "BYE").len(), 2);
     assert_eq!(ended(&pair.alice_events, alice_call).len(), 1);
     assert_eq!(ended(&pair.bob_events, bob_call).len(), 1);
     // Everything is forgotten once the linger time has passed.
     pair.run_for(Duration::from_secs(40));
     assert_eq!(pair.alice.call_count() + pair.bob.call_count(), 0);
-    assert_eq!(
-        pair.alice.transaction_count() + pair.bob.transaction_count(),
-        0
-    );
+    assert_eq!(pair.alice.transaction_count() + pair.bob.transaction_count(), 0);
 }

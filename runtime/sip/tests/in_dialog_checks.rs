@@ -30,20 +30,10 @@ fn statuses(sent: &[Message]) -> Vec<u16> {
 /// Feeds the INVITE, answers it, feeds the ACK; returns bob's To tag.
 fn answered_call(peer: &mut RawPeer) -> String {
     let (_, events) = peer.feed(invite("z9hG4bKinv").as_bytes());
-    let Some(Event::IncomingCall { call, .. }) = events.into_iter().next() else {
-        panic!("no call")
-    };
-    peer.endpoint
-        .answer(
-            peer.now,
-            call,
-            Extras::body("application/sdp", sdp("127.0.0.1", 5000)),
-        )
-        .unwrap();
+    let Some(Event::IncomingCall { call, .. }) = events.into_iter().next() else { panic!("no call") };
+    peer.endpoint.answer(peer.now, call, Extras::body("application/sdp", sdp("127.0.0.1", 5000))).unwrap();
     let (sent, _) = peer.drain();
-    let Message::Response(ok) = &sent[0] else {
-        panic!("expected 200")
-    };
+    let Message::Response(ok) = &sent[0] else { panic!("expected 200") };
     let tag = ok.headers.tag("To").expect("200 has a To tag");
     peer.feed(in_dialog("ACK", 10, &tag, "z9hG4bKack").as_bytes());
     tag
@@ -74,9 +64,7 @@ fn options_in_and_out_of_dialog_get_200_with_allow() {
     let tag = answered_call(&mut peer);
     let (sent, _) = peer.feed(in_dialog("OPTIONS", 12, &tag, "z9hG4bKo1").as_bytes());
     assert_eq!(statuses(&sent), [200]);
-    let Message::Response(ok) = &sent[0] else {
-        unreachable!()
-    };
+    let Message::Response(ok) = &sent[0] else { unreachable!() };
     assert!(ok.headers.get("Allow").is_some_and(|a| a.contains("REFER")));
 }
 
@@ -107,13 +95,10 @@ fn responses_follow_via_received_and_rport() {
     let mut peer = RawPeer::new(Transport::Udp);
     // The Via claims 10.0.0.9:5099 but the packet came from 127.0.0.1:5070 with rport: answer the source.
     let text = invite("z9hG4bKnat").replace("127.0.0.1:5070;branch", "10.0.0.9:5099;branch");
-    peer.endpoint
-        .handle_message(peer.now, peer.flow, text.as_bytes());
+    peer.endpoint.handle_message(peer.now, peer.flow, text.as_bytes());
     let transmit = peer.endpoint.poll_transmit().unwrap();
     assert_eq!(transmit.flow.remote, common::addr(common::ALICE));
-    let Ok(Message::Response(trying)) = Message::parse(&transmit.bytes) else {
-        panic!()
-    };
+    let Ok(Message::Response(trying)) = Message::parse(&transmit.bytes) else { panic!() };
     let via = trying.headers.top_via().unwrap();
     assert_eq!(via.params.get("received"), Some(Some("127.0.0.1")));
     assert_eq!(via.params.get("rport"), Some(Some("5070")));

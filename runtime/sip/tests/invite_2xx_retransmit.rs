@@ -27,10 +27,7 @@ fn two_hundred_is_retransmitted_until_an_ack_gets_through() {
     // The first 200 and three retransmissions each drew an ACK; the fourth ACK got through.
     assert_eq!(oks.len(), 4, "{:#?}", pair.log);
     assert_eq!(pair.dropped.len(), 3);
-    assert!(
-        pair.bob_events
-            .contains(&Event::CallConfirmed { call: bob_call })
-    );
+    assert!(pair.bob_events.contains(&Event::CallConfirmed { call: bob_call }));
     assert!(pair.requests(false, "BYE").is_empty());
 }
 
@@ -48,14 +45,8 @@ fn retransmit_intervals_double_from_t1_to_t2() {
         })
         .map(|(_, at)| *at)
         .collect();
-    let gaps: Vec<u128> = sent_at
-        .windows(2)
-        .map(|w| (w[1] - w[0]).as_millis())
-        .collect();
-    assert_eq!(
-        gaps,
-        [500, 1000, 2000, 4000, 4000, 4000, 4000, 4000, 4000, 4000]
-    );
+    let gaps: Vec<u128> = sent_at.windows(2).map(|w| (w[1] - w[0]).as_millis()).collect();
+    assert_eq!(gaps, [500, 1000, 2000, 4000, 4000, 4000, 4000, 4000, 4000, 4000]);
 }
 
 #[test]
@@ -63,17 +54,11 @@ fn no_ack_within_64_t1_ends_the_call_with_bye() {
     let mut pair = Pair::new(Transport::Udp);
     pair.drop_when(is_ack);
     let (alice_call, bob_call) = establish(&mut pair, Duration::from_secs(31));
-    assert!(
-        pair.requests(false, "BYE").is_empty(),
-        "no BYE before 64·T1"
-    );
+    assert!(pair.requests(false, "BYE").is_empty(), "no BYE before 64·T1");
     pair.run_for(Duration::from_secs(3));
     assert_eq!(pair.requests(false, "BYE").len(), 1);
     assert_eq!(ended(&pair.bob_events, bob_call), [EndReason::AckTimeout]);
-    assert_eq!(
-        ended(&pair.alice_events, alice_call),
-        [EndReason::RemoteHangup]
-    );
+    assert_eq!(ended(&pair.alice_events, alice_call), [EndReason::RemoteHangup]);
     assert_eq!(pair.responses(true, 200, "BYE").len(), 1);
 }
 

@@ -21,9 +21,7 @@ fn calls_survive_thirty_percent_loss() {
         });
         let (alice_call, bob_call) = establish(&mut pair, Duration::from_secs(10));
         assert!(
-            pair.alice_events
-                .iter()
-                .any(|e| matches!(e, Event::CallAnswered { .. })),
+            pair.alice_events.iter().any(|e| matches!(e, Event::CallAnswered { .. })),
             "seed {seed}: alice never saw the answer"
         );
         let now = pair.now;
@@ -36,15 +34,7 @@ fn calls_survive_thirty_percent_loss() {
             bob_end == [EndReason::RemoteHangup] || bob_end == [EndReason::AckTimeout],
             "seed {seed}: bob ended with {bob_end:?}"
         );
-        assert_eq!(
-            pair.alice.call_count() + pair.bob.call_count(),
-            0,
-            "seed {seed}: calls left behind"
-        );
-        assert_eq!(
-            pair.alice.transaction_count() + pair.bob.transaction_count(),
-            0,
-            "seed {seed}"
-        );
+        assert_eq!(pair.alice.call_count() + pair.bob.call_count(), 0, "seed {seed}: calls left behind");
+        assert_eq!(pair.alice.transaction_count() + pair.bob.transaction_count(), 0, "seed {seed}");
     }
 }

@@ -6,9 +6,7 @@ mod common;
 use std::time::Duration;
 
 use callwright_sip::message::Method;
-use callwright_sip::{
-    CallHandle, Event, Extras, InDialogRequest, IncomingRequestHandle, RequestHandle, Transport,
-};
+use callwright_sip::{CallHandle, Event, Extras, InDialogRequest, IncomingRequestHandle, RequestHandle, Transport};
 use common::{Pair, establish};
 
 fn refer(pair: &mut Pair, bob_call: CallHandle) -> RequestHandle {
@@ -28,9 +26,7 @@ fn incoming_refer(pair: &mut Pair) -> IncomingRequestHandle {
     pair.take_alice_events()
         .into_iter()
         .find_map(|e| match e {
-            Event::Request {
-                handle, request, ..
-            } if request.method == Method::Refer => Some(handle),
+            Event::Request { handle, request, .. } if request.method == Method::Refer => Some(handle),
             _ => None,
         })
         .expect("alice sees the REFER")
@@ -40,12 +36,9 @@ fn notify(pair: &mut Pair, alice_call: CallHandle, status: &str, state: &str) {
     let now = pair.now;
     let request = InDialogRequest {
         method: Method::Notify,
-        extras: Extras::body(
-            "message/sipfrag;version=2.0",
-            format!("SIP/2.0 {status}\r\n"),
-        )
-        .header("Event", "refer")
-        .header("Subscription-State", state),
+        extras: Extras::body("message/sipfrag;version=2.0", format!("SIP/2.0 {status}\r\n"))
+            .header("Event", "refer")
+            .header("Subscription-State", state),
         credentials: None,
     };
     pair.alice.send_request(now, alice_call, request).unwrap();
@@ -55,9 +48,7 @@ fn refer_events(events: &[Event]) -> Vec<String> {
     events
         .iter()
         .filter_map(|e| match e {
-            Event::ReferNotify {
-                status, terminated, ..
-            } => Some(format!("notify {status:?} {terminated}")),
+            Event::ReferNotify { status, terminated, .. } => Some(format!("notify {status:?} {terminated}")),
             Event::Response { response, .. } => Some(format!("response {}", response.status)),
             _ => None,
         })
@@ -74,28 +65,13 @@ fn notify_before_202_is_routed_to_the_refer() {
     notify(&mut pair, alice_call, "100 Trying", "active;expires=60");
     pair.run_for(Duration::from_millis(5));
     let now = pair.now;
-    pair.alice
-        .respond(now, incoming, 202, Extras::default())
-        .unwrap();
+    pair.alice.respond(now, incoming, 202, Extras::default()).unwrap();
     pair.run_for(Duration::from_millis(100));
-    notify(
-        &mut pair,
-        alice_call,
-        "200 OK",
-        "terminated;reason=noresource",
-    );
+    notify(&mut pair, alice_call, "200 OK", "terminated;reason=noresource");
     pair.run_for(Duration::from_millis(100));
-    assert_eq!(
-        refer_events(&pair.bob_events),
-        [
-            "notify Some(100) false",
-            "response 202",
-            "notify Some(200) true"
-        ]
-    );
+    assert_eq!(refer_events(&pair.bob_events), ["notify Some(100) false", "response 202", "notify Some(200) true"]);
     assert!(pair.bob_events.iter().all(|e| match e {
-        Event::ReferNotify { refer, .. } | Event::Response { request: refer, .. } =>
-            *refer == refer_handle,
+        Event::ReferNotify { refer, .. } | Event::Response { request: refer, .. } => *refer == refer_handle,
         _ => true,
     }));
     assert_eq!(pair.responses(false, 200, "NOTIFY").len(), 2);
@@ -108,21 +84,14 @@ fn notify_after_our_bye_is_still_answered_200() {
     refer(&mut pair, bob_call);
     let incoming = incoming_refer(&mut pair);
     let now = pair.now;
-    pair.alice
-        .respond(now, incoming, 202, Extras::default())
-        .unwrap();
+    pair.alice.respond(now, incoming, 202, Extras::default()).unwrap();
     pair.run_for(Duration::from_millis(50));
     let now = pair.now;
     pair.bob.hangup(now, bob_call).unwrap();
     pair.run_for(Duration::from_millis(100));
     notify(&mut pair, alice_call, "200 OK", "terminated");
     pair.run_for(Duration::from_millis(100));
-    assert_eq!(
-        pair.responses(false, 200, "NOTIFY").len(),
-        1,
-        "{:#?}",
-        pair.log
-    );
+    assert_eq!(pair.responses(false, 200, "NOTIFY").len(), 1, "{:#?}", pair.log);
     assert!(refer_events(&pair.bob_events).contains(&"notify Some(200) true".to_string()));
 }
 
@@ -133,18 +102,12 @@ fn refer_rejected_ends_the_subscription() {
     refer(&mut pair, bob_call);
     let incoming = incoming_refer(&mut pair);
     let now = pair.now;
-    pair.alice
-        .respond(now, incoming, 403, Extras::default())
-        .unwrap();
+    pair.alice.respond(now, incoming, 403, Extras::default()).unwrap();
     pair.run_for(Duration::from_millis(50));
     notify(&mut pair, alice_call, "200 OK", "terminated");
     pair.run_for(Duration::from_millis(50));
     assert_eq!(refer_events(&pair.bob_events), ["response 403"]);
-    assert_eq!(
-        pair.responses(false, 481, "NOTIFY").len(),
-        1,
-        "a NOTIFY for a failed REFER has no subscription"
-    );
+    assert_eq!(pair.responses(false, 481, "NOTIFY").len(), 1, "a NOTIFY for a failed REFER has no subscription");
 }
 
 #[test]
@@ -154,11 +117,7 @@ fn two_refers_are_told_apart_by_event_id() {
     let first = refer(&mut pair, bob_call);
     let second = refer(&mut pair, bob_call);
     pair.run_for(Duration::from_millis(50));
-    let refers: Vec<_> = pair
-        .requests(true, "REFER")
-        .iter()
-        .map(|r| r.headers.cseq().unwrap().seq)
-        .collect();
+    let refers: Vec<_> = pair.requests(false, "REFER").iter().map(|r| r.headers.cseq().unwrap().seq).collect();
     assert_eq!(refers.len(), 2);
     let now = pair.now;
     let request = InDialogRequest {

@@ -70,18 +70,9 @@ fn run(name: &str) -> (Vec<u16>, Vec<Message>) {
     for event in events {
         match event {
             Event::IncomingCall { call, .. } => {
-                peer.endpoint
-                    .answer(
-                        peer.now,
-                        call,
-                        Extras::body("application/sdp", sdp("127.0.0.1", 4000)),
-                    )
-                    .unwrap();
+                peer.endpoint.answer(peer.now, call, Extras::body("application/sdp", sdp("127.0.0.1", 4000))).unwrap();
             }
-            Event::Request { handle, .. } => peer
-                .endpoint
-                .respond(peer.now, handle, 200, Extras::default())
-                .unwrap(),
+            Event::Request { handle, .. } => peer.endpoint.respond(peer.now, handle, 200, Extras::default()).unwrap(),
             _ => {}
         }
     }
@@ -94,30 +85,16 @@ fn run(name: &str) -> (Vec<u16>, Vec<Message>) {
 #[test]
 fn rfc4475_torture_messages() {
     let mut failures = Vec::new();
-    println!(
-        "\n{:<11} {:<30} {:<12} {:<10} result",
-        "message", "RFC 4475 section", "expected", "got"
-    );
+    println!("\n{:<11} {:<30} {:<12} {:<10} result", "message", "RFC 4475 section", "expected", "got");
     for (name, section, allowed) in EXPECTED {
         let (statuses, sent) = run(name);
         let ok = match allowed {
             [] => statuses.is_empty() && sent.is_empty(),
             allowed => statuses.len() == 1 && allowed.contains(&statuses[0]),
         };
-        let expected = if allowed.is_empty() {
-            "drop".to_string()
-        } else {
-            format!("{allowed:?}")
-        };
-        let got = if statuses.is_empty() {
-            "nothing".to_string()
-        } else {
-            format!("{statuses:?}")
-        };
-        println!(
-            "{name:<11} {section:<30} {expected:<12} {got:<10} {}",
-            if ok { "ok" } else { "FAIL" }
-        );
+        let expected = if allowed.is_empty() { "drop".to_string() } else { format!("{allowed:?}") };
+        let got = if statuses.is_empty() { "nothing".to_string() } else { format!("{statuses:?}") };
+        println!("{name:<11} {section:<30} {expected:<12} {got:<10} {}", if ok { "ok" } else { "FAIL" });
         if !ok {
             failures.push(format!("{name}: expected {expected}, got {got}: {sent:#?}"));
         }
@@ -130,52 +107,24 @@ fn every_torture_file_is_in_the_table() {
     let dir = format!("{}/tests/rfc4475", env!("CARGO_MANIFEST_DIR"));
     let mut files: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
-        .filter_map(|e| {
-            e.ok()?
-                .file_name()
-                .to_str()?
-                .strip_suffix(".dat")
-                .map(str::to_string)
-        })
+        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".dat").map(str::to_string))
         .collect();
     files.sort();
     assert_eq!(files.len(), 49);
     for file in files {
-        assert!(
-            EXPECTED.iter().any(|(name, _, _)| *name == file),
-            "{file} missing from the table"
-        );
+        assert!(EXPECTED.iter().any(|(name, _, _)| *name == file), "{file} missing from the table");
     }
 }
 
 #[test]
 fn extension_answers_carry_the_headers_rfc3261_asks_for() {
     let (_, sent) = run("bext01");
-    let Message::Response(response) = &sent[0] else {
-        panic!("expected a response")
-    };
-    assert_eq!(
-        response.headers.get("Unsupported"),
-        Some("nothingsupportsthis, nothingsupportsthiseither")
-    );
+    let Message::Response(response) = &sent[0] else { panic!("expected a response") };
+    assert_eq!(response.headers.get("Unsupported"), Some("nothingsupportsthis, nothingsupportsthiseither"));
     let (_, sent) = run("invut");
-    let Message::Response(response) = &sent[0] else {
-        panic!("expected a response")
-    };
-    assert!(
-        response
-            .headers
-            .get("Accept")
-            .is_some_and(|a| a.contains("application/sdp"))
-    );
+    let Message::Response(response) = &sent[0] else { panic!("expected a response") };
+    assert!(response.headers.get("Accept").is_some_and(|a| a.contains("application/sdp")));
     let (_, sent) = run("intmeth");
-    let Message::Response(response) = &sent[0] else {
-        panic!("expected a response")
-    };
-    assert!(
-        response
-            .headers
-            .get("Allow")
-            .is_some_and(|a| a.contains("INVITE"))
-    );
+    let Message::Response(response) = &sent[0] else { panic!("expected a response") };
+    assert!(response.headers.get("Allow").is_some_and(|a| a.contains("INVITE")));
 }

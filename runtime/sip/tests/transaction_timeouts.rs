@@ -50,7 +50,9 @@ fn in_dialog_request_to_a_vanished_peer_gets_a_local_408() {
     let timeouts: Vec<_> = pair
         .alice_events
         .iter()
-        .filter(|e| matches!(e, Event::Response { request: r, response, .. } if *r == request && response.status == 408))
+        .filter(
+            |e| matches!(e, Event::Response { request: r, response, .. } if *r == request && response.status == 408),
+        )
         .collect();
     assert_eq!(timeouts.len(), 1);
 }

@@ -42,6 +42,9 @@ impl std::error::Error for FramingError {}
 #[derive(Debug, Default)]
 pub struct StreamFramer {
     buffer: Vec<u8>,
+    /// How much of `buffer` is known to hold no end of headers, so a slow sender is not rescanned from
+    /// the start on every read (that made a byte-at-a-time sender cost quadratic time).
+    scanned: usize,
 }
 
 impl StreamFramer {
@@ -65,15 +68,17 @@ impl StreamFramer {
         loop {
             if self.buffer.starts_with(b"\r\n\r\n") {
                 self.buffer.drain(..4);
+                self.scanned = 0;
                 return Ok(Some(Frame::KeepAlive));
             }
-            if self.buffer.starts_with(b"\r\n") && self.buffer.len() >= 3 && self.buffer[2] != b'\r'
-            {
+            if self.buffer.starts_with(b"\r\n") && self.buffer.len() >= 3 && self.buffer[2] != b'\r' {
                 self.buffer.drain(..2);
+                self.scanned = 0;
                 continue;
             }
             if self.buffer.first() == Some(&b'\n') {
                 self.buffer.drain(..1);
+                self.scanned = 0;
                 continue;
             }
             break;
@@ -81,12 +86,18 @@ impl StreamFramer {
         if self.buffer.starts_with(b"\r") && self.buffer.len() < 4 {
             return Ok(None);
         }
-        let Some((body_start, section_len)) = find_end_of_headers(&self.buffer) else {
+        // The blank line may straddle the previous scan's end: look back 3 bytes.
+        let from = self.scanned.saturating_sub(3);
+        let Some((body_start, section_len)) =
+            find_end_of_headers(&self.buffer[from..]).map(|(body, section)| (body + from, section + from))
+        else {
             if self.buffer.len() > MAX_MESSAGE_SIZE {
                 return Err(FramingError::TooLarge(self.buffer.len()));
             }
+            self.scanned = self.buffer.len();
             return Ok(None);
         };
+        self.scanned = section_len;
         let content_length = content_length(&self.buffer[..section_len])?;
         let total = body_start + content_length;
         if total > MAX_MESSAGE_SIZE {
@@ -96,10 +107,8 @@ impl StreamFramer {
             return Ok(None);
         }
         let rest = self.buffer.split_off(total);
-        Ok(Some(Frame::Message(std::mem::replace(
-            &mut self.buffer,
-            rest,
-        ))))
+        self.scanned = 0;
+        Ok(Some(Frame::Message(std::mem::replace(&mut self.buffer, rest))))
     }
 }
 
@@ -142,30 +151,32 @@ mod tests {
                 frames.push(frame);
             }
         }
-        assert_eq!(
-            frames,
-            [
-                Frame::Message(MESSAGE.to_vec()),
-                Frame::KeepAlive,
-                Frame::Message(MESSAGE.to_vec())
-            ]
-        );
+        assert_eq!(frames, [Frame::Message(MESSAGE.to_vec()), Frame::KeepAlive, Frame::Message(MESSAGE.to_vec())]);
         assert_eq!(framer.buffered(), 0);
+    }
+
+    #[test]
+    fn a_byte_at_a_time_sender_is_scanned_once() {
+        let mut framer = StreamFramer::new();
+        let mut header = b"OPTIONS sip:a@b SIP/2.0\r\nX: ".to_vec();
+        header.resize(60_000, b'a');
+        for byte in &header {
+            framer.push(std::slice::from_ref(byte));
+            assert_eq!(framer.next_frame(), Ok(None));
+            // Everything pushed so far is known to hold no blank line: the next read scans 4 bytes, not all.
+            assert_eq!(framer.scanned, framer.buffer.len());
+        }
+        framer.push(b"\r\n\r\n");
+        assert!(matches!(framer.next_frame(), Ok(Some(Frame::Message(_)))));
     }
 
     #[test]
     fn refuses_oversized_and_unframeable() {
         let mut framer = StreamFramer::new();
         framer.push(&vec![b'a'; MAX_MESSAGE_SIZE + 1]);
-        assert!(matches!(
-            framer.next_frame(),
-            Err(FramingError::TooLarge(_))
-        ));
+        assert!(matches!(framer.next_frame(), Err(FramingError::TooLarge(_))));
         let mut framer = StreamFramer::new();
         framer.push(b"INVITE sip:a@b SIP/2.0\r\nContent-Length: -1\r\n\r\n");
-        assert!(matches!(
-            framer.next_frame(),
-            Err(FramingError::BadContentLength(_))
-        ));
+        assert!(matches!(framer.next_frame(), Err(FramingError::BadContentLength(_))));
     }
 }

@@ -57,10 +57,7 @@ const CANONICAL_NAMES: &[(&str, Option<char>)] = &[
 pub fn canonical_name(name: &str) -> std::borrow::Cow<'_, str> {
     if name.len() == 1 {
         let c = name.as_bytes()[0].to_ascii_lowercase() as char;
-        if let Some((full, _)) = CANONICAL_NAMES
-            .iter()
-            .find(|(_, compact)| *compact == Some(c))
-        {
+        if let Some((full, _)) = CANONICAL_NAMES.iter().find(|(_, compact)| *compact == Some(c)) {
             return (*full).into();
         }
     }
@@ -69,10 +66,7 @@ pub fn canonical_name(name: &str) -> std::borrow::Cow<'_, str> {
 
 /// Known names in their usual spelling; anything else (including one-letter names) as given.
 fn known_spelling(name: &str) -> std::borrow::Cow<'_, str> {
-    match CANONICAL_NAMES
-        .iter()
-        .find(|(full, _)| full.eq_ignore_ascii_case(name))
-    {
+    match CANONICAL_NAMES.iter().find(|(full, _)| full.eq_ignore_ascii_case(name)) {
         Some((full, _)) => (*full).into(),
         None => name.into(),
     }
@@ -99,18 +93,12 @@ impl Headers {
 
     /// The first value of `name` (case-insensitive; compact forms are expanded on parse).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value.as_str())
+        self.0.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
     }
 
     /// Every value of `name`, in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0
-            .iter()
-            .filter(move |h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value.as_str())
+        self.0.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
     }
 
     /// How many lines carry `name`.
@@ -120,27 +108,17 @@ impl Headers {
 
     /// Appends a field.
     pub fn push(&mut self, name: &str, value: impl Into<String>) {
-        self.0.push(Header {
-            name: known_spelling(name).into_owned(),
-            value: value.into(),
-        });
+        self.0.push(Header { name: known_spelling(name).into_owned(), value: value.into() });
     }
 
     /// Appends a field as received: compact names are expanded.
     pub(crate) fn push_received(&mut self, name: &str, value: String) {
-        self.0.push(Header {
-            name: canonical_name(name).into_owned(),
-            value,
-        });
+        self.0.push(Header { name: canonical_name(name).into_owned(), value });
     }
 
     /// Replaces every `name` field with one holding `value` (kept at the first one's place).
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
-        match self
-            .0
-            .iter()
-            .position(|h| h.name.eq_ignore_ascii_case(name))
-        {
+        match self.0.iter().position(|h| h.name.eq_ignore_ascii_case(name)) {
             Some(at) => {
                 self.0[at].value = value.into();
                 let mut index = 0;
@@ -155,13 +133,7 @@ impl Headers {
 
     /// Inserts a field before all others (for a new top Via).
     pub fn push_front(&mut self, name: &str, value: impl Into<String>) {
-        self.0.insert(
-            0,
-            Header {
-                name: known_spelling(name).into_owned(),
-                value: value.into(),
-            },
-        );
+        self.0.insert(0, Header { name: known_spelling(name).into_owned(), value: value.into() });
     }
 
     /// Removes every `name` field.
@@ -171,10 +143,7 @@ impl Headers {
 
     /// Removes the first `name` field and returns its value.
     pub fn remove_first(&mut self, name: &str) -> Option<String> {
-        let at = self
-            .0
-            .iter()
-            .position(|h| h.name.eq_ignore_ascii_case(name))?;
+        let at = self.0.iter().position(|h| h.name.eq_ignore_ascii_case(name))?;
         Some(self.0.remove(at).value)
     }
 
@@ -206,10 +175,7 @@ impl Headers {
     /// The top Via, parsed.
     pub fn top_via(&self) -> Result<Via, String> {
         let value = self.get("Via").ok_or("no Via")?;
-        let first = split_unquoted(value, b',')
-            .into_iter()
-            .next()
-            .unwrap_or_default();
+        let first = split_unquoted(value, b',').into_iter().next().unwrap_or_default();
         Via::parse(first)
     }
 
@@ -262,17 +228,15 @@ impl Via {
     /// Parses one Via entry, allowing whitespace around the slashes.
     pub fn parse(text: &str) -> Result<Via, String> {
         let mut parts = text.splitn(3, '/');
-        let (Some(name), Some(version), Some(rest)) = (parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(name), Some(version), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(format!("bad Via {text:?}"));
         };
         if !name.trim().eq_ignore_ascii_case("SIP") || version.trim() != "2.0" {
             return Err(format!("unsupported protocol in Via {text:?}"));
         }
         let rest = rest.trim_start();
-        let transport_end = rest
-            .find(|c: char| c.is_ascii_whitespace())
-            .ok_or(format!("no sent-by in Via {text:?}"))?;
+        let transport_end =
+            rest.find(|c: char| c.is_ascii_whitespace()).ok_or(format!("no sent-by in Via {text:?}"))?;
         let transport = &rest[..transport_end];
         if !is_token(transport) {
             return Err(format!("bad transport in Via {text:?}"));
@@ -284,14 +248,8 @@ impl Via {
         };
         let sent_by: String = sent_by.split_whitespace().collect();
         let (host, port) = parse_hostport(&sent_by).map_err(|e| format!("bad Via sent-by: {e}"))?;
-        let params =
-            Params::parse_header_params(params).map_err(|e| format!("bad Via parameters: {e}"))?;
-        Ok(Via {
-            transport: transport.to_ascii_uppercase(),
-            host,
-            port,
-            params,
-        })
+        let params = Params::parse_header_params(params).map_err(|e| format!("bad Via parameters: {e}"))?;
+        Ok(Via { transport: transport.to_ascii_uppercase(), host, port, params })
     }
 
     /// The branch parameter.
@@ -329,44 +287,30 @@ pub struct NameAddr {
 impl NameAddr {
     /// A name-addr holding just `uri`.
     pub fn new(uri: Uri) -> NameAddr {
-        NameAddr {
-            display_name: None,
-            uri,
-            params: Params::default(),
-        }
+        NameAddr { display_name: None, uri, params: Params::default() }
     }
 
     /// Parses a name-addr or addr-spec with trailing header parameters.
     pub fn parse(text: &str) -> Result<NameAddr, String> {
         let text = text.trim();
         let (display_name, after_display) = if text.starts_with('"') {
-            let (quoted, rest) =
-                take_quoted(text).ok_or_else(|| format!("unbalanced quote in {text:?}"))?;
+            let (quoted, rest) = take_quoted(text).ok_or_else(|| format!("unbalanced quote in {text:?}"))?;
             (Some(unquote(quoted)), rest.trim_start())
         } else if let Some(open) = text.find('<') {
             let display = text[..open].trim();
             if !display.is_empty() && !display.split_whitespace().all(is_token) {
                 return Err(format!("display name must be quoted: {display:?}"));
             }
-            (
-                (!display.is_empty()).then(|| display.to_string()),
-                &text[open..],
-            )
+            ((!display.is_empty()).then(|| display.to_string()), &text[open..])
         } else {
             (None, text)
         };
         if let Some(inner) = after_display.strip_prefix('<') {
-            let close = inner
-                .find('>')
-                .ok_or_else(|| format!("missing '>' in {text:?}"))?;
+            let close = inner.find('>').ok_or_else(|| format!("missing '>' in {text:?}"))?;
             // RFC 4475 badaspec: whitespace inside the brackets is tolerated.
             let uri = Uri::parse(inner[..close].trim()).map_err(|e| e.to_string())?;
             let params = Params::parse_header_params(&inner[close + 1..])?;
-            return Ok(NameAddr {
-                display_name,
-                uri,
-                params,
-            });
+            return Ok(NameAddr { display_name, uri, params });
         }
         if display_name.is_some() {
             return Err(format!("missing '<' after display name in {text:?}"));
@@ -378,16 +322,10 @@ impl NameAddr {
         };
         let uri_text = uri_text.trim();
         if uri_text.contains(['?', ',']) {
-            return Err(format!(
-                "URI with '?' or ',' must be in angle brackets: {uri_text:?}"
-            ));
+            return Err(format!("URI with '?' or ',' must be in angle brackets: {uri_text:?}"));
         }
         let uri = Uri::parse(uri_text).map_err(|e| e.to_string())?;
-        Ok(NameAddr {
-            display_name: None,
-            uri,
-            params: Params::parse_header_params(params)?,
-        })
+        Ok(NameAddr { display_name: None, uri, params: Params::parse_header_params(params)? })
     }
 
     /// The `tag` parameter.
@@ -428,13 +366,8 @@ impl CSeq {
         if !seq.bytes().all(|b| b.is_ascii_digit()) || !is_token(method) {
             return Err(format!("bad CSeq {text:?}"));
         }
-        let seq = seq
-            .parse()
-            .map_err(|_| format!("CSeq number out of range in {text:?}"))?;
-        Ok(CSeq {
-            seq,
-            method: Method::from_token(method),
-        })
+        let seq = seq.parse().map_err(|_| format!("CSeq number out of range in {text:?}"))?;
+        Ok(CSeq { seq, method: Method::from_token(method) })
     }
 }
 
@@ -469,9 +402,7 @@ mod tests {
         let via = Via::parse("SIP  /   2.0 /UDP    192.0.2.2;branch=390skdjuw").unwrap();
         assert_eq!(via.transport, "UDP");
         assert_eq!(via.branch(), Some("390skdjuw"));
-        let via =
-            Via::parse("SIP  / 2.0  / TCP     spindle.example.com   ;  branch  =   z9hG4bK9ikj8")
-                .unwrap();
+        let via = Via::parse("SIP  / 2.0  / TCP     spindle.example.com   ;  branch  =   z9hG4bK9ikj8").unwrap();
         assert_eq!(via.host, Host::Name("spindle.example.com".into()));
         assert!(via.has_rfc3261_branch());
         let via = Via::parse("SIP/2.0/UDP [::1]:5070;rport;branch=z9hG4bKx").unwrap();
@@ -482,10 +413,8 @@ mod tests {
 
     #[test]
     fn name_addr_forms() {
-        let from = NameAddr::parse(
-            "\"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com>  ;  tag = 98asjd8",
-        )
-        .unwrap();
+        let from =
+            NameAddr::parse("\"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com>  ;  tag = 98asjd8").unwrap();
         assert_eq!(from.display_name.as_deref(), Some("J Rosenberg \\\""));
         assert_eq!(from.tag(), Some("98asjd8"));
         let to = NameAddr::parse("sip:user@example.com;tag=abc").unwrap();
@@ -513,18 +442,13 @@ mod tests {
         headers.push("B", "2");
         headers.push("via", "y");
         headers.set("Via", "z");
-        let names: Vec<_> = headers
-            .iter()
-            .map(|h| format!("{}={}", h.name, h.value))
-            .collect();
+        let names: Vec<_> = headers.iter().map(|h| format!("{}={}", h.name, h.value)).collect();
         assert_eq!(names, ["A=1", "Via=z", "B=2"]);
     }
 
     #[test]
     fn call_ids() {
-        assert!(is_valid_call_id(
-            "intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{"
-        ));
+        assert!(is_valid_call_id("intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{"));
         assert!(!is_valid_call_id("a b"));
         assert!(!is_valid_call_id(""));
         assert!(!is_valid_call_id("a@b@c"));

@@ -86,11 +86,7 @@ impl Method {
     pub fn as_str(&self) -> &str {
         match self {
             Method::Extension(token) => token,
-            known => Method::KNOWN
-                .iter()
-                .find(|(_, m)| m == known)
-                .map(|(name, _)| *name)
-                .unwrap_or("?"),
+            known => Method::KNOWN.iter().find(|(_, m)| m == known).map(|(name, _)| *name).unwrap_or("?"),
         }
     }
 }
@@ -164,10 +160,7 @@ fn write_message(start_line: &str, headers: &Headers, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(start_line.len() + 64 * 12 + body.len());
     out.extend_from_slice(start_line.as_bytes());
     out.extend_from_slice(b"\r\n");
-    for header in headers
-        .iter()
-        .filter(|h| !h.name.eq_ignore_ascii_case("Content-Length"))
-    {
+    for header in headers.iter().filter(|h| !h.name.eq_ignore_ascii_case("Content-Length")) {
         out.extend_from_slice(header.name.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(header.value.as_bytes());
@@ -181,42 +174,24 @@ fn write_message(start_line: &str, headers: &Headers, body: &[u8]) -> Vec<u8> {
 impl Request {
     /// A request with no headers and no body.
     pub fn new(method: Method, uri: Uri) -> Request {
-        Request {
-            method,
-            uri,
-            headers: Headers::new(),
-            body: Vec::new(),
-        }
+        Request { method, uri, headers: Headers::new(), body: Vec::new() }
     }
 
     /// Serialises the request.
     pub fn to_bytes(&self) -> Vec<u8> {
-        write_message(
-            &format!("{} {} SIP/2.0", self.method, self.uri),
-            &self.headers,
-            &self.body,
-        )
+        write_message(&format!("{} {} SIP/2.0", self.method, self.uri), &self.headers, &self.body)
     }
 }
 
 impl Response {
     /// A response with the standard reason phrase and no headers.
     pub fn new(status: u16) -> Response {
-        Response {
-            status,
-            reason: reason_phrase(status).to_string(),
-            headers: Headers::new(),
-            body: Vec::new(),
-        }
+        Response { status, reason: reason_phrase(status).to_string(), headers: Headers::new(), body: Vec::new() }
     }
 
     /// Serialises the response.
     pub fn to_bytes(&self) -> Vec<u8> {
-        write_message(
-            &format!("SIP/2.0 {} {}", self.status, self.reason),
-            &self.headers,
-            &self.body,
-        )
+        write_message(&format!("SIP/2.0 {} {}", self.status, self.reason), &self.headers, &self.body)
     }
 
     /// True for 1xx.

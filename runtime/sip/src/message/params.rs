@@ -13,10 +13,7 @@ pub struct Params(Vec<(String, Option<String>)>);
 impl Params {
     /// The value of `name`: `None` when absent, `Some(None)` for a flag such as `;lr`.
     pub fn get(&self, name: &str) -> Option<Option<&str>> {
-        self.0
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_deref())
+        self.0.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_deref())
     }
 
     /// True when `name` is present, with or without a value.
@@ -27,11 +24,7 @@ impl Params {
     /// Sets `name` (replacing an existing one, else appending).
     pub fn set(&mut self, name: &str, value: Option<&str>) {
         let value = value.map(str::to_string);
-        match self
-            .0
-            .iter_mut()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        {
+        match self.0.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
             Some(entry) => entry.1 = value,
             None => self.0.push((name.to_string(), value)),
         }
@@ -56,9 +49,7 @@ impl Params {
     pub(crate) fn parse_uri_params(text: &str) -> Result<Params, UriError> {
         let mut params = Params::default();
         let Some(text) = text.strip_prefix(';') else {
-            return Err(UriError(format!(
-                "parameters must start with ';': {text:?}"
-            )));
+            return Err(UriError(format!("parameters must start with ';': {text:?}")));
         };
         for piece in text.split(';') {
             let (name, value) = match piece.find('=') {
@@ -102,10 +93,7 @@ impl Params {
                 } else {
                     is_token(value)
                         || (value.starts_with('[') && value.ends_with(']'))
-                        || (!value.is_empty()
-                            && value
-                                .chars()
-                                .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c)))
+                        || (!value.is_empty() && value.chars().all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c)))
                 };
                 if !ok {
                     return Err(format!("bad value for parameter {name:?}: {value:?}"));
@@ -135,8 +123,7 @@ mod tests {
 
     #[test]
     fn header_params_allow_whitespace_and_quotes() {
-        let params =
-            Params::parse_header_params(" ;   tag    = 1918181833n ; q = 0.33;x=\"a;b\"").unwrap();
+        let params = Params::parse_header_params(" ;   tag    = 1918181833n ; q = 0.33;x=\"a;b\"").unwrap();
         assert_eq!(params.get("TAG"), Some(Some("1918181833n")));
         assert_eq!(params.get("q"), Some(Some("0.33")));
         assert_eq!(params.get("x"), Some(Some("\"a;b\"")));

@@ -57,10 +57,7 @@ pub(crate) fn take_quoted(text: &str) -> Option<(&str, &str)> {
 
 /// Removes the quotes and backslash escapes of a quoted string.
 pub(crate) fn unquote(text: &str) -> String {
-    let inner = text
-        .strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .unwrap_or(text);
+    let inner = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(text);
     let mut out = String::with_capacity(inner.len());
     let mut chars = inner.chars();
     while let Some(c) = chars.next() {

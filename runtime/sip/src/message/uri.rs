@@ -82,15 +82,11 @@ fn bad(what: impl Into<String>) -> UriError {
 impl Uri {
     /// Parses a URI as it appears in a Request-URI or between `<` and `>`.
     pub fn parse(text: &str) -> Result<Uri, UriError> {
-        let colon = text
-            .find(':')
-            .ok_or_else(|| bad(format!("no scheme in {text:?}")))?;
+        let colon = text.find(':').ok_or_else(|| bad(format!("no scheme in {text:?}")))?;
         let scheme = &text[..colon];
         let rest = &text[colon + 1..];
         let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-            && scheme
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+            && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
         if !scheme_ok {
             return Err(bad(format!("bad scheme {scheme:?}")));
         }
@@ -104,10 +100,7 @@ impl Uri {
         } else if rest.is_empty() {
             Err(bad(format!("empty {scheme}: URI")))
         } else {
-            Ok(Uri::Other {
-                scheme: scheme.to_string(),
-                opaque: rest.to_string(),
-            })
+            Ok(Uri::Other { scheme: scheme.to_string(), opaque: rest.to_string() })
         }
     }
 
@@ -178,30 +171,16 @@ impl SipUri {
             None => (hostpart, None),
         };
         let (hostport, params) = match before_headers.find(';') {
-            Some(s) => (
-                &before_headers[..s],
-                Params::parse_uri_params(&before_headers[s..])?,
-            ),
+            Some(s) => (&before_headers[..s], Params::parse_uri_params(&before_headers[s..])?),
             None => (before_headers, Params::default()),
         };
         let (host, port) = parse_hostport(hostport)?;
-        Ok(SipUri {
-            secure,
-            user,
-            password,
-            host,
-            port,
-            params,
-            headers,
-        })
+        Ok(SipUri { secure, user, password, host, port, params, headers })
     }
 
     /// The `transport` parameter in lower case, if any.
     pub fn transport_param(&self) -> Option<String> {
-        self.params
-            .get("transport")
-            .flatten()
-            .map(str::to_ascii_lowercase)
+        self.params.get("transport").flatten().map(str::to_ascii_lowercase)
     }
 }
 
@@ -212,37 +191,24 @@ impl TelUri {
             None => (rest, Params::default()),
         };
         let digits = number.strip_prefix('+').unwrap_or(number);
-        let ok = !digits.is_empty()
-            && digits
-                .chars()
-                .all(|c| c.is_ascii_hexdigit() || "-.()*#".contains(c));
+        let ok = !digits.is_empty() && digits.chars().all(|c| c.is_ascii_hexdigit() || "-.()*#".contains(c));
         if !ok {
             return Err(bad(format!("bad telephone number {number:?}")));
         }
-        Ok(TelUri {
-            number: number.to_string(),
-            params,
-        })
+        Ok(TelUri { number: number.to_string(), params })
     }
 }
 
 /// Parses `host[:port]` with bracketed IPv6.
 pub(crate) fn parse_hostport(text: &str) -> Result<(Host, Option<u16>), UriError> {
     let (host_text, port_text) = if let Some(inner) = text.strip_prefix('[') {
-        let close = inner
-            .find(']')
-            .ok_or_else(|| bad(format!("unclosed '[' in {text:?}")))?;
+        let close = inner.find(']').ok_or_else(|| bad(format!("unclosed '[' in {text:?}")))?;
         let after = &inner[close + 1..];
         let port = match after {
             "" => None,
-            p => Some(
-                p.strip_prefix(':')
-                    .ok_or_else(|| bad(format!("junk after ']' in {text:?}")))?,
-            ),
+            p => Some(p.strip_prefix(':').ok_or_else(|| bad(format!("junk after ']' in {text:?}")))?),
         };
-        let v6: Ipv6Addr = inner[..close]
-            .parse()
-            .map_err(|_| bad(format!("bad IPv6 address in {text:?}")))?;
+        let v6: Ipv6Addr = inner[..close].parse().map_err(|_| bad(format!("bad IPv6 address in {text:?}")))?;
         return Ok((Host::V6(v6), port.map(parse_port).transpose()?));
     } else {
         match text.rfind(':') {
@@ -250,28 +216,21 @@ pub(crate) fn parse_hostport(text: &str) -> Result<(Host, Option<u16>), UriError
             None => (text, None),
         }
     };
-    Ok((
-        Host::parse(host_text)?,
-        port_text.map(parse_port).transpose()?,
-    ))
+    Ok((Host::parse(host_text)?, port_text.map(parse_port).transpose()?))
 }
 
 fn parse_port(text: &str) -> Result<u16, UriError> {
     if text.is_empty() || text.len() > 5 || !text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad(format!("bad port {text:?}")));
     }
-    text.parse()
-        .map_err(|_| bad(format!("port out of range {text:?}")))
+    text.parse().map_err(|_| bad(format!("port out of range {text:?}")))
 }
 
 impl Host {
     /// Parses a hostname, IPv4 address or bracketed IPv6 reference.
     pub fn parse(text: &str) -> Result<Host, UriError> {
         if let Some(inner) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
-            return inner
-                .parse()
-                .map(Host::V6)
-                .map_err(|_| bad(format!("bad IPv6 address {text:?}")));
+            return inner.parse().map(Host::V6).map_err(|_| bad(format!("bad IPv6 address {text:?}")));
         }
         if let Ok(v4) = text.parse::<Ipv4Addr>() {
             return Ok(Host::V4(v4));
@@ -363,12 +322,13 @@ pub fn unescape(text: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -416,16 +376,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_uris() {
-        for text in [
-            "<sip:a@b>",
-            "sip:a@b c",
-            "sip:",
-            "sip:@host",
-            "sip:bad_host!",
-            "tel:",
-            "tel:abc!",
-            "nocolon",
-        ] {
+        for text in ["<sip:a@b>", "sip:a@b c", "sip:", "sip:@host", "sip:bad_host!", "tel:", "tel:abc!", "nocolon"] {
             assert!(Uri::parse(text).is_err(), "{text} should fail");
         }
     }

@@ -55,12 +55,9 @@ impl ClientTransaction {
         out: &mut VecDeque<Transmit>,
     ) -> ClientTransaction {
         let bytes = request.to_bytes();
-        out.push_back(Transmit {
-            flow,
-            bytes: bytes.clone(),
-        });
-        let retransmit = (!flow.transport.is_reliable())
-            .then(|| (now + timers.retransmit_start(), timers.retransmit_start()));
+        out.push_back(Transmit { flow, bytes: bytes.clone() });
+        let retransmit =
+            (!flow.transport.is_reliable()).then(|| (now + timers.retransmit_start(), timers.retransmit_start()));
         ClientTransaction {
             request,
             bytes,
@@ -119,10 +116,7 @@ impl ClientTransaction {
                 self.timeout = None;
                 if self.is_invite() {
                     let ack = ack_for_non_2xx(&self.request, response).to_bytes();
-                    out.push_back(Transmit {
-                        flow: self.flow,
-                        bytes: ack.clone(),
-                    });
+                    out.push_back(Transmit { flow: self.flow, bytes: ack.clone() });
                     self.ack = Some(ack);
                     self.end = Some(now + timers.timer_d(reliable));
                 } else {
@@ -132,10 +126,7 @@ impl ClientTransaction {
             }
             (ClientState::Completed, 300..=699) => {
                 if let Some(ack) = &self.ack {
-                    out.push_back(Transmit {
-                        flow: self.flow,
-                        bytes: ack.clone(),
-                    });
+                    out.push_back(Transmit { flow: self.flow, bytes: ack.clone() });
                 }
                 false
             }
@@ -144,10 +135,7 @@ impl ClientTransaction {
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        [self.retransmit.map(|(at, _)| at), self.timeout, self.end]
-            .into_iter()
-            .flatten()
-            .min()
+        [self.retransmit.map(|(at, _)| at), self.timeout, self.end].into_iter().flatten().min()
     }
 
     pub(crate) fn handle_timeout(
@@ -168,16 +156,9 @@ impl ClientTransaction {
             return Some(ClientTimeout::NoResponse);
         }
         if let Some((at, interval)) = self.retransmit.filter(|(at, _)| *at <= now) {
-            out.push_back(Transmit {
-                flow: self.flow,
-                bytes: self.bytes.clone(),
-            });
+            out.push_back(Transmit { flow: self.flow, bytes: self.bytes.clone() });
             // Timer A doubles without cap; Timer E is capped at T2 (§17.1.1.2, §17.1.2.2).
-            let next = if self.is_invite() {
-                interval * 2
-            } else {
-                timers.next_interval(interval)
-            };
+            let next = if self.is_invite() { interval * 2 } else { timers.next_interval(interval) };
             self.retransmit = Some((at + next, next));
         }
         None

@@ -16,19 +16,9 @@ use crate::message::{Method, Request, Response};
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum ServerKey {
     /// RFC 3261 peers: branch, sent-by and method (ACK matches its INVITE).
-    Branch {
-        branch: String,
-        sent_by: String,
-        method: Method,
-    },
+    Branch { branch: String, sent_by: String, method: Method },
     /// RFC 2543 peers (no magic cookie): the fields that identified a transaction then.
-    Legacy {
-        call_id: String,
-        cseq: u32,
-        from_tag: String,
-        via: String,
-        method: Method,
-    },
+    Legacy { call_id: String, cseq: u32, from_tag: String, via: String, method: Method },
 }
 
 impl ServerKey {
@@ -41,11 +31,7 @@ impl ServerKey {
         let via = request.headers.top_via().ok()?;
         if via.has_rfc3261_branch() {
             let sent_by = format!("{}:{}", via.host, via.port.unwrap_or(5060)).to_ascii_lowercase();
-            return Some(ServerKey::Branch {
-                branch: via.branch()?.to_string(),
-                sent_by,
-                method,
-            });
+            return Some(ServerKey::Branch { branch: via.branch()?.to_string(), sent_by, method });
         }
         Some(ServerKey::Legacy {
             call_id: request.headers.call_id()?.to_string(),
@@ -60,9 +46,7 @@ impl ServerKey {
     pub(crate) fn cancelled_invite(&self) -> ServerKey {
         let mut key = self.clone();
         match &mut key {
-            ServerKey::Branch { method, .. } | ServerKey::Legacy { method, .. } => {
-                *method = Method::Invite
-            }
+            ServerKey::Branch { method, .. } | ServerKey::Legacy { method, .. } => *method = Method::Invite,
         }
         key
     }
@@ -80,9 +64,6 @@ impl ClientKey {
     pub(crate) fn for_response(response: &Response) -> Option<ClientKey> {
         let via = response.headers.top_via().ok()?;
         let method = response.headers.cseq().ok()?.method;
-        Some(ClientKey {
-            branch: via.branch()?.to_string(),
-            method,
-        })
+        Some(ClientKey { branch: via.branch()?.to_string(), method })
     }
 }

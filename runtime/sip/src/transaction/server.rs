@@ -46,19 +46,8 @@ pub(crate) struct ServerTransaction {
 impl ServerTransaction {
     /// A transaction for a new request arriving on `flow`.
     pub(crate) fn new(invite: bool, flow: Flow) -> ServerTransaction {
-        let state = if invite {
-            ServerState::Proceeding
-        } else {
-            ServerState::Trying
-        };
-        ServerTransaction {
-            invite,
-            state,
-            flow,
-            last_response: None,
-            retransmit: None,
-            end: None,
-        }
+        let state = if invite { ServerState::Proceeding } else { ServerState::Trying };
+        ServerTransaction { invite, state, flow, last_response: None, retransmit: None, end: None }
     }
 
     pub(crate) fn state(&self) -> ServerState {
@@ -75,10 +64,7 @@ impl ServerTransaction {
     pub(crate) fn on_retransmission(&mut self, out: &mut VecDeque<Transmit>) {
         let resend = matches!(self.state, ServerState::Proceeding | ServerState::Completed);
         if let (true, Some(bytes)) = (resend, &self.last_response) {
-            out.push_back(Transmit {
-                flow: self.flow,
-                bytes: bytes.clone(),
-            });
+            out.push_back(Transmit { flow: self.flow, bytes: bytes.clone() });
         }
     }
 
@@ -95,10 +81,7 @@ impl ServerTransaction {
             return false;
         }
         let reliable = self.flow.transport.is_reliable();
-        out.push_back(Transmit {
-            flow: self.flow,
-            bytes: bytes.clone(),
-        });
+        out.push_back(Transmit { flow: self.flow, bytes: bytes.clone() });
         self.last_response = Some(bytes);
         match (self.invite, status) {
             (_, 100..=199) => self.state = ServerState::Proceeding,
@@ -109,8 +92,7 @@ impl ServerTransaction {
             (true, _) => {
                 self.state = ServerState::Completed;
                 if !reliable {
-                    self.retransmit =
-                        Some((now + timers.retransmit_start(), timers.retransmit_start()));
+                    self.retransmit = Some((now + timers.retransmit_start(), timers.retransmit_start()));
                 }
                 self.end = Some(now + timers.timeout_64t1());
             }
@@ -154,10 +136,7 @@ impl ServerTransaction {
         }
         if let Some((at, interval)) = self.retransmit.filter(|(at, _)| *at <= now) {
             if let Some(bytes) = &self.last_response {
-                out.push_back(Transmit {
-                    flow: self.flow,
-                    bytes: bytes.clone(),
-                });
+                out.push_back(Transmit { flow: self.flow, bytes: bytes.clone() });
             }
             let next = timers.next_interval(interval);
             self.retransmit = Some((at + next, next));

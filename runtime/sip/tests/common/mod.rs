@@ -79,10 +79,7 @@ impl Pair {
         let now = self.now;
         for endpoint in [&mut self.alice, &mut self.bob] {
             while let Some(transmit) = endpoint.poll_transmit() {
-                self.in_flight.push_back(InFlight {
-                    arrives: now + self.delay,
-                    transmit,
-                });
+                self.in_flight.push_back(InFlight { arrives: now + self.delay, transmit });
             }
         }
         while let Some(event) = self.alice.poll_event() {
@@ -98,10 +95,7 @@ impl Pair {
         loop {
             self.collect();
             let next_delivery = self.in_flight.iter().map(|m| m.arrives).min();
-            let next_timer = [self.alice.poll_timeout(), self.bob.poll_timeout()]
-                .into_iter()
-                .flatten()
-                .min();
+            let next_timer = [self.alice.poll_timeout(), self.bob.poll_timeout()].into_iter().flatten().min();
             let next = [next_delivery, next_timer].into_iter().flatten().min();
             let Some(next) = next.filter(|n| *n <= until) else {
                 self.now = until.max(self.now);
@@ -109,11 +103,7 @@ impl Pair {
             };
             self.now = next.max(self.now);
             if next_delivery == Some(next) {
-                let index = self
-                    .in_flight
-                    .iter()
-                    .position(|m| m.arrives == next)
-                    .expect("found above");
+                let index = self.in_flight.iter().position(|m| m.arrives == next).expect("found above");
                 let message = self.in_flight.remove(index).expect("index valid");
                 self.deliver(message.transmit);
             } else {
@@ -133,19 +123,16 @@ impl Pair {
     fn deliver(&mut self, transmit: Transmit) {
         let to_bob = transmit.flow.remote == addr(BOB);
         let message = Message::parse(&transmit.bytes).expect("endpoints send parseable messages");
-        if let Some(rule) = self.drop_rule.as_mut() {
-            if rule(&message) {
-                self.dropped.push(message);
-                return;
-            }
+        if let Some(rule) = self.drop_rule.as_mut()
+            && rule(&message)
+        {
+            self.dropped.push(message);
+            return;
         }
         self.log.push((to_bob, message));
         self.delivered_at.push(self.now);
-        let flow = Flow {
-            transport: transmit.flow.transport,
-            local: transmit.flow.remote,
-            remote: transmit.flow.local,
-        };
+        let flow =
+            Flow { transport: transmit.flow.transport, local: transmit.flow.remote, remote: transmit.flow.local };
         let now = self.now;
         if to_bob {
             self.bob.handle_message(now, flow, &transmit.bytes);
@@ -210,11 +197,7 @@ impl RawPeer {
         RawPeer {
             now: Instant::now(),
             endpoint: endpoint(BOB, transport, 7),
-            flow: Flow {
-                transport,
-                local: addr(BOB),
-                remote: addr(ALICE),
-            },
+            flow: Flow { transport, local: addr(BOB), remote: addr(ALICE) },
             unparseable_statuses: Vec::new(),
         }
     }
@@ -233,11 +216,8 @@ impl RawPeer {
                 Ok(message) => sent.push(message),
                 Err(_) => {
                     let text = String::from_utf8_lossy(&transmit.bytes);
-                    let status = text
-                        .strip_prefix("SIP/2.0 ")
-                        .and_then(|t| t.get(..3)?.parse().ok());
-                    self.unparseable_statuses
-                        .push(status.expect("a response with a status line"));
+                    let status = text.strip_prefix("SIP/2.0 ").and_then(|t| t.get(..3)?.parse().ok());
+                    self.unparseable_statuses.push(status.expect("a response with a status line"));
                 }
             }
         }
@@ -312,19 +292,12 @@ pub fn await_incoming(pair: &mut Pair) -> callwright_sip::CallHandle {
 }
 
 /// Alice calls, bob answers; runs `settle` and returns (alice's call, bob's call).
-pub fn establish(
-    pair: &mut Pair,
-    settle: Duration,
-) -> (callwright_sip::CallHandle, callwright_sip::CallHandle) {
+pub fn establish(pair: &mut Pair, settle: Duration) -> (callwright_sip::CallHandle, callwright_sip::CallHandle) {
     let alice_call = start_call(pair);
     let bob_call = await_incoming(pair);
     let now = pair.now;
     pair.bob
-        .answer(
-            now,
-            bob_call,
-            callwright_sip::Extras::body("application/sdp", sdp("127.0.0.1", 5000)),
-        )
+        .answer(now, bob_call, callwright_sip::Extras::body("application/sdp", sdp("127.0.0.1", 5000)))
         .expect("answer");
     pair.run_for(settle);
     (alice_call, bob_call)

@@ -1,0 +1,181 @@
+//! The admin HTTP API: modules, apps and live calls, behind a bearer token. Errors are JSON
+//! `{"error": "..."}` with the status that fits.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use callwright_host::apps::{AppDefinition, AppError};
+use callwright_host::modules::{ModuleWorld, UploadError};
+use callwright_host::runtime::Runtime;
+use serde_json::json;
+use tracing::info;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct AdminState {
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) token: Arc<String>,
+}
+
+/// An error answer: status and message.
+pub(crate) struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn not_found(what: &str, name: &str) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, format!("no {what} named {name:?}"))
+}
+
+fn internal(error: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+}
+
+pub(crate) fn router(state: AdminState) -> Router {
+    // Leave headroom over the module limit so an oversized upload reaches the handler and gets a clear 413.
+    let body_limit = state.runtime.engine.limits().max_module_size + (1 << 20);
+    let api = Router::new()
+        .route("/v1/modules", get(list_modules))
+        .route("/v1/modules/{name}", get(get_module).put(put_module).delete(delete_module))
+        .route("/v1/apps", get(list_apps))
+        .route("/v1/apps/{name}", get(get_app).put(put_app).delete(delete_app))
+        .route("/v1/calls", get(list_calls))
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(DefaultBodyLimit::max(body_limit));
+    Router::new().route("/healthz", get(|| async { "ok" })).merge(api).with_state(state)
+}
+
+/// Compares in time independent of where the strings differ.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(token) if same_secret(token.as_bytes(), state.token.as_bytes()) => next.run(request).await,
+        given => {
+            let message = if given.is_some() {
+                "wrong admin token"
+            } else {
+                "missing admin token (Authorization: Bearer <token>)"
+            };
+            let mut response = ApiError(StatusCode::UNAUTHORIZED, message.into()).into_response();
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+    }
+}
+
+async fn list_modules(State(state): State<AdminState>) -> impl IntoResponse {
+    Json(state.runtime.modules.list())
+}
+
+async fn get_module(State(state): State<AdminState>, Path(name): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let module = state.runtime.modules.get(&name).ok_or_else(|| not_found("module", &name))?;
+    Ok(Json(module.meta.clone()))
+}
+
+async fn put_module(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let modules = state.runtime.modules.clone();
+    let module_name = name.clone();
+    // Compiling takes milliseconds to seconds: keep it off the threads that run calls.
+    let stored = tokio::task::spawn_blocking(move || modules.put(&module_name, &body)).await.map_err(internal)?;
+    match stored {
+        Ok(meta) => {
+            info!(module = %name, world = ?meta.world, "module uploaded");
+            Ok((StatusCode::CREATED, Json(meta)))
+        }
+        Err(error @ UploadError::TooLarge { .. }) => Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, error.to_string())),
+        Err(error @ UploadError::Storage(_)) => Err(internal(error)),
+        Err(error) => Err(ApiError(StatusCode::BAD_REQUEST, error.to_string())),
+    }
+}
+
+async fn delete_module(State(state): State<AdminState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    if let Some((app, _)) = state.runtime.apps.list().into_iter().find(|(_, a)| a.flow.module == name) {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("module {name:?} is used by app {app:?}; delete or change the app first"),
+        ));
+    }
+    match state.runtime.modules.delete(&name).map_err(internal)? {
+        true => Ok(StatusCode::NO_CONTENT),
+        false => Err(not_found("module", &name)),
+    }
+}
+
+async fn list_apps(State(state): State<AdminState>) -> impl IntoResponse {
+    let apps: serde_json::Map<String, serde_json::Value> = state
+        .runtime
+        .apps
+        .list()
+        .into_iter()
+        .map(|(name, app)| (name, serde_json::to_value(app).unwrap_or_default()))
+        .collect();
+    Json(apps)
+}
+
+async fn get_app(State(state): State<AdminState>, Path(name): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(state.runtime.apps.get(&name).ok_or_else(|| not_found("app", &name))?))
+}
+
+async fn put_app(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.starts_with("application/json"));
+    if !is_json {
+        return Err(ApiError(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send the app as application/json".into()));
+    }
+    let app: AppDefinition = serde_json::from_slice(&body)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid app definition: {e}")))?;
+    let module = state.runtime.modules.get(&app.flow.module).ok_or_else(|| {
+        ApiError(StatusCode::BAD_REQUEST, format!("flow.module {:?} does not exist; upload it first", app.flow.module))
+    })?;
+    if module.meta.world != ModuleWorld::CallFlow {
+        let why = format!("module {:?} is a {:?} module, not a call flow", app.flow.module, module.meta.world);
+        return Err(ApiError(StatusCode::BAD_REQUEST, why));
+    }
+    let existed = state.runtime.apps.get(&name).is_some();
+    match state.runtime.apps.put(&name, app.clone()) {
+        Ok(()) => Ok((if existed { StatusCode::OK } else { StatusCode::CREATED }, Json(app))),
+        Err(error @ AppError::RouteTaken { .. }) => Err(ApiError(StatusCode::CONFLICT, error.to_string())),
+        Err(error @ AppError::BadName(_)) => Err(ApiError(StatusCode::BAD_REQUEST, error.to_string())),
+        Err(error) => Err(internal(error)),
+    }
+}
+
+async fn delete_app(State(state): State<AdminState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    match state.runtime.apps.delete(&name).map_err(internal)? {
+        true => Ok(StatusCode::NO_CONTENT),
+        false => Err(not_found("app", &name)),
+    }
+}
+
+async fn list_calls(State(state): State<AdminState>) -> impl IntoResponse {
+    Json(state.runtime.live_calls())
+}

@@ -1,0 +1,166 @@
+//! `serve` settings: command-line flags, environment variables and an optional TOML file, in that order of
+//! precedence, resolved into one [`ServeConfig`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use callwright_host::limits::SandboxLimits;
+use clap::Parser;
+use serde::Deserialize;
+
+/// The data directory when none is given: `callwright-data` in the working directory.
+const DEFAULT_DATA_DIR: &str = "callwright-data";
+const DEFAULT_SIP: &str = "127.0.0.1:5060";
+const DEFAULT_HTTP: &str = "127.0.0.1:8080";
+
+/// Flags of `callwright serve`.
+#[derive(Parser, Debug, Default)]
+pub(crate) struct ServeArgs {
+    /// A TOML file with any of the settings below (flags win over it).
+    #[arg(long, env = "CALLWRIGHT_CONFIG")]
+    config: Option<PathBuf>,
+    /// SIP listen address, UDP and TCP on the same port; repeat or comma-separate for several.
+    #[arg(long = "sip", env = "CALLWRIGHT_SIP", value_delimiter = ',')]
+    sip: Vec<SocketAddr>,
+    /// Admin HTTP API listen address.
+    #[arg(long, env = "CALLWRIGHT_HTTP")]
+    http: Option<SocketAddr>,
+    /// Where modules, apps and the admin token are kept.
+    #[arg(long, env = "CALLWRIGHT_DATA")]
+    data: Option<PathBuf>,
+    /// Bearer token for the admin API. Without one, a token is generated once and kept in the data
+    /// directory's `admin-token` file.
+    #[arg(long, env = "CALLWRIGHT_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Do not deploy the built-in examples on first start.
+    #[arg(long)]
+    no_examples: bool,
+    /// SIP timer T1 in milliseconds (RFC 3261 default 500). Lower it only on networks you know.
+    #[arg(long = "sip-t1-ms", env = "CALLWRIGHT_SIP_T1_MS", value_parser = clap::value_parser!(u64).range(10..=5000))]
+    sip_t1_ms: Option<u64>,
+    /// Guest CPU time per call, in milliseconds.
+    #[arg(long, env = "CALLWRIGHT_CPU_PER_CALL_MS")]
+    cpu_per_call_ms: Option<u64>,
+    /// Guest memory per call, in MiB.
+    #[arg(long, env = "CALLWRIGHT_MEMORY_PER_CALL_MB")]
+    memory_per_call_mb: Option<usize>,
+    /// Calls with a live guest at once; more get 503.
+    #[arg(long, env = "CALLWRIGHT_MAX_CALLS")]
+    max_calls: Option<usize>,
+    /// Log as JSON lines.
+    #[arg(long)]
+    json_logs: bool,
+}
+
+/// The TOML file: the same settings, snake_case.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    sip: Option<Vec<SocketAddr>>,
+    http: Option<SocketAddr>,
+    data: Option<PathBuf>,
+    admin_token: Option<String>,
+    examples: Option<bool>,
+    sip_t1_ms: Option<u64>,
+    cpu_per_call_ms: Option<u64>,
+    memory_per_call_mb: Option<usize>,
+    max_calls: Option<usize>,
+    max_call_duration_s: Option<u64>,
+    max_module_mb: Option<usize>,
+    json_logs: Option<bool>,
+}
+
+/// Settings in force.
+#[derive(Debug, Clone)]
+pub(crate) struct ServeConfig {
+    pub(crate) sip: Vec<SocketAddr>,
+    pub(crate) http: SocketAddr,
+    pub(crate) data: PathBuf,
+    pub(crate) admin_token: Option<String>,
+    pub(crate) examples: bool,
+    pub(crate) sip_t1_ms: u64,
+    pub(crate) limits: SandboxLimits,
+    pub(crate) json_logs: bool,
+}
+
+impl ServeConfig {
+    pub(crate) fn resolve(args: ServeArgs) -> anyhow::Result<ServeConfig> {
+        let file: FileConfig = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let defaults = SandboxLimits::default();
+        let limits = SandboxLimits {
+            cpu_per_call: args
+                .cpu_per_call_ms
+                .or(file.cpu_per_call_ms)
+                .map(Duration::from_millis)
+                .unwrap_or(defaults.cpu_per_call),
+            memory_per_call: args
+                .memory_per_call_mb
+                .or(file.memory_per_call_mb)
+                .map(|mb| mb << 20)
+                .unwrap_or(defaults.memory_per_call),
+            max_concurrent_calls: args.max_calls.or(file.max_calls).unwrap_or(defaults.max_concurrent_calls),
+            max_call_duration: file.max_call_duration_s.map(Duration::from_secs).unwrap_or(defaults.max_call_duration),
+            max_module_size: file.max_module_mb.map(|mb| mb << 20).unwrap_or(defaults.max_module_size),
+        };
+        let sip = if !args.sip.is_empty() {
+            args.sip
+        } else {
+            file.sip.unwrap_or_else(|| vec![DEFAULT_SIP.parse().expect("valid default")])
+        };
+        Ok(ServeConfig {
+            sip,
+            http: args.http.or(file.http).unwrap_or_else(|| DEFAULT_HTTP.parse().expect("valid default")),
+            data: args.data.or(file.data).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            admin_token: args.admin_token.or(file.admin_token),
+            examples: !args.no_examples && file.examples.unwrap_or(true),
+            sip_t1_ms: args.sip_t1_ms.or(file.sip_t1_ms).unwrap_or(500),
+            limits,
+            json_logs: args.json_logs || file.json_logs.unwrap_or(false),
+        })
+    }
+}
+
+/// The default data directory (used by the client commands to find a generated admin token).
+pub(crate) fn default_data_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_DATA_DIR)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_defaults_fill_the_rest() {
+        let dir = std::env::temp_dir().join(format!("callwright-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("callwright.toml");
+        std::fs::write(&file, "http = \"127.0.0.1:9999\"\nsip_t1_ms = 250\ncpu_per_call_ms = 100\n").unwrap();
+        let args = ServeArgs { config: Some(file), sip_t1_ms: Some(100), ..ServeArgs::default() };
+        let config = ServeConfig::resolve(args).unwrap();
+        assert_eq!(config.http.port(), 9999);
+        assert_eq!(config.sip_t1_ms, 100);
+        assert_eq!(config.limits.cpu_per_call, Duration::from_millis(100));
+        assert_eq!(config.sip, vec![DEFAULT_SIP.parse::<SocketAddr>().unwrap()]);
+        assert!(config.examples);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_an_error() {
+        let dir = std::env::temp_dir().join(format!("callwright-config-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("callwright.toml");
+        std::fs::write(&file, "htp = \"127.0.0.1:9999\"\n").unwrap();
+        let error = ServeConfig::resolve(ServeArgs { config: Some(file), ..ServeArgs::default() }).unwrap_err();
+        assert!(format!("{error:#}").contains("htp"), "{error:#}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,158 @@
+//! Apps: which module handles which calls. Stored as `apps/<name>.json` under the data directory.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use serde::{Deserialize, Serialize};
+
+use crate::modules::{valid_name, write_atomically};
+
+/// Which calls an app takes. An app with no route takes every call no other app's route matches.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// The user part of the To URI (e.g. "1000").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_user: Option<String>,
+}
+
+/// The call flow of an app: a module and its configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowSpec {
+    /// The module to run (a call-flow module).
+    pub module: String,
+    /// JSON handed to the module's `handle` as `config`.
+    #[serde(default)]
+    pub config: serde_json::Value,
+}
+
+/// An app as `PUT /v1/apps/{name}` takes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppDefinition {
+    /// Which calls; omitted = catch-all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<Route>,
+    /// What runs them.
+    pub flow: FlowSpec,
+}
+
+impl AppDefinition {
+    fn route_key(&self) -> Option<String> {
+        self.route.as_ref().and_then(|r| r.to_user.clone())
+    }
+}
+
+/// Why an app was refused.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AppError {
+    /// Bad app name.
+    BadName(String),
+    /// Another app already has this route.
+    RouteTaken {
+        /// The other app.
+        app: String,
+        /// The route, described.
+        route: String,
+    },
+    /// Disk.
+    Storage(std::io::Error),
+}
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AppError::BadName(name) => {
+                write!(
+                    f,
+                    "app name {name:?} must be 1-63 characters of a-z, 0-9, '-' or '_', starting with a letter or digit"
+                )
+            }
+            AppError::RouteTaken { app, route } => write!(f, "app {app:?} already takes {route}"),
+            AppError::Storage(error) => write!(f, "storing the app failed: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for AppError {}
+
+/// All apps, on disk and in memory.
+pub struct AppStore {
+    dir: PathBuf,
+    apps: RwLock<BTreeMap<String, AppDefinition>>,
+}
+
+impl AppStore {
+    /// Opens (creating if needed) the store under `data_dir`.
+    pub fn open(data_dir: &Path) -> anyhow::Result<AppStore> {
+        let dir = data_dir.join("apps");
+        std::fs::create_dir_all(&dir)?;
+        let mut apps = BTreeMap::new();
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            if !valid_name(name) {
+                continue;
+            }
+            match serde_json::from_slice::<AppDefinition>(&std::fs::read(&path)?) {
+                Ok(app) => {
+                    apps.insert(name.to_string(), app);
+                }
+                Err(error) => tracing::warn!(app = %name, %error, "cannot read stored app; skipping it"),
+            }
+        }
+        Ok(AppStore { dir, apps: RwLock::new(apps) })
+    }
+
+    /// Creates or replaces an app.
+    pub fn put(&self, name: &str, app: AppDefinition) -> Result<(), AppError> {
+        if !valid_name(name) {
+            return Err(AppError::BadName(name.to_string()));
+        }
+        let mut apps = self.apps.write().expect("app lock");
+        let key = app.route_key();
+        if let Some((other, _)) = apps.iter().find(|(other, a)| other.as_str() != name && a.route_key() == key) {
+            let route = match &key {
+                Some(user) => format!("calls to user {user:?}"),
+                None => "every call (catch-all)".to_string(),
+            };
+            return Err(AppError::RouteTaken { app: other.clone(), route });
+        }
+        let json = serde_json::to_vec_pretty(&app).map_err(|e| AppError::Storage(std::io::Error::other(e)))?;
+        write_atomically(&self.dir.join(format!("{name}.json")), &json).map_err(AppError::Storage)?;
+        apps.insert(name.to_string(), app);
+        Ok(())
+    }
+
+    /// One app.
+    pub fn get(&self, name: &str) -> Option<AppDefinition> {
+        self.apps.read().expect("app lock").get(name).cloned()
+    }
+
+    /// Every app, by name.
+    pub fn list(&self) -> Vec<(String, AppDefinition)> {
+        self.apps.read().expect("app lock").iter().map(|(n, a)| (n.clone(), a.clone())).collect()
+    }
+
+    /// Removes an app; false when there was none.
+    pub fn delete(&self, name: &str) -> std::io::Result<bool> {
+        let removed = self.apps.write().expect("app lock").remove(name).is_some();
+        let path = self.dir.join(format!("{name}.json"));
+        if path.exists() {
+            std::fs::remove_file(path)?;
+        }
+        Ok(removed)
+    }
+
+    /// The app for a call to `to_user`: an exact route first, else the catch-all.
+    pub fn route(&self, to_user: &str) -> Option<(String, AppDefinition)> {
+        let apps = self.apps.read().expect("app lock");
+        let exact = apps.iter().find(|(_, a)| a.route_key().as_deref() == Some(to_user));
+        exact.or_else(|| apps.iter().find(|(_, a)| a.route_key().is_none())).map(|(n, a)| (n.clone(), a.clone()))
+    }
+}

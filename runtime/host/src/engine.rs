@@ -1,0 +1,111 @@
+//! The wasmtime engine and linker, configured once per process for running one instance per call.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tracing::{info, warn};
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::bindings::CallFlow;
+use crate::call_state::CallState;
+use crate::limits::{EPOCH_TICK, SandboxLimits};
+
+/// Instances the pooling allocator keeps slots for; past this, instantiation fails and the call gets 503.
+const POOLED_INSTANCES: u32 = 1_000;
+
+/// The engine, the linker with every host interface, and the epoch ticker that meters CPU.
+pub struct HostEngine {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<CallState>,
+    pub(crate) limits: SandboxLimits,
+    pooling: bool,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl HostEngine {
+    /// Builds the engine: async support, component model, epoch interruption, the pooling allocator when
+    /// the machine can reserve its address space (else on-demand allocation, as wasmtime's own server does).
+    pub fn new(limits: SandboxLimits) -> anyhow::Result<HostEngine> {
+        let (engine, pooling) = match Engine::new(&config(&limits, true)) {
+            Ok(engine) => (engine, true),
+            Err(error) => {
+                warn!(%error, "pooling allocator unavailable; allocating instances on demand");
+                (Engine::new(&config(&limits, false)).map_err(context("creating the wasm engine"))?, false)
+            }
+        };
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(context("linking WASI"))?;
+        CallFlow::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |state| state)
+            .map_err(context("linking callwright:voice"))?;
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
+        info!(pooling, "wasm engine ready");
+        Ok(HostEngine { engine, linker, limits, pooling, ticker_stop })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// True when instances come from the pooling allocator.
+    pub fn uses_pooling(&self) -> bool {
+        self.pooling
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &SandboxLimits {
+        &self.limits
+    }
+
+    /// A string that changes whenever compiled artifacts of this engine stop being loadable.
+    pub fn artifact_key(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        format!("{:016x}", hasher.finish())
+    }
+}
+
+impl Drop for HostEngine {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Turns a wasmtime error into an anyhow error with `what` in front (wasmtime 48's error is its own type).
+pub(crate) fn context(what: &'static str) -> impl FnOnce(wasmtime::Error) -> anyhow::Error {
+    move |error| anyhow::anyhow!("{what}: {error:#}")
+}
+
+fn config(limits: &SandboxLimits, pooling: bool) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.wasm_component_model_async(true);
+    config.epoch_interruption(true);
+    config.parallel_compilation(true);
+    if pooling {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(POOLED_INSTANCES);
+        pool.total_core_instances(POOLED_INSTANCES * 4);
+        pool.total_memories(POOLED_INSTANCES * 2);
+        pool.total_tables(POOLED_INSTANCES * 4);
+        pool.max_memory_size(limits.memory_per_call);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+/// One thread advances the epoch every [`EPOCH_TICK`]; guests check it to yield and to meter CPU.
+fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) {
+    let spawned = std::thread::Builder::new().name("wasm-epoch".into()).spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(EPOCH_TICK);
+            engine.increment_epoch();
+        }
+    });
+    if let Err(error) = spawned {
+        warn!(%error, "no epoch ticker: guests cannot be interrupted");
+    }
+}

@@ -1,0 +1,33 @@
+//! Sandbox limits: every bound a guest runs under, named, with its default.
+
+use std::time::Duration;
+
+/// Limits applied to every call's guest instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxLimits {
+    /// Guest CPU time one call may use in total (time spent waiting in host calls does not count).
+    pub cpu_per_call: Duration,
+    /// Linear memory one instance may grow to.
+    pub memory_per_call: usize,
+    /// Instances (calls with live guests) at once; further calls get 503 with Retry-After.
+    pub max_concurrent_calls: usize,
+    /// How long a guest may keep a call; then the host hangs up and stops it.
+    pub max_call_duration: Duration,
+    /// Largest component accepted on upload.
+    pub max_module_size: usize,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> SandboxLimits {
+        SandboxLimits {
+            cpu_per_call: Duration::from_secs(2),
+            memory_per_call: 64 << 20,
+            max_concurrent_calls: 10_000,
+            max_call_duration: Duration::from_secs(4 * 3600),
+            max_module_size: 32 << 20,
+        }
+    }
+}
+
+/// How often the engine's epoch advances; the CPU budget is checked at this granularity.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);

@@ -1,0 +1,310 @@
+//! The module store: uploaded components and their compiled artifacts on disk, loaded modules in memory.
+//!
+//! Layout under the data directory:
+//! `modules/<name>/component.wasm` (as uploaded), `modules/<name>/meta.json`, and
+//! `modules/<name>/<engine key>.cwasm` (the compiled artifact, rebuilt when the engine changes). Every
+//! file is written to a temporary name and renamed, so a crash never leaves a half-written module.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+use wasmtime::component::{Component, InstancePre};
+
+use crate::bindings::{CallFlowPre, export_names};
+use crate::call_state::CallState;
+use crate::engine::HostEngine;
+
+/// Which callwright world a module targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModuleWorld {
+    /// Exports `callwright:voice/flow`: handles calls.
+    CallFlow,
+    /// Exports `callwright:voice/verbs`: implements verbs.
+    Verb,
+}
+
+/// What the store records about a module.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleMeta {
+    /// The module's name.
+    pub name: String,
+    /// Its world.
+    pub world: ModuleWorld,
+    /// Its exported interfaces.
+    pub exports: Vec<String>,
+    /// Its imported interfaces.
+    pub imports: Vec<String>,
+    /// Size of the component in bytes.
+    pub size: usize,
+    /// SHA-256 of the component, hex.
+    pub sha256: String,
+    /// When it was uploaded (seconds since the UNIX epoch).
+    pub uploaded_at: u64,
+}
+
+/// A module ready to instantiate.
+pub struct LoadedModule {
+    /// Its record.
+    pub meta: ModuleMeta,
+    pub(crate) flow: Option<CallFlowPre<CallState>>,
+}
+
+/// Why an upload was refused; every variant names the problem for the 400 answer.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum UploadError {
+    /// The module name is not `[a-z0-9][a-z0-9_-]{0,62}`.
+    BadName(String),
+    /// Larger than the configured limit.
+    TooLarge {
+        /// Bytes uploaded.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Not a wasm component (e.g. a core module, or not wasm at all).
+    NotAComponent(String),
+    /// A component that exports neither `callwright:voice/flow` nor `callwright:voice/verbs`.
+    NoCallwrightWorld {
+        /// What it exports instead.
+        exports: Vec<String>,
+    },
+    /// It imports something the host does not provide.
+    UnsatisfiedImports(String),
+    /// Storing it failed (disk).
+    Storage(std::io::Error),
+}
+
+impl std::fmt::Display for UploadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UploadError::BadName(name) => {
+                write!(
+                    f,
+                    "module name {name:?} must be 1-63 characters of a-z, 0-9, '-' or '_', starting with a letter or digit"
+                )
+            }
+            UploadError::TooLarge { size, limit } => write!(f, "module is {size} bytes; the limit is {limit}"),
+            UploadError::NotAComponent(why) => write!(f, "not a WebAssembly component: {why}"),
+            UploadError::NoCallwrightWorld { exports } => write!(
+                f,
+                "the component targets no callwright world: it must export {} (world call-flow) or {} (world verb); it exports [{}]",
+                export_names::FLOW,
+                export_names::VERBS,
+                exports.join(", ")
+            ),
+            UploadError::UnsatisfiedImports(why) => {
+                write!(f, "the component imports what the host does not provide: {why}")
+            }
+            UploadError::Storage(error) => write!(f, "storing the module failed: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for UploadError {}
+
+/// Uploaded modules, on disk and loaded.
+pub struct ModuleStore {
+    engine: Arc<HostEngine>,
+    dir: PathBuf,
+    loaded: RwLock<HashMap<String, Arc<LoadedModule>>>,
+}
+
+/// True for names usable as a directory and in URLs.
+pub fn valid_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || *b == b'_')
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so readers never see half a file.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)?;
+    if let Some(parent) = path.parent() {
+        // Make the rename itself durable.
+        if let Ok(dir) = std::fs::File::open(parent) {
+            let _ = dir.sync_all();
+        }
+    }
+    Ok(())
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
+impl ModuleStore {
+    /// Opens (creating if needed) the store under `data_dir` and loads every module in it.
+    pub fn open(engine: Arc<HostEngine>, data_dir: &Path) -> anyhow::Result<ModuleStore> {
+        let dir = data_dir.join("modules");
+        std::fs::create_dir_all(&dir)?;
+        let store = ModuleStore { engine, dir, loaded: RwLock::new(HashMap::new()) };
+        for entry in std::fs::read_dir(&store.dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !valid_name(&name) || !entry.path().join("meta.json").exists() {
+                continue;
+            }
+            match store.load(&name) {
+                Ok(module) => {
+                    store.loaded.write().expect("module lock").insert(name, Arc::new(module));
+                }
+                Err(error) => warn!(module = %name, %error, "cannot load stored module; skipping it"),
+            }
+        }
+        Ok(store)
+    }
+
+    fn module_dir(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Loads a stored module, reusing its compiled artifact when the engine still matches.
+    fn load(&self, name: &str) -> anyhow::Result<LoadedModule> {
+        let dir = self.module_dir(name);
+        let meta: ModuleMeta = serde_json::from_slice(&std::fs::read(dir.join("meta.json"))?)?;
+        let artifact = dir.join(format!("{}.cwasm", self.engine.artifact_key()));
+        let component = if artifact.exists() {
+            // SAFETY: the artifact was produced by `Component::serialize` of this process's engine
+            // configuration (its name carries the engine's compatibility hash) and written atomically to
+            // our own data directory; wasmtime also checks the header before using it.
+            #[allow(unsafe_code)]
+            unsafe {
+                Component::deserialize_file(&self.engine.engine, &artifact)?
+            }
+        } else {
+            let bytes = std::fs::read(dir.join("component.wasm"))?;
+            let component = Component::new(&self.engine.engine, &bytes)?;
+            write_atomically(&artifact, &component.serialize()?)?;
+            component
+        };
+        let flow = self.prepare(&component, meta.world).map_err(|e| anyhow::anyhow!(e.to_string()))?;
+        info!(module = %name, world = ?meta.world, "module loaded");
+        Ok(LoadedModule { meta, flow })
+    }
+
+    fn prepare(
+        &self,
+        component: &Component,
+        world: ModuleWorld,
+    ) -> Result<Option<CallFlowPre<CallState>>, UploadError> {
+        if world != ModuleWorld::CallFlow {
+            return Ok(None);
+        }
+        let pre: InstancePre<CallState> = self
+            .engine
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| UploadError::UnsatisfiedImports(format!("{e:#}")))?;
+        let flow = CallFlowPre::new(pre).map_err(|e| UploadError::NotAComponent(format!("{e:#}")))?;
+        Ok(Some(flow))
+    }
+
+    /// Validates, compiles and stores an uploaded component; replaces a module of the same name (calls
+    /// already running keep their old instance). Blocks for the compile: call it off the async threads.
+    pub fn put(&self, name: &str, bytes: &[u8]) -> Result<ModuleMeta, UploadError> {
+        if !valid_name(name) {
+            return Err(UploadError::BadName(name.to_string()));
+        }
+        let limit = self.engine.limits.max_module_size;
+        if bytes.len() > limit {
+            return Err(UploadError::TooLarge { size: bytes.len(), limit });
+        }
+        if is_core_module(bytes) {
+            return Err(UploadError::NotAComponent(
+                "this is a core wasm module; build a component (e.g. the wasm32-wasip2 target, or `wasm-tools component new`)".into(),
+            ));
+        }
+        let component =
+            Component::new(&self.engine.engine, bytes).map_err(|e| UploadError::NotAComponent(format!("{e:#}")))?;
+        let ty = component.component_type();
+        let engine = &self.engine.engine;
+        let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
+        let imports: Vec<String> = ty.imports(engine).map(|(name, _)| name.to_string()).collect();
+        let world = if exports.iter().any(|e| e == export_names::FLOW) {
+            ModuleWorld::CallFlow
+        } else if exports.iter().any(|e| e == export_names::VERBS) {
+            ModuleWorld::Verb
+        } else {
+            return Err(UploadError::NoCallwrightWorld { exports });
+        };
+        let flow = self.prepare(&component, world)?;
+        let meta = ModuleMeta {
+            name: name.to_string(),
+            world,
+            exports,
+            imports,
+            size: bytes.len(),
+            sha256: format!("{:x}", Sha256::digest(bytes)),
+            uploaded_at: now_secs(),
+        };
+        let serialized = component.serialize().map_err(|e| UploadError::NotAComponent(format!("{e:#}")))?;
+        self.write(name, bytes, &serialized, &meta).map_err(UploadError::Storage)?;
+        self.loaded
+            .write()
+            .expect("module lock")
+            .insert(name.to_string(), Arc::new(LoadedModule { meta: meta.clone(), flow }));
+        info!(module = %name, world = ?world, size = bytes.len(), "module stored");
+        Ok(meta)
+    }
+
+    /// Writes a module's files: component and artifact first, the record last, into a fresh directory
+    /// that replaces the old one by rename.
+    fn write(&self, name: &str, component: &[u8], artifact: &[u8], meta: &ModuleMeta) -> std::io::Result<()> {
+        let staging = self.dir.join(format!(".staging-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging)?;
+        write_atomically(&staging.join("component.wasm"), component)?;
+        write_atomically(&staging.join(format!("{}.cwasm", self.engine.artifact_key())), artifact)?;
+        let meta_json = serde_json::to_vec_pretty(meta).map_err(std::io::Error::other)?;
+        write_atomically(&staging.join("meta.json"), &meta_json)?;
+        let target = self.module_dir(name);
+        let old = self.dir.join(format!(".old-{name}-{}", std::process::id()));
+        if target.exists() {
+            std::fs::rename(&target, &old)?;
+        }
+        std::fs::rename(&staging, &target)?;
+        let _ = std::fs::remove_dir_all(&old);
+        Ok(())
+    }
+
+    /// A loaded module.
+    pub fn get(&self, name: &str) -> Option<Arc<LoadedModule>> {
+        self.loaded.read().expect("module lock").get(name).cloned()
+    }
+
+    /// Every module's record, sorted by name.
+    pub fn list(&self) -> Vec<ModuleMeta> {
+        let mut all: Vec<ModuleMeta> =
+            self.loaded.read().expect("module lock").values().map(|m| m.meta.clone()).collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Removes a module. Returns false when there was none. Live calls keep running on their instance.
+    pub fn delete(&self, name: &str) -> std::io::Result<bool> {
+        let removed = self.loaded.write().expect("module lock").remove(name).is_some();
+        let dir = self.module_dir(name);
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)?;
+        }
+        Ok(removed)
+    }
+}
+
+/// A core module starts with `\0asm` version 1; a component with `\0asm` and layer 1 (bytes 6-7 = 1).
+fn is_core_module(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && &bytes[..4] == b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
+}

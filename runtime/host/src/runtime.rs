@@ -1,0 +1,295 @@
+//! The call router and runner: each inbound call is matched to an app, and a fresh instance of the app's
+//! module runs it; SIP events for the call are routed to that instance.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use callwright_driver::SipHandle;
+use callwright_sip::message::Request;
+use callwright_sip::{CallHandle, Event, Extras, Flow};
+use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tracing::{error, info, warn};
+use wasmtime::{Store, UpdateDeadline};
+
+use crate::apps::{AppDefinition, AppStore};
+use crate::bindings::{CallInfo, Direction};
+use crate::call_state::{CallResource, CallState};
+use crate::engine::HostEngine;
+use crate::host_impl::{body_of, headers_of};
+use crate::modules::{LoadedModule, ModuleStore};
+
+/// Events queued for one call's guest before the router starts refusing its far end's requests.
+const EVENTS_PER_CALL: usize = 256;
+/// Retry-After (seconds) sent with 503 when the runtime is at its concurrency limit.
+const RETRY_AFTER_SECS: &str = "5";
+
+/// A call as `GET /v1/calls` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveCall {
+    /// The runtime's call id.
+    pub id: String,
+    /// The SIP Call-ID.
+    pub sip_call_id: String,
+    /// The app handling it.
+    pub app: String,
+    /// The module running it.
+    pub module: String,
+    /// The From URI.
+    pub from: String,
+    /// The To URI.
+    pub to: String,
+    /// "ringing" until the caller acknowledges the answer, then "up".
+    pub state: &'static str,
+    /// When it arrived (seconds since the UNIX epoch).
+    pub started_at: u64,
+}
+
+/// Everything a running server shares: engine, stores, SIP handle, and the live-call table.
+pub struct Runtime {
+    /// The wasm engine.
+    pub engine: Arc<HostEngine>,
+    /// Uploaded modules.
+    pub modules: Arc<ModuleStore>,
+    /// Apps.
+    pub apps: Arc<AppStore>,
+    sip: SipHandle,
+    live: Mutex<BTreeMap<CallHandle, LiveCall>>,
+    capacity: Arc<Semaphore>,
+}
+
+impl Runtime {
+    /// A runtime over the given parts.
+    pub fn new(
+        engine: Arc<HostEngine>,
+        modules: Arc<ModuleStore>,
+        apps: Arc<AppStore>,
+        sip: SipHandle,
+    ) -> Arc<Runtime> {
+        let capacity = Arc::new(Semaphore::new(engine.limits.max_concurrent_calls));
+        Arc::new(Runtime { engine, modules, apps, sip, live: Mutex::new(BTreeMap::new()), capacity })
+    }
+
+    /// Live calls, oldest first.
+    pub fn live_calls(&self) -> Vec<LiveCall> {
+        self.live.lock().expect("live calls lock").values().cloned().collect()
+    }
+
+    /// Routes every SIP event until the driver stops.
+    pub async fn route_events(self: Arc<Self>, mut events: mpsc::Receiver<Event>) {
+        let mut legs: HashMap<CallHandle, mpsc::Sender<Event>> = HashMap::new();
+        while let Some(event) = events.recv().await {
+            match event {
+                Event::IncomingCall { call, request, flow } => self.start_call(call, request, flow, &mut legs),
+                event => self.forward(event, &mut legs),
+            }
+        }
+    }
+
+    fn forward(&self, event: Event, legs: &mut HashMap<CallHandle, mpsc::Sender<Event>>) {
+        let call = match &event {
+            Event::IncomingCall { call, .. }
+            | Event::CallProgress { call, .. }
+            | Event::CallAnswered { call, .. }
+            | Event::CallConfirmed { call }
+            | Event::CallEnded { call, .. }
+            | Event::Request { call, .. }
+            | Event::Response { call, .. }
+            | Event::ReferNotify { call, .. } => *call,
+        };
+        match &event {
+            Event::CallConfirmed { .. } => {
+                if let Some(live) = self.live.lock().expect("live calls lock").get_mut(&call) {
+                    live.state = "up";
+                }
+            }
+            Event::CallEnded { reason, .. } => {
+                info!(%call, ?reason, "call ended");
+                self.live.lock().expect("live calls lock").remove(&call);
+            }
+            _ => {}
+        }
+        let ended = matches!(event, Event::CallEnded { .. });
+        let Some(sender) = (if ended { legs.remove(&call) } else { legs.get(&call).cloned() }) else {
+            return;
+        };
+        match sender.try_send(event) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(event)) => match event {
+                // The guest is not reading its events: refuse the far end's requests rather than queue them.
+                Event::Request { handle, .. } => {
+                    let sip = self.sip.clone();
+                    tokio::spawn(async move { sip.respond(handle, 503, Extras::default()).await });
+                }
+                // The end of a call must arrive; wait for room off the router's loop.
+                ended @ Event::CallEnded { .. } => {
+                    tokio::spawn(async move { sender.send(ended).await });
+                }
+                other => warn!(%call, ?other, "guest is not reading its call events; event dropped"),
+            },
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    fn start_call(
+        self: &Arc<Self>,
+        call: CallHandle,
+        request: Request,
+        flow: Flow,
+        legs: &mut HashMap<CallHandle, mpsc::Sender<Event>>,
+    ) {
+        let to_user = request
+            .headers
+            .name_addr("To")
+            .ok()
+            .and_then(|to| to.uri.user().map(str::to_string))
+            .or_else(|| request.uri.user().map(str::to_string))
+            .unwrap_or_default();
+        let Some((app_name, app)) = self.apps.route(&to_user) else {
+            info!(%call, %to_user, "no app takes this call");
+            return self.refuse(call, 404, "No app for this number");
+        };
+        let Some(module) = self.modules.get(&app.flow.module) else {
+            error!(%call, app = %app_name, module = %app.flow.module, "the app's module does not exist");
+            return self.refuse(call, 500, "App module missing");
+        };
+        let Ok(permit) = self.capacity.clone().try_acquire_owned() else {
+            warn!(%call, "at the concurrent call limit");
+            let sip = self.sip.clone();
+            let extras = Extras::default().header("Retry-After", RETRY_AFTER_SECS);
+            tokio::spawn(async move { sip.reject(call, 503, None, extras).await });
+            return;
+        };
+        let (sender, events) = mpsc::channel(EVENTS_PER_CALL);
+        legs.insert(call, sender);
+        let info = call_info(call, &request, flow);
+        self.live.lock().expect("live calls lock").insert(
+            call,
+            LiveCall {
+                id: call.to_string(),
+                sip_call_id: info.sip_call_id.clone(),
+                app: app_name.clone(),
+                module: app.flow.module.clone(),
+                from: info.from.clone(),
+                to: info.to.clone(),
+                state: "ringing",
+                started_at: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
+            },
+        );
+        info!(%call, app = %app_name, module = %app.flow.module, "call started");
+        let runtime = self.clone();
+        tokio::spawn(async move { runtime.run_call(call, module, app, info, events, permit).await });
+    }
+
+    fn refuse(&self, call: CallHandle, status: u16, reason: &'static str) {
+        let sip = self.sip.clone();
+        tokio::spawn(async move { sip.reject(call, status, Some(reason.to_string()), Extras::default()).await });
+    }
+
+    /// Runs one call in a fresh instance, then makes sure the call and its requests are finished.
+    async fn run_call(
+        self: Arc<Self>,
+        call: CallHandle,
+        module: Arc<LoadedModule>,
+        app: AppDefinition,
+        info: CallInfo,
+        events: mpsc::Receiver<Event>,
+        _permit: OwnedSemaphorePermit,
+    ) {
+        let limits = self.engine.limits.clone();
+        let mut store = Store::new(&self.engine.engine, CallState::new(self.sip.clone(), &limits, call.to_string()));
+        store.limiter(|state| &mut state.limits);
+        let budget = limits.cpu_per_call;
+        store.epoch_deadline_callback(move |mut context| {
+            if context.data_mut().cpu.tick() {
+                // Within budget: let other calls run, then check again next tick.
+                Ok(UpdateDeadline::Yield(1))
+            } else {
+                Err(wasmtime::Error::msg(format!("guest used its CPU budget of {budget:?}")))
+            }
+        });
+        store.set_epoch_deadline(1);
+        store.data_mut().add_leg(call, info, events);
+        let config = app.flow.config.to_string();
+        let started = Instant::now();
+        let run = async {
+            let pre = module.flow.as_ref().ok_or_else(|| wasmtime::Error::msg("module is not a call flow"))?;
+            let instance = pre.instantiate_async(&mut store).await?;
+            let resource = store.data_mut().table.push(CallResource { handle: call })?;
+            instance.callwright_voice_flow().call_handle(&mut store, resource, &config).await
+        };
+        let outcome = tokio::time::timeout(limits.max_call_duration, run).await;
+        let failed = match outcome {
+            Ok(Ok(Ok(()))) => {
+                info!(%call, elapsed = ?started.elapsed(), "guest finished");
+                false
+            }
+            Ok(Ok(Err(message))) => {
+                warn!(%call, %message, "guest returned an error");
+                true
+            }
+            Ok(Err(trap)) => {
+                error!(%call, error = %format!("{trap:#}"), "guest stopped");
+                true
+            }
+            Err(_) => {
+                warn!(%call, limit = ?limits.max_call_duration, "call reached the maximum duration");
+                false
+            }
+        };
+        self.finish_legs(store.into_data(), failed).await;
+    }
+
+    /// Ends whatever the guest left open: unanswered requests get 500; calls not answered get 500 (guest
+    /// failed) or 480; answered calls get BYE.
+    async fn finish_legs(&self, state: CallState, failed: bool) {
+        for (handle, leg) in state.legs {
+            for request in leg.unanswered {
+                let _ = self.sip.respond(request, 500, Extras::default()).await;
+            }
+            if leg.ended.is_some() {
+                continue;
+            }
+            let result = if leg.answered {
+                self.sip.hangup(handle).await
+            } else {
+                let status = if failed { 500 } else { 480 };
+                match self.sip.reject(handle, status, None, Extras::default()).await {
+                    Ok(()) => Ok(()),
+                    // Answered some other way, or already over: hang up is the safe end.
+                    Err(_) => self.sip.hangup(handle).await,
+                }
+            };
+            if let Err(error) = result {
+                info!(call = %handle, %error, "call already over at teardown");
+            }
+        }
+    }
+}
+
+fn user_of(value: Option<&str>) -> String {
+    value
+        .and_then(|v| callwright_sip::message::NameAddr::parse(v).ok())
+        .and_then(|n| n.uri.user().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// What the guest learns about a call from its INVITE.
+fn call_info(call: CallHandle, request: &Request, flow: Flow) -> CallInfo {
+    let headers = &request.headers;
+    CallInfo {
+        id: call.to_string(),
+        sip_call_id: headers.call_id().unwrap_or_default().to_string(),
+        from: headers.get("From").unwrap_or_default().to_string(),
+        to: headers.get("To").unwrap_or_default().to_string(),
+        to_user: user_of(headers.get("To")),
+        from_user: user_of(headers.get("From")),
+        direction: Direction::Inbound,
+        request_uri: request.uri.to_string(),
+        headers: headers_of(headers),
+        body: body_of(headers, &request.body),
+        remote_address: flow.remote.to_string(),
+        transport: flow.transport.to_string().to_ascii_lowercase(),
+    }
+}

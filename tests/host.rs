@@ -1,0 +1,240 @@
+//! The wasm host end to end: modules uploaded through the admin API run real SIPp calls; bad uploads get
+//! a 400 naming the problem; the API needs the token; modules and apps survive a restart; a guest that
+//! spins, eats memory or traps is stopped while a parallel call completes.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::serde_like::app;
+use support::sipp::{Sipp, Transport};
+use support::{ANSWER_HANGUP, HOSTILE, Server, TOKEN, TempDir, http};
+
+#[test]
+fn uploaded_module_answers_calls_and_is_listed() {
+    let data = TempDir::new("host-upload");
+    let server = Server::start_in(&data.0, &[]);
+    let uploaded = server.deploy("answer-hangup", ANSWER_HANGUP);
+    uploaded.assert_status(201);
+    assert!(uploaded.body.contains("\"world\":\"call-flow\""), "{}", uploaded.body);
+    assert!(uploaded.body.contains("callwright:voice/flow@0.1.0"), "{}", uploaded.body);
+    server.put_app("demo", &app("answer-hangup", Some("1000"), "{\"hangup_after_ms\": 500}")).assert_status(201);
+    let modules = server.api("GET", "/v1/modules", b"");
+    assert!(modules.body.contains("answer-hangup"), "{}", modules.body);
+    let apps = server.api("GET", "/v1/apps/demo", b"");
+    apps.assert_status(200);
+    assert!(apps.body.contains("\"to_user\":\"1000\""), "{}", apps.body);
+    for transport in [Transport::Udp, Transport::Tcp] {
+        // answer-hangup hangs up after 500 ms: SIPp expects our BYE.
+        Sipp::client("uac-callee-hangs-up.xml", server.sip)
+            .transport(transport)
+            .service("1000")
+            .calls(5)
+            .rate(10)
+            .run()
+            .assert_all_succeeded(5);
+    }
+    assert_eq!(server.log().matches("guest finished").count(), 10, "{}", server.log());
+}
+
+#[test]
+fn calls_matching_no_app_get_404() {
+    let data = TempDir::new("host-404");
+    let server = Server::start_in(&data.0, &[]);
+    server.deploy("answer-hangup", ANSWER_HANGUP).assert_status(201);
+    server.put_app("only-1000", &app("answer-hangup", Some("1000"), "null")).assert_status(201);
+    Sipp::client("uac-rejected-404.xml", server.sip).service("2000").calls(2).rate(10).run().assert_all_succeeded(2);
+}
+
+#[test]
+fn bad_uploads_get_400_naming_the_problem_and_change_nothing() {
+    let data = TempDir::new("host-bad-upload");
+    let server = Server::start_in(&data.0, &[]);
+    let not_wasm = server.api("PUT", "/v1/modules/junk", b"this is not wasm");
+    not_wasm.assert_status(400);
+    assert!(not_wasm.body.contains("not a WebAssembly component"), "{}", not_wasm.body);
+    // A core module (the 8-byte header of an empty one): wasm, but not a component.
+    let core = server.api("PUT", "/v1/modules/core", b"\0asm\x01\0\0\0");
+    core.assert_status(400);
+    assert!(core.body.contains("core wasm module"), "{}", core.body);
+    let bad_name = server.api("PUT", "/v1/modules/Bad%20Name", b"\0asm\x01\0\0\0");
+    bad_name.assert_status(400);
+    assert!(bad_name.body.contains("module name"), "{}", bad_name.body);
+    let empty = server.api("GET", "/v1/modules", b"");
+    assert_eq!(empty.body, "[]");
+    // An app naming a module that does not exist.
+    let orphan = server.put_app("orphan", &app("nope", None, "null"));
+    orphan.assert_status(400);
+    assert!(
+        orphan.body.contains("\\\"nope\\\" does not exist") || orphan.body.contains("does not exist"),
+        "{}",
+        orphan.body
+    );
+    let malformed = server.put_app("broken", "{\"flow\": {\"modul\": \"x\"}}");
+    malformed.assert_status(400);
+    assert!(malformed.body.contains("invalid app definition"), "{}", malformed.body);
+}
+
+#[test]
+fn the_admin_api_needs_the_token() {
+    let data = TempDir::new("host-auth");
+    let server = Server::start_in(&data.0, &[]);
+    let missing = http(server.http, "GET", "/v1/modules", None, b"");
+    missing.assert_status(401);
+    assert!(missing.body.contains("missing admin token"), "{}", missing.body);
+    let wrong = http(server.http, "GET", "/v1/modules", Some("not-the-token"), b"");
+    wrong.assert_status(401);
+    let upload = http(server.http, "PUT", "/v1/modules/x", Some("nope"), &std::fs::read(ANSWER_HANGUP).unwrap());
+    upload.assert_status(401);
+    http(server.http, "GET", "/v1/modules", Some(TOKEN), b"").assert_status(200);
+    http(server.http, "GET", "/healthz", None, b"").assert_status(200);
+    assert!(!server.log().contains(TOKEN), "the token must never be logged");
+}
+
+#[test]
+fn a_generated_token_is_kept_in_the_data_dir_and_not_logged() {
+    let data = TempDir::new("host-token");
+    let sip = format!("127.0.0.1:{}", support::free_port());
+    let http_addr: std::net::SocketAddr = format!("127.0.0.1:{}", support::free_port()).parse().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_callwright"))
+        .args(["serve", "--sip", &sip, "--http", &http_addr.to_string(), "--no-examples", "--data"])
+        .arg(&data.0)
+        .env_remove("CALLWRIGHT_ADMIN_TOKEN")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let token_file = data.0.join("admin-token");
+    let started = Instant::now();
+    while http_ready(http_addr).is_none() && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let token = std::fs::read_to_string(&token_file).expect("token file written").trim().to_string();
+    assert!(token.len() >= 32);
+    http(http_addr, "GET", "/v1/apps", Some(&token), b"").assert_status(200);
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(!log.contains(&token), "the generated token must not be logged");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+}
+
+fn http_ready(addr: std::net::SocketAddr) -> Option<()> {
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).ok().map(|_| ())
+}
+
+#[test]
+fn modules_and_apps_survive_a_restart() {
+    let data = TempDir::new("host-restart");
+    let mut server = Server::start_in(&data.0, &[]);
+    server.deploy("answer-hangup", ANSWER_HANGUP).assert_status(201);
+    server.put_app("demo", &app("answer-hangup", None, "{\"hangup_after_ms\": 300}")).assert_status(201);
+    server.kill();
+    drop(server);
+    let server = Server::start_in(&data.0, &[]);
+    let modules = server.api("GET", "/v1/modules/answer-hangup", b"");
+    modules.assert_status(200);
+    server.api("GET", "/v1/apps/demo", b"").assert_status(200);
+    Sipp::client("uac-callee-hangs-up.xml", server.sip).service("5555").calls(2).rate(10).run().assert_all_succeeded(2);
+    assert!(server.log().contains("module loaded"), "{}", server.log());
+}
+
+#[test]
+fn a_deleted_module_lets_its_live_calls_finish() {
+    let data = TempDir::new("host-delete");
+    let server = Server::start_in(&data.0, &[]);
+    server.deploy("answer-hangup", ANSWER_HANGUP).assert_status(201);
+    server.put_app("demo", &app("answer-hangup", None, "{\"hangup_after_ms\": 3000}")).assert_status(201);
+    let conflict = server.api("DELETE", "/v1/modules/answer-hangup", b"");
+    conflict.assert_status(409);
+    let call = Sipp::client("uac-callee-hangs-up.xml", server.sip)
+        .service("1")
+        .calls(1)
+        .timeout(Duration::from_secs(20))
+        .spawn();
+    let started = Instant::now();
+    loop {
+        let calls = server.api("GET", "/v1/calls", b"");
+        if calls.body.contains("\"app\":\"demo\"") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "the call never showed in /v1/calls: {}", calls.body);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.api("DELETE", "/v1/apps/demo", b"").assert_status(204);
+    server.api("DELETE", "/v1/modules/answer-hangup", b"").assert_status(204);
+    server.api("GET", "/v1/modules/answer-hangup", b"").assert_status(404);
+    // The call in progress still ends with the guest's BYE after 3 s.
+    call.wait().assert_all_succeeded(1);
+    assert_eq!(server.api("GET", "/v1/calls", b"").body, "[]");
+}
+
+/// Starts a server with tight limits, the hostile guest on three numbers and a normal flow on the rest.
+fn hostile_server(data: &TempDir) -> Server {
+    let server = Server::start_in(&data.0, &["--cpu-per-call-ms", "300", "--memory-per-call-mb", "32"]);
+    server.deploy("hostile", HOSTILE).assert_status(201);
+    server.deploy("answer-hangup", ANSWER_HANGUP).assert_status(201);
+    server
+        .put_app("spin", &app("hostile", Some("spin"), "{\"mode\": \"spin\", \"answer_first\": true}"))
+        .assert_status(201);
+    server
+        .put_app("grow", &app("hostile", Some("grow"), "{\"mode\": \"grow\", \"answer_first\": true}"))
+        .assert_status(201);
+    server.put_app("trap", &app("hostile", Some("trap"), "{\"mode\": \"trap\"}")).assert_status(201);
+    server.put_app("normal", &app("answer-hangup", None, "{\"hangup_after_ms\": 4000}")).assert_status(201);
+    server
+}
+
+#[test]
+fn hostile_guests_are_stopped_while_a_normal_call_completes() {
+    let data = TempDir::new("host-hostile");
+    let server = hostile_server(&data);
+    // A normal call runs throughout; answer-hangup hangs it up after 4 s.
+    let normal = Sipp::client("uac-callee-hangs-up.xml", server.sip)
+        .service("normal")
+        .calls(1)
+        .timeout(Duration::from_secs(20))
+        .spawn();
+    let started = Instant::now();
+    // Spinning and hoarding guests answered first, so the host ends their calls with BYE.
+    for user in ["spin", "grow"] {
+        Sipp::client("uac-callee-hangs-up.xml", server.sip)
+            .service(user)
+            .calls(1)
+            .timeout(Duration::from_secs(15))
+            .run()
+            .assert_all_succeeded(1);
+    }
+    // A guest that traps before answering: the call gets 500.
+    Sipp::client("uac-rejected-500.xml", server.sip).service("trap").calls(1).run().assert_all_succeeded(1);
+    assert!(started.elapsed() < Duration::from_secs(12), "hostile calls took {:?}", started.elapsed());
+    normal.wait().assert_all_succeeded(1);
+    let log = server.log();
+    assert!(log.contains("CPU budget"), "{log}");
+    assert!(log.contains("this guest traps on purpose") || log.contains("unreachable"), "{log}");
+    assert_eq!(log.matches("guest stopped").count(), 3, "{log}");
+}
+
+#[test]
+fn over_the_call_limit_new_calls_get_503() {
+    let data = TempDir::new("host-limit");
+    let server = Server::start_in(&data.0, &["--max-calls", "1"]);
+    server.deploy("answer-hangup", ANSWER_HANGUP).assert_status(201);
+    server.put_app("demo", &app("answer-hangup", None, "{\"hangup_after_ms\": 3000}")).assert_status(201);
+    let first = Sipp::client("uac-callee-hangs-up.xml", server.sip)
+        .service("1")
+        .calls(1)
+        .timeout(Duration::from_secs(20))
+        .spawn();
+    let started = Instant::now();
+    while !server.api("GET", "/v1/calls", b"").body.contains("demo") {
+        assert!(started.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Sipp::client("uac-rejected-503.xml", server.sip).service("2").calls(1).run().assert_all_succeeded(1);
+    first.wait().assert_all_succeeded(1);
+}

@@ -1,0 +1,96 @@
+//! SIP interop: SIPp calls `callwright serve` over UDP and TCP. Calls answered and hung up from either side,
+//! a caller that never ACKs (we retransmit the 200, then BYE), a CANCEL before the answer, a busy callee,
+//! and OPTIONS. The call logic is the `sip-behaviours` test guest, uploaded through the admin API.
+
+mod support;
+
+use std::time::Duration;
+
+use support::sipp::{Sipp, Transport};
+use support::{Server, TempDir};
+
+const TRANSPORTS: [Transport; 2] = [Transport::Udp, Transport::Tcp];
+
+#[test]
+fn caller_hangs_up() {
+    let data = TempDir::new("interop");
+    let server = Server::with_behaviours(&data.0);
+    for transport in TRANSPORTS {
+        let outcome = Sipp::client("uac-caller-hangs-up.xml", server.sip)
+            .transport(transport)
+            .service("answer")
+            .calls(20)
+            .rate(20)
+            .run();
+        outcome.assert_all_succeeded(20);
+    }
+}
+
+#[test]
+fn callee_hangs_up() {
+    let data = TempDir::new("interop");
+    let server = Server::with_behaviours(&data.0);
+    for transport in TRANSPORTS {
+        let outcome = Sipp::client("uac-callee-hangs-up.xml", server.sip)
+            .transport(transport)
+            .service("hangup")
+            .calls(5)
+            .rate(10)
+            .run();
+        outcome.assert_all_succeeded(5);
+    }
+    assert!(server.log().matches("guest finished").count() >= 10, "{}", server.log());
+}
+
+#[test]
+fn caller_that_never_acks_gets_retransmissions_then_bye() {
+    let data = TempDir::new("interop");
+    let server = Server::with_behaviours(&data.0);
+    for transport in TRANSPORTS {
+        let outcome = Sipp::client("uac-never-acks.xml", server.sip)
+            .transport(transport)
+            .service("answer")
+            .calls(1)
+            .timeout(Duration::from_secs(30))
+            .run();
+        outcome.assert_all_succeeded(1);
+    }
+    assert_eq!(server.log().matches("AckTimeout").count(), 2, "{}", server.log());
+}
+
+#[test]
+fn cancel_before_answer() {
+    let data = TempDir::new("interop");
+    let server = Server::with_behaviours(&data.0);
+    for transport in TRANSPORTS {
+        let outcome = Sipp::client("uac-cancel-before-answer.xml", server.sip)
+            .transport(transport)
+            .service("slow")
+            .calls(3)
+            .rate(10)
+            .run();
+        outcome.assert_all_succeeded(3);
+    }
+    assert_eq!(server.log().matches("reason=Cancelled").count(), 6, "{}", server.log());
+}
+
+#[test]
+fn busy_callee_is_rejected_and_acked() {
+    let data = TempDir::new("interop");
+    let server = Server::with_behaviours(&data.0);
+    for transport in TRANSPORTS {
+        let outcome =
+            Sipp::client("uac-busy.xml", server.sip).transport(transport).service("busy").calls(3).rate(10).run();
+        outcome.assert_all_succeeded(3);
+    }
+}
+
+#[test]
+fn options_get_200() {
+    let data = TempDir::new("interop");
+    let server = Server::with_behaviours(&data.0);
+    for transport in TRANSPORTS {
+        let outcome = Sipp::client("uac-options.xml", server.sip).transport(transport).calls(3).rate(10).run();
+        outcome.assert_all_succeeded(3);
+    }
+}
