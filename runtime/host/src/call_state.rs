@@ -24,6 +24,8 @@ pub struct CallResource {
 /// One SIP call the guest holds, with the events routed to it.
 pub(crate) struct Leg {
     pub(crate) info: CallInfo,
+    /// Our address on the call's flow (for the SDP answer the host makes).
+    pub(crate) local_ip: std::net::IpAddr,
     pub(crate) events: mpsc::Receiver<Event>,
     /// Events read while waiting for something else (e.g. a response), delivered by `next-event` first.
     pub(crate) backlog: VecDeque<Event>,
@@ -95,9 +97,22 @@ impl CallState {
         }
     }
 
-    pub(crate) fn add_leg(&mut self, handle: CallHandle, info: CallInfo, events: mpsc::Receiver<Event>) {
-        let leg =
-            Leg { info, events, backlog: VecDeque::new(), ended: None, answered: false, unanswered: HashSet::new() };
+    pub(crate) fn add_leg(
+        &mut self,
+        handle: CallHandle,
+        info: CallInfo,
+        local_ip: std::net::IpAddr,
+        events: mpsc::Receiver<Event>,
+    ) {
+        let leg = Leg {
+            info,
+            local_ip,
+            events,
+            backlog: VecDeque::new(),
+            ended: None,
+            answered: false,
+            unanswered: HashSet::new(),
+        };
         self.legs.insert(handle, leg);
     }
 }

@@ -108,7 +108,13 @@ impl call::HostCall for CallState {
         headers: Vec<Header>,
         body: Option<Body>,
     ) -> Result<Result<(), CallError>> {
-        let handle = self.handle_of(&call)?;
+        let (handle, leg) = self.leg(&call)?;
+        // No body from the guest: the host answers the caller's offer itself (see `sdp`).
+        let body = body.or_else(|| {
+            let offer = leg.info.body.as_ref().filter(|b| b.content_type.eq_ignore_ascii_case("application/sdp"))?;
+            let answer = crate::sdp::answer(&offer.data, leg.local_ip)?;
+            Some(Body { content_type: "application/sdp".into(), data: answer })
+        });
         match self.sip.answer(handle, extras(headers, body)).await {
             Ok(()) => {
                 self.leg(&call)?.1.answered = true;

@@ -15,5 +15,6 @@ pub mod runtime;
 
 mod call_state;
 mod host_impl;
+mod sdp;
 
 pub use call_state::{CallState, Variables};

@@ -179,7 +179,8 @@ impl Runtime {
         );
         info!(%call, app = %app_name, module = %app.flow.module, "call started");
         let runtime = self.clone();
-        tokio::spawn(async move { runtime.run_call(call, module, app, info, events, permit).await });
+        let local_ip = flow.local.ip();
+        tokio::spawn(async move { runtime.run_call(call, module, app, (info, local_ip), events, permit).await });
     }
 
     fn refuse(&self, call: CallHandle, status: u16, reason: &'static str) {
@@ -193,7 +194,7 @@ impl Runtime {
         call: CallHandle,
         module: Arc<LoadedModule>,
         app: AppDefinition,
-        info: CallInfo,
+        (info, local_ip): (CallInfo, std::net::IpAddr),
         events: mpsc::Receiver<Event>,
         _permit: OwnedSemaphorePermit,
     ) {
@@ -210,7 +211,7 @@ impl Runtime {
             }
         });
         store.set_epoch_deadline(1);
-        store.data_mut().add_leg(call, info, events);
+        store.data_mut().add_leg(call, info, local_ip, events);
         let config = app.flow.config.to_string();
         let started = Instant::now();
         let run = async {
