@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use support::sipp::{Sipp, Transport};
@@ -91,6 +92,20 @@ fn options_get_200() {
     let server = Server::with_behaviours(&data.0);
     for transport in TRANSPORTS {
         let outcome = Sipp::client("uac-options.xml", server.sip).transport(transport).calls(3).rate(10).run();
+        outcome.assert_all_succeeded(3);
+    }
+}
+
+#[test]
+fn calls_over_ipv6_on_udp_and_tcp() {
+    let data = TempDir::new("interop-v6");
+    let v6: SocketAddr = format!("[::1]:{}", support::free_port()).parse().expect("address");
+    let server = Server::start_in(&data.0, &["--sip", &v6.to_string()]);
+    server.deploy("sip-behaviours", support::SIP_BEHAVIOURS).assert_status(201);
+    server.put_app("any", &support::serde_like::app("sip-behaviours", None, "null")).assert_status(201);
+    for transport in TRANSPORTS {
+        let outcome =
+            Sipp::client("uac-caller-hangs-up.xml", v6).transport(transport).service("answer").calls(3).rate(10).run();
         outcome.assert_all_succeeded(3);
     }
 }

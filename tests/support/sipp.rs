@@ -173,11 +173,16 @@ impl Sipp {
         let timeout = format!("{}ms", self.timeout.as_millis().max(1));
         let (errors, messages, actions) = (file("errors.log"), file("messages.log"), file("actions.log"));
         let (screen, stats) = (file("screen.log"), file("stats.csv"));
+        // SIPp's own addresses follow the target's family: ::1 toward an IPv6 target.
+        let local_ip = match self.role {
+            Role::Client(target) if target.is_ipv6() => "::1",
+            _ => LOCAL_IP,
+        };
         #[rustfmt::skip]
         let common = [
             "-sf", &scenario,
             "-t", self.transport.sipp_mode(),
-            "-i", LOCAL_IP, "-mi", LOCAL_IP, "-ci", LOCAL_IP, "-bind_local",
+            "-i", local_ip, "-mi", local_ip, "-ci", local_ip, "-bind_local",
             "-p", &port_arg,
             "-m", &calls,
             "-r", &rate,

@@ -496,6 +496,12 @@ fn split_via_entries(value: &str) -> Vec<String> {
     out
 }
 
+/// The option tags of `Require` we do not support (RFC 3261 §8.2.2.3).
+fn unsupported_requirements(request: &Request) -> Vec<String> {
+    let tags = request.headers.option_tags("Require").into_iter();
+    tags.filter(|tag| !SUPPORTED_EXTENSIONS.contains(&tag.as_str())).collect()
+}
+
 fn is_refer_event(request: &Request) -> bool {
     request
         .headers
@@ -673,13 +679,7 @@ impl Endpoint {
         if !matches!(request.uri, Uri::Sip(_) | Uri::Tel(_)) {
             return Some(416);
         }
-        let unsupported: Vec<String> = request
-            .headers
-            .option_tags("Require")
-            .into_iter()
-            .filter(|tag| !SUPPORTED_EXTENSIONS.contains(&tag.as_str()))
-            .collect();
-        if !unsupported.is_empty() && request.method != Method::Cancel {
+        if !unsupported_requirements(request).is_empty() && request.method != Method::Cancel {
             return Some(420);
         }
         if request.method == Method::Invite && !request.body.is_empty() {
@@ -711,15 +711,7 @@ impl Endpoint {
         match status {
             405 | 501 => response.headers.push("Allow", ALLOWED_METHODS),
             415 => response.headers.push("Accept", ACCEPTED_BODIES),
-            420 => {
-                let unsupported: Vec<String> = request
-                    .headers
-                    .option_tags("Require")
-                    .into_iter()
-                    .filter(|tag| !SUPPORTED_EXTENSIONS.contains(&tag.as_str()))
-                    .collect();
-                response.headers.push("Unsupported", unsupported.join(", "));
-            }
+            420 => response.headers.push("Unsupported", unsupported_requirements(request).join(", ")),
             _ => {}
         }
         // Answered through a transaction so retransmissions get the same answer.
