@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use support::serde_like::app;
 use support::sipp::{Sipp, Transport};
-use support::{ANSWER_HANGUP, HOSTILE, Server, TOKEN, TempDir, http};
+use support::{ANSWER_HANGUP, HOSTILE, Server, TOKEN, TempDir, VERB_SAMPLE, http};
 
 #[test]
 fn uploaded_module_answers_calls_and_is_listed() {
@@ -18,6 +18,7 @@ fn uploaded_module_answers_calls_and_is_listed() {
     uploaded.assert_status(201);
     assert!(uploaded.body.contains("\"world\":\"call-flow\""), "{}", uploaded.body);
     assert!(uploaded.body.contains("callwright:voice/flow@0.1.0"), "{}", uploaded.body);
+    assert!(!uploaded.body.contains("callwright:voice/verbs"), "a flow exports only its world: {}", uploaded.body);
     server.put_app("demo", &app("answer-hangup", Some("1000"), "{\"hangup_after_ms\": 500}")).assert_status(201);
     let modules = server.api("GET", "/v1/modules", b"");
     assert!(modules.body.contains("answer-hangup"), "{}", modules.body);
@@ -35,6 +36,20 @@ fn uploaded_module_answers_calls_and_is_listed() {
             .assert_all_succeeded(5);
     }
     assert_eq!(server.log().matches("guest finished").count(), 10, "{}", server.log());
+}
+
+#[test]
+fn a_verb_module_uploads_as_world_verb_and_cannot_be_an_apps_flow() {
+    let data = TempDir::new("host-verb");
+    let server = Server::start_in(&data.0, &[]);
+    let uploaded = server.deploy("sample-verbs", VERB_SAMPLE);
+    uploaded.assert_status(201);
+    assert!(uploaded.body.contains("\"world\":\"verb\""), "{}", uploaded.body);
+    assert!(uploaded.body.contains("callwright:voice/verbs@0.1.0"), "{}", uploaded.body);
+    assert!(!uploaded.body.contains("callwright:voice/flow@"), "{}", uploaded.body);
+    let app = server.put_app("wrong", &app("sample-verbs", None, "null"));
+    app.assert_status(400);
+    assert!(app.body.contains("not a call flow"), "{}", app.body);
 }
 
 #[test]

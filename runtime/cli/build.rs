@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Guest workspaces, relative to the repository root, and the crates in each.
-const GUEST_WORKSPACES: &[(&str, &[&str])] =
-    &[("guest-examples/rust", &["answer-hangup", "ivr"]), ("tests/guests", &["sip-behaviours", "hostile"])];
+const GUEST_WORKSPACES: &[(&str, &[&str])] = &[
+    ("guest-examples/rust", &["answer-hangup", "ivr"]),
+    ("tests/guests", &["sip-behaviours", "hostile", "verb-sample"]),
+];
 
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo")).join("../..");

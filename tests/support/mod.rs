@@ -20,6 +20,7 @@ pub const SIP_BEHAVIOURS: &str = env!("GUEST_SIP_BEHAVIOURS");
 pub const HOSTILE: &str = env!("GUEST_HOSTILE");
 pub const ANSWER_HANGUP: &str = env!("GUEST_ANSWER_HANGUP");
 pub const IVR: &str = env!("GUEST_IVR");
+pub const VERB_SAMPLE: &str = env!("GUEST_VERB_SAMPLE");
 
 /// A port free for both UDP and TCP on 127.0.0.1.
 pub fn free_port() -> u16 {

@@ -195,19 +195,21 @@ impl ModuleStore {
         Ok(LoadedModule { meta, flow })
     }
 
+    /// Links the component against the host (every import must be satisfiable, whatever the world) and,
+    /// for a call flow, keeps the pre-instantiated form calls start from.
     fn prepare(
         &self,
         component: &Component,
         world: ModuleWorld,
     ) -> Result<Option<CallFlowPre<CallState>>, UploadError> {
-        if world != ModuleWorld::CallFlow {
-            return Ok(None);
-        }
         let pre: InstancePre<CallState> = self
             .engine
             .linker
             .instantiate_pre(component)
             .map_err(|e| UploadError::UnsatisfiedImports(format!("{e:#}")))?;
+        if world != ModuleWorld::CallFlow {
+            return Ok(None);
+        }
         let flow = CallFlowPre::new(pre).map_err(|e| UploadError::NotAComponent(format!("{e:#}")))?;
         Ok(Some(flow))
     }

@@ -25,17 +25,52 @@
 //! flow!(AnswerThenHangUp);
 //! ```
 
-/// The generated bindings, for anything the helpers here do not cover.
+/// The generated bindings, for anything the helpers here do not cover. The imports (what the host gives)
+/// are generated once, from world `host-services`; each kind of module gets its exports from its own
+/// world, so a flow component carries only the `call-flow` world and a verb component only `verb`.
 #[allow(missing_docs)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "call-flow",
-        pub_export_macro: true,
-        export_macro_name: "export_call_flow",
-        default_bindings_module: "callwright_sdk::bindings",
+        world: "host-services",
         generate_all,
     });
+
+    /// Exports of world `call-flow`.
+    pub mod flow_world {
+        wit_bindgen::generate!({
+            path: "../../wit",
+            world: "call-flow",
+            pub_export_macro: true,
+            export_macro_name: "export_call_flow",
+            default_bindings_module: "callwright_sdk::bindings::flow_world",
+            with: {
+                "callwright:voice/types@0.1.0": crate::bindings::callwright::voice::types,
+                "callwright:voice/call@0.1.0": crate::bindings::callwright::voice::call,
+                "callwright:voice/variables@0.1.0": crate::bindings::callwright::voice::variables,
+                "callwright:voice/log@0.1.0": crate::bindings::callwright::voice::log,
+                "callwright:voice/clock@0.1.0": crate::bindings::callwright::voice::clock,
+            },
+        });
+    }
+
+    /// Exports of world `verb`.
+    pub mod verb_world {
+        wit_bindgen::generate!({
+            path: "../../wit",
+            world: "verb",
+            pub_export_macro: true,
+            export_macro_name: "export_verb",
+            default_bindings_module: "callwright_sdk::bindings::verb_world",
+            with: {
+                "callwright:voice/types@0.1.0": crate::bindings::callwright::voice::types,
+                "callwright:voice/call@0.1.0": crate::bindings::callwright::voice::call,
+                "callwright:voice/variables@0.1.0": crate::bindings::callwright::voice::variables,
+                "callwright:voice/log@0.1.0": crate::bindings::callwright::voice::log,
+                "callwright:voice/clock@0.1.0": crate::bindings::callwright::voice::clock,
+            },
+        });
+    }
 }
 
 pub use bindings::callwright::voice::call::{Call, CallEvent, CallInfo, EndReason, IncomingRequest, SipResponse};
@@ -134,7 +169,7 @@ macro_rules! flow {
         #[doc(hidden)]
         pub struct __CallwrightFlowExport;
 
-        impl $crate::bindings::exports::callwright::voice::flow::Guest for __CallwrightFlowExport {
+        impl $crate::bindings::flow_world::exports::callwright::voice::flow::Guest for __CallwrightFlowExport {
             fn handle(
                 call: $crate::Call,
                 config: ::std::string::String,
@@ -143,6 +178,64 @@ macro_rules! flow {
             }
         }
 
-        $crate::bindings::export_call_flow!(__CallwrightFlowExport);
+        $crate::bindings::flow_world::export_call_flow!(__CallwrightFlowExport);
+    };
+}
+
+pub use bindings::verb_world::exports::callwright::voice::verbs::VerbSpec;
+/// Re-exported for the `verbs!` macro and for verb arguments.
+pub use serde_json;
+
+/// A module of verbs: named operations that documents (jambonz verb arrays, SWML) run on a call.
+pub trait Verbs {
+    /// The verbs this module implements, each with a JSON schema of its arguments.
+    fn verbs() -> Vec<VerbSpec>;
+    /// Runs verb `name` with JSON `args` on `call`; returns JSON for the caller (e.g. an action hook's
+    /// payload) or an error message.
+    fn run(call: &Call, name: &str, args: serde_json::Value) -> Result<serde_json::Value, String>;
+}
+
+/// Exports `$verbs` (a type implementing [`Verbs`]) as the component's verbs.
+///
+/// ```
+/// use callwright_sdk::{Call, VerbSpec, Verbs, verbs};
+///
+/// struct Greeting;
+///
+/// impl Verbs for Greeting {
+///     fn verbs() -> Vec<VerbSpec> {
+///         vec![VerbSpec { name: "greet".into(), schema: r#"{"type": "object"}"#.into() }]
+///     }
+///     fn run(call: &Call, name: &str, _args: serde_json::Value) -> Result<serde_json::Value, String> {
+///         call.answer(&[], None).map_err(|e| e.to_string())?;
+///         Ok(serde_json::json!({ "verb": name }))
+///     }
+/// }
+///
+/// verbs!(Greeting);
+/// ```
+#[macro_export]
+macro_rules! verbs {
+    ($verbs:ty) => {
+        #[doc(hidden)]
+        pub struct __CallwrightVerbsExport;
+
+        impl $crate::bindings::verb_world::exports::callwright::voice::verbs::Guest for __CallwrightVerbsExport {
+            fn list_verbs() -> ::std::vec::Vec<$crate::VerbSpec> {
+                <$verbs as $crate::Verbs>::verbs()
+            }
+
+            fn run(
+                call: &$crate::Call,
+                name: ::std::string::String,
+                args: ::std::string::String,
+            ) -> ::std::result::Result<::std::string::String, ::std::string::String> {
+                let args = $crate::serde_json::from_str(&args)
+                    .map_err(|e| format!("arguments of {name} are not JSON: {e}"))?;
+                <$verbs as $crate::Verbs>::run(call, &name, args).map(|value| value.to_string())
+            }
+        }
+
+        $crate::bindings::verb_world::export_verb!(__CallwrightVerbsExport);
     };
 }
