@@ -188,6 +188,31 @@ fn a_deleted_module_lets_its_live_calls_finish() {
     assert_eq!(server.api("GET", "/v1/calls", b"").body, "[]");
 }
 
+#[test]
+fn replacing_a_module_lets_calls_in_progress_complete_on_the_old_one() {
+    let data = TempDir::new("host-replace");
+    let server = Server::start_in(&data.0, &[]);
+    server.deploy("flow", ANSWER_HANGUP).assert_status(201);
+    server.put_app("demo", &app("flow", None, "{\"hangup_after_ms\": 3000}")).assert_status(201);
+    let call = Sipp::client("uac-callee-hangs-up.xml", server.sip)
+        .service("1")
+        .calls(1)
+        .timeout(Duration::from_secs(20))
+        .spawn();
+    let started = Instant::now();
+    while !server.api("GET", "/v1/calls", b"").body.contains("\"app\":\"demo\"") {
+        assert!(started.elapsed() < Duration::from_secs(5), "the call never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Replace the module under the same name with a different component while the call runs.
+    let replaced = server.deploy("flow", HOSTILE);
+    replaced.assert_status(201);
+    // The running call still ends with answer-hangup's BYE after 3 s, not the new module's behaviour.
+    call.wait().assert_all_succeeded(1);
+    assert!(server.log().contains("guest finished"), "{}", server.log());
+    assert!(!server.log().contains("guest stopped"), "{}", server.log());
+}
+
 /// Starts a server with tight limits, the hostile guest on three numbers and a normal flow on the rest.
 fn hostile_server(data: &TempDir) -> Server {
     let server = Server::start_in(&data.0, &["--cpu-per-call-ms", "300", "--memory-per-call-mb", "32"]);
