@@ -260,6 +260,23 @@ fn hostile_guests_are_stopped_while_a_normal_call_completes() {
 }
 
 #[test]
+fn a_guest_that_outlives_its_call_is_stopped_after_the_grace_period() {
+    let data = TempDir::new("host-grace");
+    let config = data.0.join("callwright.toml");
+    std::fs::write(&config, "after_call_grace_s = 1\n").unwrap();
+    let server = Server::start_in(&data.0, &["--config", config.to_str().unwrap()]);
+    server.deploy("hostile", HOSTILE).assert_status(201);
+    server.put_app("sleepy", &app("hostile", None, "{\"mode\": \"sleep\", \"answer_first\": true}")).assert_status(201);
+    // The caller hangs up after 500 ms; the guest sleeps on.
+    Sipp::client("uac-caller-hangs-up.xml", server.sip).service("1").calls(1).run().assert_all_succeeded(1);
+    let started = Instant::now();
+    while !server.log().contains("guest stopped: it ran past the grace period") {
+        assert!(started.elapsed() < Duration::from_secs(10), "the sleeping guest was not stopped:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
 fn over_the_call_limit_new_calls_get_503() {
     let data = TempDir::new("host-limit");
     let server = Server::start_in(&data.0, &["--max-calls", "1"]);

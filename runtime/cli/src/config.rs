@@ -68,6 +68,7 @@ struct FileConfig {
     memory_per_call_mb: Option<usize>,
     max_calls: Option<usize>,
     max_call_duration_s: Option<u64>,
+    after_call_grace_s: Option<u64>,
     max_module_mb: Option<usize>,
     json_logs: Option<bool>,
 }
@@ -108,6 +109,7 @@ impl ServeConfig {
                 .unwrap_or(defaults.memory_per_call),
             max_concurrent_calls: args.max_calls.or(file.max_calls).unwrap_or(defaults.max_concurrent_calls),
             max_call_duration: file.max_call_duration_s.map(Duration::from_secs).unwrap_or(defaults.max_call_duration),
+            after_call_grace: file.after_call_grace_s.map(Duration::from_secs).unwrap_or(defaults.after_call_grace),
             max_module_size: file.max_module_mb.map(|mb| mb << 20).unwrap_or(defaults.max_module_size),
         };
         let sip = if !args.sip.is_empty() {

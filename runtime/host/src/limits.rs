@@ -13,6 +13,8 @@ pub struct SandboxLimits {
     pub max_concurrent_calls: usize,
     /// How long a guest may keep a call; then the host hangs up and stops it.
     pub max_call_duration: Duration,
+    /// How long a guest may go on running after its call ended (for post-call work); then it is stopped.
+    pub after_call_grace: Duration,
     /// Largest component accepted on upload.
     pub max_module_size: usize,
 }
@@ -24,6 +26,7 @@ impl Default for SandboxLimits {
             memory_per_call: 64 << 20,
             max_concurrent_calls: 10_000,
             max_call_duration: Duration::from_secs(4 * 3600),
+            after_call_grace: Duration::from_secs(30),
             max_module_size: 32 << 20,
         }
     }

@@ -9,7 +9,7 @@ use callwright_driver::SipHandle;
 use callwright_sip::message::Request;
 use callwright_sip::{CallHandle, Event, Extras, Flow};
 use serde::Serialize;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tracing::{error, info, warn};
 use wasmtime::{Store, UpdateDeadline};
 
@@ -22,6 +22,12 @@ use crate::modules::{LoadedModule, ModuleStore};
 
 /// Events queued for one call's guest before the router starts refusing its far end's requests.
 const EVENTS_PER_CALL: usize = 256;
+/// Where the router sends one call's events, and how it tells the call's runner that the call ended.
+struct LegRoute {
+    events: mpsc::Sender<Event>,
+    ended: Option<oneshot::Sender<()>>,
+}
+
 /// Retry-After (seconds) sent with 503 when the runtime is at its concurrency limit.
 const RETRY_AFTER_SECS: &str = "5";
 
@@ -78,7 +84,7 @@ impl Runtime {
 
     /// Routes every SIP event until the driver stops.
     pub async fn route_events(self: Arc<Self>, mut events: mpsc::Receiver<Event>) {
-        let mut legs: HashMap<CallHandle, mpsc::Sender<Event>> = HashMap::new();
+        let mut legs: HashMap<CallHandle, LegRoute> = HashMap::new();
         while let Some(event) = events.recv().await {
             match event {
                 Event::IncomingCall { call, request, flow } => self.start_call(call, request, flow, &mut legs),
@@ -87,7 +93,7 @@ impl Runtime {
         }
     }
 
-    fn forward(&self, event: Event, legs: &mut HashMap<CallHandle, mpsc::Sender<Event>>) {
+    fn forward(&self, event: Event, legs: &mut HashMap<CallHandle, LegRoute>) {
         let call = match &event {
             Event::IncomingCall { call, .. }
             | Event::CallProgress { call, .. }
@@ -111,8 +117,15 @@ impl Runtime {
             _ => {}
         }
         let ended = matches!(event, Event::CallEnded { .. });
-        let Some(sender) = (if ended { legs.remove(&call) } else { legs.get(&call).cloned() }) else {
-            return;
+        let sender = if ended {
+            let Some(mut route) = legs.remove(&call) else { return };
+            if let Some(signal) = route.ended.take() {
+                let _ = signal.send(());
+            }
+            route.events
+        } else {
+            let Some(route) = legs.get(&call) else { return };
+            route.events.clone()
         };
         match sender.try_send(event) {
             Ok(()) => {}
@@ -137,7 +150,7 @@ impl Runtime {
         call: CallHandle,
         request: Request,
         flow: Flow,
-        legs: &mut HashMap<CallHandle, mpsc::Sender<Event>>,
+        legs: &mut HashMap<CallHandle, LegRoute>,
     ) {
         let to_user = request
             .headers
@@ -162,7 +175,8 @@ impl Runtime {
             return;
         };
         let (sender, events) = mpsc::channel(EVENTS_PER_CALL);
-        legs.insert(call, sender);
+        let (ended_signal, ended) = oneshot::channel();
+        legs.insert(call, LegRoute { events: sender, ended: Some(ended_signal) });
         let info = call_info(call, &request, flow);
         self.live.lock().expect("live calls lock").insert(
             call,
@@ -180,7 +194,9 @@ impl Runtime {
         info!(%call, app = %app_name, module = %app.flow.module, "call started");
         let runtime = self.clone();
         let local_ip = flow.local.ip();
-        tokio::spawn(async move { runtime.run_call(call, module, app, (info, local_ip), events, permit).await });
+        tokio::spawn(
+            async move { runtime.run_call(call, module, app, (info, local_ip), (events, ended), permit).await },
+        );
     }
 
     fn refuse(&self, call: CallHandle, status: u16, reason: &'static str) {
@@ -195,7 +211,7 @@ impl Runtime {
         module: Arc<LoadedModule>,
         app: AppDefinition,
         (info, local_ip): (CallInfo, std::net::IpAddr),
-        events: mpsc::Receiver<Event>,
+        (events, ended): (mpsc::Receiver<Event>, oneshot::Receiver<()>),
         _permit: OwnedSemaphorePermit,
     ) {
         let limits = self.engine.limits.clone();
@@ -220,7 +236,18 @@ impl Runtime {
             let resource = store.data_mut().table.push(CallResource { handle: call })?;
             instance.callwright_voice_flow().call_handle(&mut store, resource, &config).await
         };
-        let outcome = tokio::time::timeout(limits.max_call_duration, run).await;
+        // A guest may outlive its call only by the grace period (time for post-call work); then it stops,
+        // so a guest sleeping or waiting after the caller left frees its instance and its permit.
+        let after_call = async {
+            if ended.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(limits.after_call_grace).await;
+        };
+        let outcome = tokio::select! {
+            outcome = tokio::time::timeout(limits.max_call_duration, run) => outcome.map_err(|_| "the maximum call duration"),
+            () = after_call => Err("the grace period after the call ended"),
+        };
         let failed = match outcome {
             Ok(Ok(Ok(()))) => {
                 info!(%call, elapsed = ?started.elapsed(), "guest finished");
@@ -234,8 +261,8 @@ impl Runtime {
                 error!(%call, error = %format!("{trap:#}"), "guest stopped");
                 true
             }
-            Err(_) => {
-                warn!(%call, limit = ?limits.max_call_duration, "call reached the maximum duration");
+            Err(limit) => {
+                warn!(%call, %limit, "guest stopped: it ran past {limit}");
                 false
             }
         };

@@ -1,7 +1,7 @@
 //! Test guest that misbehaves, to prove the sandbox stops it without touching other calls. Config:
-//! `{"mode": "spin" | "grow" | "trap", "answer_first": bool}`.
+//! `{"mode": "spin" | "grow" | "trap" | "sleep", "answer_first": bool}`.
 
-use callwright_sdk::{Call, Config, Flow, flow};
+use callwright_sdk::{Call, Config, Flow, clock, flow};
 
 struct Hostile;
 
@@ -20,6 +20,11 @@ impl Flow for Hostile {
                 }
             }
             "trap" => panic!("this guest traps on purpose"),
+            // Outlives its call: sleeps ten minutes whatever happens to the call.
+            "sleep" => {
+                clock::sleep(600_000);
+                Ok(())
+            }
             _ => {
                 let mut counter: u64 = 0;
                 loop {
