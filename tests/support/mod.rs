@@ -2,6 +2,8 @@
 //! a small HTTP client for its admin API, and SIPp runs against it.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod baresip;
+pub mod hooks;
 pub mod sipp;
 
 use std::io::{Read, Write};
@@ -21,6 +23,7 @@ pub const HOSTILE: &str = env!("GUEST_HOSTILE");
 pub const ANSWER_HANGUP: &str = env!("GUEST_ANSWER_HANGUP");
 pub const IVR: &str = env!("GUEST_IVR");
 pub const VERB_SAMPLE: &str = env!("GUEST_VERB_SAMPLE");
+pub const BLIND_TRANSFER: &str = env!("GUEST_BLIND_TRANSFER");
 
 /// A port free for both UDP and TCP on 127.0.0.1.
 pub fn free_port() -> u16 {
@@ -68,17 +71,23 @@ impl Server {
     /// Starts `callwright serve` on free ports with T1 = 100 ms (64·T1 = 6.4 s), no examples, the test
     /// token, data in `data`, and `extra` flags.
     pub fn start_in(data: &Path, extra: &[&str]) -> Server {
+        Server::start_with(data, &[&["--sip-t1-ms", "100"], extra].concat(), "info")
+    }
+
+    /// Starts `callwright serve` on free ports with no examples, the test token, data in `data`, `args`
+    /// added to the command line and `RUST_LOG` set to `log_filter`.
+    pub fn start_with(data: &Path, args: &[&str], log_filter: &str) -> Server {
         let sip: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("address");
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("address");
         let log_path = data.with_extension(format!("{}.log", sip.port()));
         let log = std::fs::File::create(&log_path).expect("create log file");
         let child = Command::new(env!("CARGO_BIN_EXE_callwright"))
-            .args(["serve", "--sip", &sip.to_string(), "--http", &http.to_string(), "--sip-t1-ms", "100"])
+            .args(["serve", "--sip", &sip.to_string(), "--http", &http.to_string()])
             .arg("--data")
             .arg(data)
             .args(["--admin-token", TOKEN, "--no-examples"])
-            .args(extra)
-            .env("RUST_LOG", "info")
+            .args(args)
+            .env("RUST_LOG", log_filter)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log"))
             .stderr(log)
@@ -86,7 +95,8 @@ impl Server {
             .expect("start callwright");
         let mut server = Server { child, sip, http, data: data.to_path_buf(), log_path };
         let started = Instant::now();
-        while !(server.log().contains("SIP listening") && server.log().contains("admin API listening")) {
+        // The admin API binds after the SIP sockets: once it accepts connections, the server is ready.
+        while TcpStream::connect_timeout(&http, Duration::from_millis(200)).is_err() {
             assert!(server.is_running(), "callwright exited:\n{}", server.log());
             assert!(started.elapsed() < STARTUP_TIMEOUT, "callwright did not start:\n{}", server.log());
             std::thread::sleep(Duration::from_millis(50));
@@ -109,6 +119,11 @@ impl Server {
             let _ = file.read_to_string(&mut text);
         }
         text
+    }
+
+    /// The process id of the server.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// True while the process runs.

@@ -129,13 +129,13 @@ async fn list_apps(State(state): State<AdminState>) -> impl IntoResponse {
         .apps
         .list()
         .into_iter()
-        .map(|(name, app)| (name, serde_json::to_value(app).unwrap_or_default()))
+        .map(|(name, app)| (name, serde_json::to_value(app.redacted()).unwrap_or_default()))
         .collect();
     Json(apps)
 }
 
 async fn get_app(State(state): State<AdminState>, Path(name): Path<String>) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(state.runtime.apps.get(&name).ok_or_else(|| not_found("app", &name))?))
+    Ok(Json(state.runtime.apps.get(&name).ok_or_else(|| not_found("app", &name))?.redacted()))
 }
 
 async fn put_app(
@@ -162,7 +162,7 @@ async fn put_app(
     }
     let existed = state.runtime.apps.get(&name).is_some();
     match state.runtime.apps.put(&name, app.clone()) {
-        Ok(()) => Ok((if existed { StatusCode::OK } else { StatusCode::CREATED }, Json(app))),
+        Ok(()) => Ok((if existed { StatusCode::OK } else { StatusCode::CREATED }, Json(app.redacted()))),
         Err(error @ AppError::RouteTaken { .. }) => Err(ApiError(StatusCode::CONFLICT, error.to_string())),
         Err(error @ AppError::BadName(_)) => Err(ApiError(StatusCode::BAD_REQUEST, error.to_string())),
         Err(error) => Err(internal(error)),

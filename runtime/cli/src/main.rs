@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use callwright_driver::{DriverConfig, SipDriver};
-use callwright_host::apps::{AppDefinition, AppStore, FlowSpec, Route};
+use callwright_host::apps::{AppDefinition, AppStore, FlowSpec, HookSettings, Route};
 use callwright_host::engine::HostEngine;
 use callwright_host::modules::ModuleStore;
 use callwright_host::runtime::Runtime;
@@ -85,7 +85,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let driver = DriverConfig::new(config.sip.clone()).with_t1(Duration::from_millis(config.sip_t1_ms));
     let (sip, events) =
         SipDriver::start(driver).await.with_context(|| format!("cannot listen for SIP on {:?}", config.sip))?;
-    let runtime = Runtime::new(engine, modules, apps, sip.clone());
+    let runtime = Runtime::new(engine, modules, apps, sip.clone())?;
     let listener = tokio::net::TcpListener::bind(config.http)
         .await
         .with_context(|| format!("cannot listen for HTTP on {}", config.http))?;
@@ -154,10 +154,12 @@ async fn seed_examples(data: &Path, modules: &Arc<ModuleStore>, apps: &Arc<AppSt
     let default_app = AppDefinition {
         route: None,
         flow: FlowSpec { module: "answer-hangup".into(), config: serde_json::json!({ "hangup_after_ms": 30_000 }) },
+        hooks: HookSettings::default(),
     };
     let ivr_app = AppDefinition {
         route: Some(Route { to_user: Some("2000".into()) }),
         flow: FlowSpec { module: "ivr".into(), config: serde_json::json!({ "timeout_ms": 20_000 }) },
+        hooks: HookSettings::default(),
     };
     for (name, app) in [("default", default_app), ("ivr", ivr_app)] {
         if let Err(error) = apps.put(name, app) {

@@ -29,6 +29,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use callwright_sip::dialog::Dialog;
 use callwright_sip::timers::TimerSettings;
 use callwright_sip::{
     CallHandle, Endpoint, EndpointConfig, Error, Event, Extras, Flow, InDialogRequest, IncomingRequestHandle,
@@ -80,6 +81,10 @@ fn random_seed() -> u64 {
 
 type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
+/// Runs on the driver task when an outbound call is created, before any of its events are handed on: the
+/// place to register where those events go.
+pub type OnCreated = Box<dyn FnOnce(CallHandle) + Send>;
+
 /// What a [`SipHandle`] asks the driver to do.
 enum Command {
     Ring(CallHandle, u16, Extras, Reply<()>),
@@ -88,7 +93,8 @@ enum Command {
     Hangup(CallHandle, Reply<()>),
     Respond(IncomingRequestHandle, u16, Extras, Reply<()>),
     SendRequest(CallHandle, InDialogRequest, Reply<RequestHandle>),
-    Invite(Box<OutboundCall>, Reply<CallHandle>),
+    Invite(Box<OutboundCall>, Option<OnCreated>, Reply<CallHandle>),
+    Dialog(CallHandle, oneshot::Sender<Option<Dialog>>),
     Stats(oneshot::Sender<DriverStats>),
 }
 
@@ -189,7 +195,20 @@ impl SipHandle {
 
     /// Places an outbound call.
     pub async fn invite(&self, call: OutboundCall) -> Result<CallHandle, CommandError> {
-        self.ask(|r| Command::Invite(Box::new(call), r)).await
+        self.ask(|r| Command::Invite(Box::new(call), None, r)).await
+    }
+
+    /// Places an outbound call and runs `on_created` with its handle before the call's first event is sent
+    /// on the event stream (so a router can be told where the events go without a race).
+    pub async fn invite_with(&self, call: OutboundCall, on_created: OnCreated) -> Result<CallHandle, CommandError> {
+        self.ask(|r| Command::Invite(Box::new(call), Some(on_created), r)).await
+    }
+
+    /// The dialog of a call (none before the answer, or for an unknown call).
+    pub async fn dialog(&self, call: CallHandle) -> Result<Option<Dialog>, CommandError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::Dialog(call, reply)).await.map_err(|_| CommandError::Stopped)?;
+        answer.await.map_err(|_| CommandError::Stopped)
     }
 
     /// Current counts.
@@ -331,7 +350,14 @@ impl SipDriver {
                 drop(reply.send(endpoint.respond(now, request, status, extras)))
             }
             Command::SendRequest(call, request, reply) => drop(reply.send(endpoint.send_request(now, call, request))),
-            Command::Invite(call, reply) => drop(reply.send(endpoint.invite(now, *call))),
+            Command::Invite(call, on_created, reply) => {
+                let result = endpoint.invite(now, *call);
+                if let (Ok(handle), Some(on_created)) = (&result, on_created) {
+                    on_created(*handle);
+                }
+                drop(reply.send(result))
+            }
+            Command::Dialog(call, reply) => drop(reply.send(endpoint.dialog(call).cloned())),
             Command::Stats(reply) => drop(reply.send(DriverStats {
                 calls: endpoint.call_count(),
                 transactions: endpoint.transaction_count(),

@@ -28,6 +28,50 @@ pub struct FlowSpec {
     pub config: serde_json::Value,
 }
 
+/// What an app's hooks may do.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookSettings {
+    /// Hosts hooks may reach: `"host"` (any port) or `"host:port"`; `"*"` allows every host. Empty (the
+    /// default): hooks are refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    /// When set, every hook is signed with it (`Jambonz-Signature`). Never logged; the admin API shows it
+    /// as `"********"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+impl HookSettings {
+    /// True when `url`'s host (and port) is in the allow list.
+    pub fn allows(&self, url: &reqwest::Url) -> bool {
+        let Some(host) = url.host_str() else { return false };
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let port = url.port_or_known_default();
+        self.allow.iter().any(|entry| {
+            let entry = entry.trim().to_ascii_lowercase();
+            if entry == "*" {
+                return true;
+            }
+            // "host:port", "[v6]:port", or a bare host (an IPv6 address has colons of its own).
+            let (entry_host, entry_port) = match entry.rsplit_once(':') {
+                Some((h, p))
+                    if !h.is_empty() && p.parse::<u16>().is_ok() && (h.starts_with('[') || !h.contains(':')) =>
+                {
+                    (h.trim_start_matches('[').trim_end_matches(']').to_string(), p.parse::<u16>().ok())
+                }
+                _ => (entry.trim_start_matches('[').trim_end_matches(']').to_string(), None),
+            };
+            entry_host == host && entry_port.is_none_or(|p| Some(p) == port)
+        })
+    }
+
+    /// A copy safe to show: the secret replaced by a mask.
+    pub fn redacted(&self) -> HookSettings {
+        HookSettings { allow: self.allow.clone(), secret: self.secret.as_ref().map(|_| "********".into()) }
+    }
+}
+
 /// An app as `PUT /v1/apps/{name}` takes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,9 +81,21 @@ pub struct AppDefinition {
     pub route: Option<Route>,
     /// What runs them.
     pub flow: FlowSpec,
+    /// Where its hooks may go and how they are signed.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub hooks: HookSettings,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 impl AppDefinition {
+    /// A copy safe to show (the hook secret masked).
+    pub fn redacted(&self) -> AppDefinition {
+        AppDefinition { hooks: self.hooks.redacted(), ..self.clone() }
+    }
+
     fn route_key(&self) -> Option<String> {
         self.route.as_ref().and_then(|r| r.to_user.clone())
     }

@@ -11,11 +11,16 @@ wasmtime::component::bindgen!({
     exports: { default: async },
     with: {
         "callwright:voice/call.call": crate::call_state::CallResource,
+        "callwright:voice/call.refer": crate::call_state::ReferResource,
     },
 });
 
-pub use callwright::voice::call::{CallEvent, CallInfo, EndReason as WitEndReason, IncomingRequest, SipResponse};
-pub use callwright::voice::types::{Body, CallError, Direction, Header};
+pub use callwright::voice::call::{
+    CallEvent, CallInfo, DialError, DialRequest, EndReason as WitEndReason, InboundRefer, IncomingRequest, ReferEvent,
+    ReferOutcome, ReferRequest, SipResponse,
+};
+pub use callwright::voice::hooks::{Hook, HookError, HookResponse};
+pub use callwright::voice::types::{Body, CallError, Credentials, Direction, Header};
 
 /// Export names that tell which world a component targets.
 pub mod export_names {

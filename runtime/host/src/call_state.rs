@@ -1,19 +1,46 @@
 //! The state one guest instance runs with (the wasmtime `Store` data): its call legs, variables, WASI
 //! context that grants nothing, memory limits and CPU meter.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use callwright_driver::{CommandError, SipHandle};
-use callwright_sip::{CallHandle, EndReason, Event, IncomingRequestHandle};
+use callwright_sip::{CallHandle, EndReason, Event, IncomingRequestHandle, RequestHandle};
 use tokio::sync::mpsc;
 use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings::{CallError, CallInfo};
+use crate::hooks::CallHooks;
 use crate::limits::{EPOCH_TICK, SandboxLimits};
+use crate::refer::ReferProgress;
+
+/// Tells the call router where a new outbound call's events go (sent from the SIP driver's task when the
+/// call is created, before its first event).
+pub(crate) type Registrar = mpsc::UnboundedSender<Registration>;
+
+/// An outbound call and where its events go.
+pub(crate) type Registration = (CallHandle, mpsc::Sender<Event>);
+
+/// The host side of a guest's `refer` resource: a REFER sent on a call.
+#[derive(Debug)]
+pub struct ReferResource {
+    pub(crate) call: CallHandle,
+    pub(crate) request: RequestHandle,
+}
+
+/// An inbound REFER waiting for the guest's decision.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingRefer {
+    pub(crate) refer_to: String,
+    pub(crate) referred_by: Option<String>,
+    /// The REFER's CSeq number (the `id` of its NOTIFYs' Event header when it is not the dialog's first).
+    pub(crate) cseq: u32,
+    /// Whether an earlier REFER came in this dialog.
+    pub(crate) needs_event_id: bool,
+}
 
 /// The host side of a guest's `call` resource: which SIP call it names.
 #[derive(Debug)]
@@ -33,6 +60,76 @@ pub(crate) struct Leg {
     pub(crate) answered: bool,
     /// Requests from the far end the guest has not answered yet.
     pub(crate) unanswered: HashSet<IncomingRequestHandle>,
+    /// Inbound REFERs handed to the guest and not decided yet.
+    pub(crate) inbound_refers: HashMap<IncomingRequestHandle, PendingRefer>,
+    /// Inbound REFERs delivered by the last `next-event`: still unanswered at the next one, they get 501.
+    pub(crate) refers_delivered: Vec<IncomingRequestHandle>,
+    /// How many REFERs the far end sent in this dialog.
+    pub(crate) inbound_refer_count: u32,
+    /// REFERs we sent, by request.
+    pub(crate) refers: HashMap<RequestHandle, ReferProgress>,
+    /// Requests we sent whose responses nobody waits for (our NOTIFYs about an inbound REFER).
+    pub(crate) unawaited: HashSet<RequestHandle>,
+}
+
+impl Leg {
+    pub(crate) fn new(info: CallInfo, local_ip: std::net::IpAddr, events: mpsc::Receiver<Event>) -> Leg {
+        Leg {
+            info,
+            local_ip,
+            events,
+            backlog: VecDeque::new(),
+            ended: None,
+            answered: false,
+            unanswered: HashSet::new(),
+            inbound_refers: HashMap::new(),
+            refers_delivered: Vec::new(),
+            inbound_refer_count: 0,
+            refers: HashMap::new(),
+            unawaited: HashSet::new(),
+        }
+    }
+
+    /// Takes one SIP event of this call: the progress of our REFERs goes to them, responses nobody awaits
+    /// are dropped, and the rest waits in the backlog for whoever reads the call's events.
+    pub(crate) fn absorb(&mut self, event: Event) {
+        match event {
+            Event::Response { request, response, .. } if self.refers.contains_key(&request) => {
+                if let Some(progress) = self.refers.get_mut(&request) {
+                    progress.on_response(tokio::time::Instant::now(), &response);
+                }
+            }
+            Event::ReferNotify { refer, status, terminated, .. } => {
+                if let Some(progress) = self.refers.get_mut(&refer) {
+                    progress.on_notify(status, terminated);
+                }
+            }
+            Event::Response { request, .. } if self.unawaited.remove(&request) => {}
+            Event::CallEnded { ref reason, .. } => {
+                self.ended = Some(reason.clone());
+                for progress in self.refers.values_mut() {
+                    progress.on_call_ended();
+                }
+                self.backlog.push_back(event);
+            }
+            other => self.backlog.push_back(other),
+        }
+    }
+
+    /// Waits for the call's next SIP event until `deadline` and absorbs it. False when the time ran out.
+    pub(crate) async fn receive(&mut self, deadline: Option<tokio::time::Instant>) -> bool {
+        let received = match deadline {
+            Some(at) => match tokio::time::timeout_at(at, self.events.recv()).await {
+                Ok(received) => received,
+                Err(_) => return false,
+            },
+            None => self.events.recv().await,
+        };
+        // No sender left: the router let go of the call, so it is over.
+        let event = received.unwrap_or(Event::CallEnded { call: CallHandle(0), reason: EndReason::LocalHangup });
+        self.absorb(event);
+        true
+    }
 }
 
 /// Per-call variables, shared by every module that runs on the call.
@@ -74,10 +171,20 @@ pub struct CallState {
     pub(crate) cpu: CpuMeter,
     /// Names the call in logs.
     pub(crate) label: String,
+    /// Registers outbound calls the guest places with the router.
+    pub(crate) registrar: Registrar,
+    /// The app's hooks.
+    pub(crate) hooks: CallHooks,
 }
 
 impl CallState {
-    pub(crate) fn new(sip: SipHandle, limits: &SandboxLimits, label: String) -> CallState {
+    pub(crate) fn new(
+        sip: SipHandle,
+        limits: &SandboxLimits,
+        label: String,
+        registrar: Registrar,
+        hooks: CallHooks,
+    ) -> CallState {
         CallState {
             table: ResourceTable::new(),
             // No preopened dirs, no env, no args, no sockets, no inherited stdio: a WASI guest sees nothing.
@@ -94,6 +201,8 @@ impl CallState {
             variables: Variables::default(),
             cpu: CpuMeter::new(limits.cpu_per_call),
             label,
+            registrar,
+            hooks,
         }
     }
 
@@ -104,16 +213,7 @@ impl CallState {
         local_ip: std::net::IpAddr,
         events: mpsc::Receiver<Event>,
     ) {
-        let leg = Leg {
-            info,
-            local_ip,
-            events,
-            backlog: VecDeque::new(),
-            ended: None,
-            answered: false,
-            unanswered: HashSet::new(),
-        };
-        self.legs.insert(handle, leg);
+        self.legs.insert(handle, Leg::new(info, local_ip, events));
     }
 }
 

@@ -7,9 +7,14 @@ use callwright_sip::{CallHandle, EndReason, Event, Extras, InDialogRequest, Inco
 use wasmtime::Result;
 use wasmtime::component::Resource;
 
-use crate::bindings::callwright::voice::{call, clock, log, types, variables};
-use crate::bindings::{Body, CallError, CallEvent, CallInfo, Header, IncomingRequest, SipResponse, WitEndReason};
-use crate::call_state::{CallResource, CallState, Leg, call_error};
+use crate::bindings::callwright::voice::{call, clock, hooks, log, types, variables};
+use crate::bindings::{
+    Body, CallError, CallEvent, CallInfo, DialError, DialRequest, Header, Hook, HookError, HookResponse, InboundRefer,
+    IncomingRequest, ReferEvent, ReferRequest, SipResponse, WitEndReason,
+};
+use crate::call_state::{CallResource, CallState, Leg, PendingRefer, ReferResource, call_error};
+use crate::outbound::{self, OutboundStep};
+use crate::refer::{self, DEFAULT_NOTIFY_TIMEOUT, ReferProgress};
 
 /// Methods `sip-request` may send; INVITE, ACK, CANCEL, BYE and REFER have their own operations.
 const GUEST_REQUEST_METHODS: [&str; 5] = ["INFO", "MESSAGE", "NOTIFY", "OPTIONS", "UPDATE"];
@@ -65,6 +70,28 @@ impl CallState {
                 Some(CallEvent::Ended(wit_end_reason(&reason)))
             }
             Event::CallConfirmed { .. } => Some(CallEvent::Confirmed),
+            Event::Request { handle, request, .. } if request.method == Method::Refer => {
+                leg.unanswered.insert(handle);
+                let refer_to = request.headers.get("Refer-To").unwrap_or_default().to_string();
+                let (target, replaces) = refer::split_refer_to(&refer_to).unwrap_or((refer_to.clone(), None));
+                let referred_by = request.headers.get("Referred-By").map(str::to_string);
+                let pending = PendingRefer {
+                    refer_to: refer_to.clone(),
+                    referred_by: referred_by.clone(),
+                    cseq: request.headers.cseq().map(|c| c.seq).unwrap_or_default(),
+                    needs_event_id: leg.inbound_refer_count > 0,
+                };
+                leg.inbound_refer_count += 1;
+                leg.inbound_refers.insert(handle, pending);
+                leg.refers_delivered.push(handle);
+                Some(CallEvent::Refer(InboundRefer {
+                    id: handle.0,
+                    refer_to: target,
+                    referred_by,
+                    replaces,
+                    headers: headers_of(&request.headers),
+                }))
+            }
             Event::Request { handle, request, .. } => {
                 leg.unanswered.insert(handle);
                 Some(CallEvent::Request(IncomingRequest {
@@ -81,7 +108,193 @@ impl CallState {
 
 impl types::Host for CallState {}
 
-impl call::Host for CallState {}
+impl call::Host for CallState {
+    async fn dial(&mut self, request: DialRequest) -> Result<Result<Resource<CallResource>, DialError>> {
+        let local_ip = match self.legs.values().next() {
+            Some(leg) => leg.local_ip,
+            None => std::net::Ipv4Addr::LOCALHOST.into(),
+        };
+        let (handle, deadline) = match self.start_outbound(request, Extras::default(), local_ip).await? {
+            Ok(placed) => placed,
+            Err(error) => return Ok(Err(error)),
+        };
+        loop {
+            match self.wait_outbound(handle, deadline).await {
+                OutboundStep::Progress(..) => {}
+                OutboundStep::Answered(..) => return Ok(Ok(self.table.push(CallResource { handle })?)),
+                OutboundStep::Failed(status) => return Ok(Err(DialError::Failed(status))),
+                OutboundStep::TimedOut => return Ok(Err(DialError::Timeout)),
+            }
+        }
+    }
+}
+
+impl call::HostRefer for CallState {
+    async fn next_event(&mut self, refer: Resource<ReferResource>) -> Result<ReferEvent> {
+        let ReferResource { call, request } = *self.table.get(&refer)?;
+        loop {
+            let leg = self.legs.get_mut(&call).ok_or_else(|| wasmtime::Error::msg("refer without a leg"))?;
+            let progress =
+                leg.refers.get_mut(&request).ok_or_else(|| wasmtime::Error::msg("refer without progress"))?;
+            progress.on_time(tokio::time::Instant::now());
+            if let Some(event) = progress.next_event() {
+                return Ok(event);
+            }
+            let deadline = progress.deadline();
+            // Waits end: a deadline, the final response (guaranteed by the transaction layer), or the call's end.
+            leg.receive(deadline).await;
+        }
+    }
+
+    async fn drop(&mut self, refer: Resource<ReferResource>) -> Result<()> {
+        let ReferResource { call, request } = self.table.delete(refer)?;
+        if let Some(leg) = self.legs.get_mut(&call) {
+            leg.refers.remove(&request);
+        }
+        Ok(())
+    }
+}
+
+impl CallState {
+    /// Answers 501 to inbound REFERs the guest saw and left unanswered: it has no handler for them.
+    async fn decline_unhandled_refers(&mut self, call: &Resource<CallResource>) -> Result<()> {
+        let (_, leg) = self.leg(call)?;
+        let delivered = std::mem::take(&mut leg.refers_delivered);
+        let unhandled: Vec<IncomingRequestHandle> =
+            delivered.into_iter().filter(|r| leg.unanswered.remove(r)).collect();
+        for request in &unhandled {
+            leg.inbound_refers.remove(request);
+        }
+        for request in unhandled {
+            tracing::info!(call = %self.label, "REFER left unanswered by the guest: 501");
+            let _ = self.sip.respond(request, 501, Extras::default()).await;
+        }
+        Ok(())
+    }
+
+    /// Sends the referrer a NOTIFY with the sipfrag status line of our call to the transfer target.
+    async fn notify_referrer(
+        &mut self,
+        call: CallHandle,
+        refer: &PendingRefer,
+        status: u16,
+        reason: &str,
+        last: bool,
+    ) -> Result<()> {
+        let event = if refer.needs_event_id { format!("refer;id={}", refer.cseq) } else { "refer".into() };
+        let state = if last { "terminated;reason=noresource" } else { "active;expires=60" };
+        let extras = Extras::body("message/sipfrag;version=2.0", format!("SIP/2.0 {status} {reason}\r\n"))
+            .header("Event", &event)
+            .header("Subscription-State", state);
+        let notify = InDialogRequest { method: Method::Notify, extras, credentials: None };
+        match self.sip.send_request(call, notify).await {
+            Ok(sent) => {
+                if let Some(leg) = self.legs.get_mut(&call) {
+                    leg.unawaited.insert(sent);
+                }
+            }
+            // The referrer may have hung up already; the transfer goes on regardless.
+            Err(error) => tracing::info!(call = %self.label, %error, "NOTIFY to the referrer not sent"),
+        }
+        Ok(())
+    }
+
+    /// The Refer-To target of an attended transfer: `target` (or the other call's remote party) with the
+    /// Replaces value of the other call's dialog.
+    async fn replaces_target(&mut self, other_id: &str, target: &str) -> Result<Result<String, CallError>> {
+        let Some((&other, other_leg)) = self.legs.iter().find(|(_, leg)| leg.info.id == other_id) else {
+            return Ok(Err(CallError::InvalidArgument(format!("replaces: this guest holds no call {other_id:?}"))));
+        };
+        let remote_host = remote_host(&other_leg.info);
+        let dialog = match self.sip.dialog(other).await {
+            Ok(Some(dialog)) => dialog,
+            Ok(None) => return Ok(Err(CallError::InvalidState(format!("call {other_id} is not answered")))),
+            Err(error) => return call_error(error).map(Err),
+        };
+        let uri = if target.trim().is_empty() {
+            dialog.remote.uri.to_string()
+        } else {
+            match refer::refer_to_uri(target, &remote_host) {
+                Ok(uri) => uri,
+                Err(why) => return Ok(Err(CallError::InvalidArgument(why))),
+            }
+        };
+        Ok(Ok(refer::with_replaces(&uri, &refer::replaces_value(&dialog))))
+    }
+
+    /// Starts an outbound call and adds its leg; returns the call and when to give up on it.
+    async fn start_outbound(
+        &mut self,
+        request: DialRequest,
+        mut extras: Extras,
+        local_ip: std::net::IpAddr,
+    ) -> Result<Result<(CallHandle, tokio::time::Instant), DialError>> {
+        let plan = match outbound::plan(&request, self.sip.local_addrs(), local_ip).await {
+            Ok(plan) => plan,
+            Err(why) => return Ok(Err(DialError::InvalidArgument(why))),
+        };
+        extras.headers.extend(request.headers.iter().map(|h| (h.name.clone(), h.value.clone())));
+        let body = request.body.clone().unwrap_or_else(|| Body {
+            content_type: "application/sdp".into(),
+            data: crate::sdp::offer(plan.local.ip()),
+        });
+        extras.content_type = Some(body.content_type.clone());
+        extras.body = body.data.clone();
+        let info = outbound::call_info(&request, &plan, Some(body));
+        let invite = outbound::invite(plan, request.credentials.as_ref(), extras);
+        let (sender, events) = tokio::sync::mpsc::channel(crate::runtime::EVENTS_PER_CALL);
+        let registrar = self.registrar.clone();
+        let on_created = Box::new(move |handle| {
+            let _ = registrar.send((handle, sender));
+        });
+        let handle = match self.sip.invite_with(invite, on_created).await {
+            Ok(handle) => handle,
+            Err(error) => return Ok(Err(DialError::Other(error.to_string()))),
+        };
+        let mut info = info;
+        info.id = handle.to_string();
+        self.add_leg(handle, info, local_ip, events);
+        let timeout = request.timeout_ms.map_or(outbound::DEFAULT_TIMEOUT, |ms| Duration::from_millis(ms.into()));
+        Ok(Ok((handle, tokio::time::Instant::now() + timeout)))
+    }
+
+    /// Waits for the next step of an outbound call; past `deadline` it is cancelled.
+    async fn wait_outbound(&mut self, handle: CallHandle, deadline: tokio::time::Instant) -> OutboundStep {
+        loop {
+            let Some(leg) = self.legs.get_mut(&handle) else { return OutboundStep::Failed(500) };
+            while let Some(event) = leg.backlog.pop_front() {
+                match event {
+                    Event::CallProgress { response, .. } => {
+                        return OutboundStep::Progress(response.status, response.reason.clone());
+                    }
+                    Event::CallAnswered { response, .. } => {
+                        leg.answered = true;
+                        if let Some(call_id) = response.headers.call_id() {
+                            leg.info.sip_call_id = call_id.to_string();
+                        }
+                        return OutboundStep::Answered(response.status, response.reason.clone());
+                    }
+                    Event::CallEnded { reason, .. } => {
+                        let status = match reason {
+                            EndReason::Failed(status) | EndReason::Rejected(status) => status,
+                            _ => 487,
+                        };
+                        return OutboundStep::Failed(status);
+                    }
+                    _ => {}
+                }
+            }
+            if leg.ended.is_some() {
+                return OutboundStep::Failed(487);
+            }
+            if !leg.receive(Some(deadline)).await {
+                // CANCEL; the call's end (or a 2xx that crossed the CANCEL, then BYE) follows.
+                let _ = self.sip.hangup(handle).await;
+                return OutboundStep::TimedOut;
+            }
+        }
+    }
+}
 
 impl call::HostCall for CallState {
     async fn info(&mut self, call: Resource<CallResource>) -> Result<CallInfo> {
@@ -170,18 +383,17 @@ impl call::HostCall for CallState {
         let (_, leg) = self.leg(&call)?;
         // The transaction layer guarantees a final response (a local 408 at worst), so this wait ends.
         loop {
-            let Some(event) = leg.events.recv().await else { return Ok(Err(CallError::CallEnded)) };
-            match event {
-                Event::Response { request, response, .. } if request == sent => {
-                    return Ok(Ok(SipResponse {
-                        status: response.status,
-                        reason: response.reason.clone(),
-                        headers: headers_of(&response.headers),
-                        body: body_of(&response.headers, &response.body),
-                    }));
-                }
-                other => leg.backlog.push_back(other),
+            let position =
+                leg.backlog.iter().position(|e| matches!(e, Event::Response { request, .. } if *request == sent));
+            if let Some(Event::Response { response, .. }) = position.and_then(|i| leg.backlog.remove(i)) {
+                return Ok(Ok(SipResponse {
+                    status: response.status,
+                    reason: response.reason.clone(),
+                    headers: headers_of(&response.headers),
+                    body: body_of(&response.headers, &response.body),
+                }));
             }
+            leg.receive(None).await;
         }
     }
 
@@ -198,6 +410,7 @@ impl call::HostCall for CallState {
         if !leg.unanswered.remove(&handle) {
             return Ok(Err(CallError::InvalidArgument(format!("no unanswered request {request_id} on this call"))));
         }
+        leg.inbound_refers.remove(&handle);
         match self.sip.respond(handle, status, extras(headers, body)).await {
             Ok(()) => Ok(Ok(())),
             Err(error) => call_error(error).map(Err),
@@ -205,32 +418,145 @@ impl call::HostCall for CallState {
     }
 
     async fn next_event(&mut self, call: Resource<CallResource>, timeout_ms: Option<u32>) -> Result<Option<CallEvent>> {
+        self.decline_unhandled_refers(&call).await?;
         let (_, leg) = self.leg(&call)?;
         let deadline = timeout_ms.map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms.into()));
         loop {
-            let event = match leg.backlog.pop_front() {
-                Some(event) => event,
-                // An ended call keeps answering `ended`, so a guest looping on events cannot hang.
-                None if leg.ended.is_some() => {
-                    return Ok(leg.ended.as_ref().map(|r| CallEvent::Ended(wit_end_reason(r))));
+            if let Some(event) = leg.backlog.pop_front() {
+                match Self::to_guest_event(leg, event) {
+                    Some(event) => return Ok(Some(event)),
+                    None => continue,
                 }
-                None => {
-                    let received = match deadline {
-                        Some(at) => match tokio::time::timeout_at(at, leg.events.recv()).await {
-                            Ok(received) => received,
-                            Err(_) => return Ok(None),
-                        },
-                        None => leg.events.recv().await,
-                    };
-                    match received {
-                        Some(event) => event,
-                        // The router let go of the call: it is over.
-                        None => Event::CallEnded { call: CallHandle(0), reason: EndReason::LocalHangup },
-                    }
+            }
+            // An ended call keeps answering `ended`, so a guest looping on events cannot hang.
+            if let Some(reason) = &leg.ended {
+                return Ok(Some(CallEvent::Ended(wit_end_reason(reason))));
+            }
+            if !leg.receive(deadline).await {
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn sip_refer(
+        &mut self,
+        call: Resource<CallResource>,
+        request: ReferRequest,
+    ) -> Result<Result<Resource<ReferResource>, CallError>> {
+        let (handle, leg) = self.leg(&call)?;
+        if leg.ended.is_some() {
+            return Ok(Err(CallError::CallEnded));
+        }
+        if !leg.answered {
+            return Ok(Err(CallError::InvalidState("a REFER needs an answered call".into())));
+        }
+        let referred_by = request.referred_by.clone().unwrap_or_else(|| transferee_identity(&leg.info));
+        let remote_host = remote_host(&leg.info);
+        let mut extras = Extras::default();
+        for header in &request.headers {
+            if ["Refer-To", "Referred-By", "Refer-Sub"].iter().any(|h| h.eq_ignore_ascii_case(&header.name)) {
+                let why = format!("{} is set by the host from the refer request's fields", header.name);
+                return Ok(Err(CallError::InvalidArgument(why)));
+            }
+            extras.headers.push((header.name.clone(), header.value.clone()));
+        }
+        let target = match &request.replaces {
+            Some(other) => match self.replaces_target(other, &request.target).await? {
+                Ok(target) => target,
+                Err(error) => return Ok(Err(error)),
+            },
+            None => match refer::refer_to_uri(&request.target, &remote_host) {
+                Ok(uri) => uri,
+                Err(why) => return Ok(Err(CallError::InvalidArgument(why))),
+            },
+        };
+        extras.headers.push(("Refer-To".into(), format!("<{target}>")));
+        extras.headers.push(("Referred-By".into(), referred_by));
+        if request.no_refer_sub {
+            extras.headers.push(("Refer-Sub".into(), "false".into()));
+            extras.headers.push(("Supported".into(), "norefersub".into()));
+        }
+        let credentials = request.credentials.map(|c| callwright_sip::auth::Credentials::new(c.username, c.password));
+        let sent = InDialogRequest { method: Method::Refer, extras, credentials };
+        let refer = match self.sip.send_request(handle, sent).await {
+            Ok(refer) => refer,
+            Err(error) => return call_error(error).map(Err),
+        };
+        let timeout = request.timeout_ms.map_or(DEFAULT_NOTIFY_TIMEOUT, |ms| Duration::from_millis(ms.into()));
+        self.leg(&call)?.1.refers.insert(refer, ReferProgress::new(timeout));
+        Ok(Ok(self.table.push(ReferResource { call: handle, request: refer })?))
+    }
+
+    async fn accept_refer(
+        &mut self,
+        call: Resource<CallResource>,
+        request_id: u64,
+    ) -> Result<Result<Resource<CallResource>, CallError>> {
+        let request = IncomingRequestHandle(request_id);
+        let (handle, leg) = self.leg(&call)?;
+        let Some(pending) = leg.inbound_refers.get(&request).cloned() else {
+            let why = format!("request {request_id} is not a REFER waiting for an answer on this call");
+            return Ok(Err(CallError::InvalidArgument(why)));
+        };
+        let from = transferee_identity(&leg.info);
+        let local_ip = leg.local_ip;
+        let (target, replaces) = match refer::split_refer_to(&pending.refer_to) {
+            Ok(split) => split,
+            Err(why) => {
+                leg.unanswered.remove(&request);
+                leg.inbound_refers.remove(&request);
+                let _ = self.sip.respond(request, 400, Extras::default()).await;
+                return Ok(Err(CallError::InvalidArgument(why)));
+            }
+        };
+        leg.unanswered.remove(&request);
+        leg.inbound_refers.remove(&request);
+        if let Err(error) = self.sip.respond(request, 202, Extras::default()).await {
+            return call_error(error).map(Err);
+        }
+        self.notify_referrer(handle, &pending, 100, "Trying", false).await?;
+        let mut extras = Extras::default();
+        if let Some(referred_by) = &pending.referred_by {
+            extras.headers.push(("Referred-By".into(), referred_by.clone()));
+        }
+        if let Some(replaces) = &replaces {
+            extras.headers.push(("Replaces".into(), replaces.clone()));
+        }
+        let dial = DialRequest {
+            target,
+            from: Some(from),
+            headers: Vec::new(),
+            body: None,
+            credentials: None,
+            timeout_ms: None,
+            transport: None,
+        };
+        let placed = match self.start_outbound(dial, extras, local_ip).await? {
+            Ok(placed) => placed,
+            Err(error) => {
+                self.notify_referrer(handle, &pending, 503, "Service Unavailable", true).await?;
+                return Ok(Err(CallError::Other(format!("the transfer target could not be called: {error:?}"))));
+            }
+        };
+        loop {
+            match self.wait_outbound(placed.0, placed.1).await {
+                OutboundStep::Progress(status, reason) if status > 100 => {
+                    self.notify_referrer(handle, &pending, status, &reason, false).await?
                 }
-            };
-            if let Some(event) = Self::to_guest_event(leg, event) {
-                return Ok(Some(event));
+                OutboundStep::Progress(..) => {}
+                OutboundStep::Answered(status, reason) => {
+                    self.notify_referrer(handle, &pending, status, &reason, true).await?;
+                    return Ok(Ok(self.table.push(CallResource { handle: placed.0 })?));
+                }
+                OutboundStep::Failed(status) => {
+                    let reason = callwright_sip::message::reason_phrase(status);
+                    self.notify_referrer(handle, &pending, status, reason, true).await?;
+                    return Ok(Err(CallError::Other(format!("the transfer target answered {status}"))));
+                }
+                OutboundStep::TimedOut => {
+                    self.notify_referrer(handle, &pending, 408, "Request Timeout", true).await?;
+                    return Ok(Err(CallError::Timeout));
+                }
             }
         }
     }
@@ -239,6 +565,48 @@ impl call::HostCall for CallState {
         self.table.delete(call)?;
         Ok(())
     }
+}
+
+impl hooks::Host for CallState {
+    async fn send(&mut self, hook: Hook, payload: String) -> Result<Result<HookResponse, HookError>> {
+        Ok(self.hooks.send(hook, payload).await)
+    }
+
+    async fn notify(&mut self, hook: Hook, payload: String) -> Result<Result<(), HookError>> {
+        Ok(self.hooks.notify(hook, payload))
+    }
+}
+
+/// Who is being transferred, for Referred-By and for the From of our call to a transfer target: our own
+/// identity in the call (the To of an inbound call, the From of an outbound one), without its tag.
+fn transferee_identity(info: &CallInfo) -> String {
+    let ours = match info.direction {
+        crate::bindings::Direction::Inbound => &info.to,
+        crate::bindings::Direction::Outbound => &info.from,
+    };
+    match callwright_sip::message::NameAddr::parse(ours) {
+        Ok(mut name_addr) => {
+            name_addr.params.remove("tag");
+            name_addr.to_string()
+        }
+        Err(_) => ours.clone(),
+    }
+}
+
+/// The far end's host, for turning a bare number into `sip:<number>@<host>`: the host of its URI, or the
+/// address its messages come from.
+fn remote_host(info: &CallInfo) -> String {
+    let theirs = match info.direction {
+        crate::bindings::Direction::Inbound => &info.from,
+        crate::bindings::Direction::Outbound => &info.to,
+    };
+    let from_uri = callwright_sip::message::NameAddr::parse(theirs).ok().and_then(|n| match n.uri {
+        callwright_sip::message::Uri::Sip(sip) => Some(sip.host.to_string()),
+        _ => None,
+    });
+    from_uri.unwrap_or_else(|| {
+        info.remote_address.parse::<std::net::SocketAddr>().map(|a| a.ip().to_string()).unwrap_or_default()
+    })
 }
 
 impl variables::Host for CallState {

@@ -9,12 +9,15 @@
 pub mod apps;
 pub mod bindings;
 pub mod engine;
+pub mod hooks;
 pub mod limits;
 pub mod modules;
 pub mod runtime;
 
 mod call_state;
 mod host_impl;
+mod outbound;
+mod refer;
 mod sdp;
 
 pub use call_state::{CallState, Variables};

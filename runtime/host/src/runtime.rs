@@ -15,13 +15,14 @@ use wasmtime::{Store, UpdateDeadline};
 
 use crate::apps::{AppDefinition, AppStore};
 use crate::bindings::{CallInfo, Direction};
-use crate::call_state::{CallResource, CallState};
+use crate::call_state::{CallResource, CallState, Registrar, Registration};
 use crate::engine::HostEngine;
+use crate::hooks::CallHooks;
 use crate::host_impl::{body_of, headers_of};
 use crate::modules::{LoadedModule, ModuleStore};
 
 /// Events queued for one call's guest before the router starts refusing its far end's requests.
-const EVENTS_PER_CALL: usize = 256;
+pub(crate) const EVENTS_PER_CALL: usize = 256;
 /// Where the router sends one call's events, and how it tells the call's runner that the call ended.
 struct LegRoute {
     events: mpsc::Sender<Event>,
@@ -63,6 +64,11 @@ pub struct Runtime {
     sip: SipHandle,
     live: Mutex<BTreeMap<CallHandle, LiveCall>>,
     capacity: Arc<Semaphore>,
+    /// Where guests register the outbound calls they place; the router reads the other end.
+    registrar: Registrar,
+    registrations: Mutex<Option<mpsc::UnboundedReceiver<Registration>>>,
+    /// Shared by every call's hooks.
+    hook_client: reqwest::Client,
 }
 
 impl Runtime {
@@ -72,9 +78,20 @@ impl Runtime {
         modules: Arc<ModuleStore>,
         apps: Arc<AppStore>,
         sip: SipHandle,
-    ) -> Arc<Runtime> {
+    ) -> anyhow::Result<Arc<Runtime>> {
         let capacity = Arc::new(Semaphore::new(engine.limits.max_concurrent_calls));
-        Arc::new(Runtime { engine, modules, apps, sip, live: Mutex::new(BTreeMap::new()), capacity })
+        let (registrar, registrations) = mpsc::unbounded_channel();
+        Ok(Arc::new(Runtime {
+            engine,
+            modules,
+            apps,
+            sip,
+            live: Mutex::new(BTreeMap::new()),
+            capacity,
+            registrar,
+            registrations: Mutex::new(Some(registrations)),
+            hook_client: crate::hooks::http_client()?,
+        }))
     }
 
     /// Live calls, oldest first.
@@ -82,10 +99,17 @@ impl Runtime {
         self.live.lock().expect("live calls lock").values().cloned().collect()
     }
 
-    /// Routes every SIP event until the driver stops.
+    /// Routes every SIP event until the driver stops. Call it once.
     pub async fn route_events(self: Arc<Self>, mut events: mpsc::Receiver<Event>) {
         let mut legs: HashMap<CallHandle, LegRoute> = HashMap::new();
+        let mut registrations =
+            self.registrations.lock().expect("registrations lock").take().expect("route_events runs once");
         while let Some(event) = events.recv().await {
+            // An outbound call is registered before its first event is queued, so taking the registrations
+            // queued by now never misses one.
+            while let Ok((call, events)) = registrations.try_recv() {
+                legs.insert(call, LegRoute { events, ended: None });
+            }
             match event {
                 Event::IncomingCall { call, request, flow } => self.start_call(call, request, flow, &mut legs),
                 event => self.forward(event, &mut legs),
@@ -215,7 +239,9 @@ impl Runtime {
         _permit: OwnedSemaphorePermit,
     ) {
         let limits = self.engine.limits.clone();
-        let mut store = Store::new(&self.engine.engine, CallState::new(self.sip.clone(), &limits, call.to_string()));
+        let hooks = CallHooks::new(self.hook_client.clone(), app.hooks.clone(), call.to_string());
+        let state = CallState::new(self.sip.clone(), &limits, call.to_string(), self.registrar.clone(), hooks);
+        let mut store = Store::new(&self.engine.engine, state);
         store.limiter(|state| &mut state.limits);
         let budget = limits.cpu_per_call;
         store.epoch_deadline_callback(move |mut context| {
@@ -269,12 +295,13 @@ impl Runtime {
         self.finish_legs(store.into_data(), failed).await;
     }
 
-    /// Ends whatever the guest left open: unanswered requests get 500; calls not answered get 500 (guest
-    /// failed) or 480; answered calls get BYE.
+    /// Ends whatever the guest left open: unanswered requests get 500 (REFERs 501: nobody handles them);
+    /// calls not answered get 500 (guest failed) or 480; answered calls get BYE.
     async fn finish_legs(&self, state: CallState, failed: bool) {
         for (handle, leg) in state.legs {
             for request in leg.unanswered {
-                let _ = self.sip.respond(request, 500, Extras::default()).await;
+                let status = if leg.inbound_refers.contains_key(&request) { 501 } else { 500 };
+                let _ = self.sip.respond(request, status, Extras::default()).await;
             }
             if leg.ended.is_some() {
                 continue;

@@ -1,4 +1,5 @@
-//! The SDP answer the host gives when a guest answers without a body (RFC 3264 offer/answer).
+//! The SDP the host writes when a guest gives none (RFC 3264 offer/answer): the answer to a caller's offer,
+//! and the offer of an outbound call.
 //!
 //! callwright carries no media yet, so the answer is honest about it: each audio stream is accepted with
 //! the first codec we could one day play (PCMU, PCMA) plus telephone-event when offered, on the discard
@@ -67,11 +68,7 @@ pub(crate) fn answer(offer: &[u8], local_ip: IpAddr) -> Option<Vec<u8>> {
     if !offer.trim_start().starts_with("v=0") {
         return None;
     }
-    let family = if local_ip.is_ipv6() { "IP6" } else { "IP4" };
-    let session_id = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
-    let mut sdp = format!(
-        "v=0\r\no=callwright {session_id} {session_id} IN {family} {local_ip}\r\ns=callwright\r\nc=IN {family} {local_ip}\r\nt=0 0\r\n"
-    );
+    let mut sdp = session_header(local_ip);
     let mut accepted_any = false;
     for section in sections(offer) {
         let codec =
@@ -102,6 +99,32 @@ pub(crate) fn answer(offer: &[u8], local_ip: IpAddr) -> Option<Vec<u8>> {
     Some(sdp.into_bytes())
 }
 
+/// The payload type the host's offer uses for telephone-event (RFC 4733).
+const OFFERED_TELEPHONE_EVENT: &str = "101";
+
+/// An offer from `local_ip` for an outbound call: one audio stream with PCMU, PCMA and telephone-event on
+/// the discard port, until callwright carries media.
+pub(crate) fn offer(local_ip: IpAddr) -> Vec<u8> {
+    let mut sdp = session_header(local_ip);
+    let te = OFFERED_TELEPHONE_EVENT;
+    let formats: Vec<&str> = AUDIO_CODECS.iter().map(|(pt, _)| *pt).chain([te]).collect();
+    sdp.push_str(&format!("m=audio {NO_MEDIA_PORT} RTP/AVP {}\r\n", formats.join(" ")));
+    for (pt, name) in AUDIO_CODECS {
+        sdp.push_str(&format!("a=rtpmap:{pt} {name}\r\n"));
+    }
+    sdp.push_str(&format!("a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\na=sendrecv\r\n"));
+    sdp.into_bytes()
+}
+
+/// The session-level lines (v, o, s, c, t) of a description from `local_ip`.
+fn session_header(local_ip: IpAddr) -> String {
+    let family = if local_ip.is_ipv6() { "IP6" } else { "IP4" };
+    let session_id = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+    format!(
+        "v=0\r\no=callwright {session_id} {session_id} IN {family} {local_ip}\r\ns=callwright\r\nc=IN {family} {local_ip}\r\nt=0 0\r\n"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +150,14 @@ mod tests {
         assert!(answer.contains("m=audio 0 RTP/AVP 9\r\n"), "{answer}");
         assert!(answer.contains("c=IN IP6 ::1"));
         assert!(super::answer(b"<xml/>", "127.0.0.1".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn the_offer_is_one_audio_stream_that_our_own_answer_accepts() {
+        let offer = offer("127.0.0.1".parse().unwrap());
+        let text = String::from_utf8(offer.clone()).unwrap();
+        assert!(text.contains("m=audio 9 RTP/AVP 0 8 101\r\n"), "{text}");
+        let answer = String::from_utf8(answer(&offer, "127.0.0.1".parse().unwrap()).unwrap()).unwrap();
+        assert!(answer.contains("m=audio 9 RTP/AVP 0 101\r\n"), "{answer}");
     }
 }

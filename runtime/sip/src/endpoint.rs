@@ -551,6 +551,12 @@ impl Endpoint {
         self.calls.len()
     }
 
+    /// The dialog of a call once it has one (after the answer): Call-ID, tags, remote target. Attended
+    /// transfer builds its Replaces value from it.
+    pub fn dialog(&self, handle: CallHandle) -> Option<&Dialog> {
+        self.calls.get(&handle)?.dialog.as_ref()
+    }
+
     /// How many transactions are live.
     pub fn transaction_count(&self) -> usize {
         self.server_transactions.len() + self.client_transactions.len()

@@ -50,6 +50,7 @@ pub mod bindings {
                 "callwright:voice/variables@0.1.0": crate::bindings::callwright::voice::variables,
                 "callwright:voice/log@0.1.0": crate::bindings::callwright::voice::log,
                 "callwright:voice/clock@0.1.0": crate::bindings::callwright::voice::clock,
+                "callwright:voice/hooks@0.1.0": crate::bindings::callwright::voice::hooks,
             },
         });
     }
@@ -68,14 +69,100 @@ pub mod bindings {
                 "callwright:voice/variables@0.1.0": crate::bindings::callwright::voice::variables,
                 "callwright:voice/log@0.1.0": crate::bindings::callwright::voice::log,
                 "callwright:voice/clock@0.1.0": crate::bindings::callwright::voice::clock,
+                "callwright:voice/hooks@0.1.0": crate::bindings::callwright::voice::hooks,
             },
         });
     }
 }
 
-pub use bindings::callwright::voice::call::{Call, CallEvent, CallInfo, EndReason, IncomingRequest, SipResponse};
+pub use bindings::callwright::voice::call::{
+    Call, CallEvent, CallInfo, DialError, DialRequest, EndReason, InboundRefer, IncomingRequest, Refer, ReferEvent,
+    ReferOutcome, ReferRequest, SipResponse, dial,
+};
 pub use bindings::callwright::voice::log::Level;
-pub use bindings::callwright::voice::types::{Body, CallError, Direction, Header};
+pub use bindings::callwright::voice::types::{Body, CallError, Credentials, Direction, Header};
+
+/// Webhooks to the app's servers (the app's `hooks.allow` list says which hosts).
+pub mod hooks {
+    pub use crate::bindings::callwright::voice::hooks::{Hook, HookError, HookResponse, notify, send};
+
+    impl Hook {
+        /// A POST hook to `url`.
+        pub fn post(url: &str) -> Hook {
+            Hook { url: url.to_string(), method: None, username: None, password: None }
+        }
+
+        /// A hook from an app's JSON: a URL string, or `{"url": …, "method": …, "username": …,
+        /// "password": …}` (jambonz's webhook object). `None` for anything else.
+        pub fn from_json(value: &serde_json::Value) -> Option<Hook> {
+            if let Some(url) = value.as_str() {
+                return Some(Hook::post(url));
+            }
+            let text = |key: &str| value.get(key).and_then(|v| v.as_str()).map(str::to_string);
+            Some(Hook {
+                url: text("url")?,
+                method: text("method"),
+                username: text("username"),
+                password: text("password"),
+            })
+        }
+    }
+
+    /// Sends `payload` and waits for the answer.
+    pub fn send_json(hook: &Hook, payload: &serde_json::Value) -> Result<HookResponse, HookError> {
+        send(hook, &payload.to_string())
+    }
+
+    /// Queues `payload` as a status callback (ordered, retried, never blocking).
+    pub fn notify_json(hook: &Hook, payload: &serde_json::Value) -> Result<(), HookError> {
+        notify(hook, &payload.to_string())
+    }
+}
+
+impl ReferRequest {
+    /// A blind transfer to `target` (SIP or tel URI, or a number) with the defaults: Referred-By the
+    /// transferred party, an implicit subscription, 15 s for the final NOTIFY.
+    pub fn to(target: &str) -> ReferRequest {
+        ReferRequest {
+            target: target.to_string(),
+            referred_by: None,
+            headers: Vec::new(),
+            credentials: None,
+            no_refer_sub: false,
+            replaces: None,
+            timeout_ms: None,
+        }
+    }
+}
+
+impl Refer {
+    /// Follows the transfer to its outcome, calling `on_event` for each step (response, NOTIFYs).
+    pub fn wait_outcome(&self, mut on_event: impl FnMut(&ReferEvent)) -> ReferOutcome {
+        loop {
+            let event = self.next_event();
+            if let ReferEvent::Outcome(outcome) = event {
+                return outcome;
+            }
+            on_event(&event);
+        }
+    }
+}
+
+impl DialRequest {
+    /// An outbound call to `target` with the defaults: our address as From, the host's SDP offer, UDP,
+    /// 30 s to answer.
+    pub fn to(target: &str) -> DialRequest {
+        DialRequest {
+            target: target.to_string(),
+            from: None,
+            headers: Vec::new(),
+            body: None,
+            credentials: None,
+            timeout_ms: None,
+            transport: None,
+        }
+    }
+}
 
 /// Per-call variables shared by every module running on the call.
 pub mod variables {

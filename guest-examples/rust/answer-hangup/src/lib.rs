@@ -21,7 +21,8 @@ impl Flow for AnswerHangup {
                 Some(CallEvent::Request(request)) => {
                     call.respond(request.id, 200, &[], None).map_err(|e| e.to_string())?;
                 }
-                Some(CallEvent::Confirmed) => {}
+                // A transfer request (REFER) is left unanswered: the host declines it with 501.
+                Some(CallEvent::Confirmed | CallEvent::Refer(_)) => {}
                 None => {
                     log(Level::Info, "time is up: hanging up");
                     return call.hangup().map_err(|e| e.to_string());

@@ -12,10 +12,8 @@ struct Ivr;
 fn digit_of(request: &IncomingRequest) -> Option<char> {
     let body = request.body.as_ref()?;
     let text = std::str::from_utf8(&body.data).ok()?;
-    let signal = text
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("Signal=").map(str::trim))
-        .unwrap_or(text.trim());
+    let signal =
+        text.lines().find_map(|line| line.trim().strip_prefix("Signal=").map(str::trim)).unwrap_or(text.trim());
     signal.chars().next().filter(|c| c.is_ascii_digit() || *c == '*' || *c == '#')
 }
 
@@ -27,7 +25,8 @@ impl Flow for Ivr {
             let request = match call.next_event_until_end(timeout) {
                 Some(CallEvent::Request(request)) => request,
                 Some(CallEvent::Ended(_)) => return Ok(()),
-                Some(CallEvent::Confirmed) => continue,
+                // A transfer request (REFER) is left unanswered: the host declines it with 501.
+                Some(CallEvent::Confirmed | CallEvent::Refer(_)) => continue,
                 None => {
                     log(Level::Info, "no digit in time: hanging up");
                     return call.hangup().map_err(|e| e.to_string());

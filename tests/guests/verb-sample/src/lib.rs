@@ -11,7 +11,8 @@ impl Verbs for Sample {
             VerbSpec { name: "sample:answer".into(), schema: r#"{"type": "object"}"#.into() },
             VerbSpec {
                 name: "sample:echo".into(),
-                schema: r#"{"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}"#.into(),
+                schema: r#"{"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}"#
+                    .into(),
             },
         ]
     }

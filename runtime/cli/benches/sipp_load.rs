@@ -1,0 +1,305 @@
+//! End-to-end load benchmark: SIPp's built-in UAC (`sipp -sn uac`: INVITE, 100, 180, 200, ACK, BYE, 200)
+//! against `callwright serve` running the `answer-hangup` example (one fresh wasm instance per call), and in
+//! the same run against SIPp's own UAS (`sipp -sn uas`) as the reference.
+//!
+//! For each target the offered rate rises step by step (`CALLWRIGHT_BENCH_RATES`, calls/s, comma-separated;
+//! each step lasts `CALLWRIGHT_BENCH_SECONDS`). A step is *clean* when no call failed, SIPp retransmitted
+//! nothing and the achieved rate is at least 95 % of the offered one; the ramp of a target stops after its
+//! first step that is not clean. The highest clean rate is the target's sustained rate. Then one more step
+//! runs each target at half of callwright's sustained rate, for the INVITE→200 latency there.
+//!
+//! Measured per step: calls completed per second (successful calls over the run's wall time, from SIPp's
+//! statistics), failed calls, retransmissions, INVITE→200 response time percentiles (SIPp's `-trace_rtt`,
+//! whole milliseconds) and the target's CPU time per call (user + system from `/proc/<pid>/stat`).
+//! The output is Markdown tables, ready for `BENCHMARKS.md`.
+//!
+//! Run: `cargo bench -p callwright --bench sipp_load` (needs `sipp`, Debian package `sip-tester`).
+
+#[path = "../../../tests/support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::{Server, TempDir, free_port};
+
+const DEFAULT_RATES: &[u32] = &[500, 1000, 2000, 3000, 4000, 5000, 6000, 8000];
+const DEFAULT_SECONDS: u32 = 5;
+/// A step is clean if it completes at least this share of the offered rate.
+const CLEAN_SHARE: f64 = 0.95;
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing to a harness-less bench but
+    // would run it in full, so only run when asked to benchmark.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("sipp_load: run with `cargo bench -p callwright --bench sipp_load`");
+        return;
+    }
+    let rates = env_list("CALLWRIGHT_BENCH_RATES").unwrap_or_else(|| DEFAULT_RATES.to_vec());
+    let seconds = env_list("CALLWRIGHT_BENCH_SECONDS").and_then(|v| v.first().copied()).unwrap_or(DEFAULT_SECONDS);
+    let ticks = clock_ticks_per_second();
+
+    let reference = Target::sipp_uas();
+    let data = TempDir::new("bench");
+    let callwright = Target::callwright(&data.0);
+
+    println!("Offered rates {rates:?} calls/s, {seconds} s per step, SIPp UAC over UDP on 127.0.0.1.\n");
+    let mut summary = Vec::new();
+    for target in [&reference, &callwright] {
+        let mut steps = Vec::new();
+        for &rate in &rates {
+            let step = run_step(target, rate, seconds, ticks);
+            let clean = step.is_clean();
+            steps.push(step);
+            if !clean {
+                break;
+            }
+        }
+        print_steps(target.name, &steps);
+        let sustained = steps.iter().filter(|s| s.is_clean()).map(|s| s.completed_per_s).fold(0.0, f64::max);
+        summary.push((target.name, sustained, steps));
+    }
+
+    let half = (summary[1].1 / 2.0).round().max(1.0) as u32;
+    let half_steps: Vec<Step> = [&reference, &callwright].iter().map(|t| run_step(t, half, seconds, ticks)).collect();
+    println!("### At half of callwright's sustained rate ({half} calls/s offered)\n");
+    print_header();
+    for (target, step) in [&reference, &callwright].iter().zip(&half_steps) {
+        print_row(target.name, step);
+    }
+    println!();
+
+    let (reference_rate, callwright_rate) = (summary[0].1, summary[1].1);
+    println!("### Summary\n");
+    println!("| | SIPp UAS (reference) | callwright answer-hangup | ratio |");
+    println!("|---|---|---|---|");
+    println!(
+        "| sustained calls/s (clean steps) | {reference_rate:.0} | {callwright_rate:.0} | {:.2} |",
+        ratio(callwright_rate, reference_rate)
+    );
+    let (ref_cpu, cw_cpu) = (half_steps[0].cpu_us_per_call, half_steps[1].cpu_us_per_call);
+    println!("| CPU per call at {half}/s [µs] | {ref_cpu:.0} | {cw_cpu:.0} | {:.2} |", ratio(cw_cpu, ref_cpu));
+    println!(
+        "| p99 INVITE→200 at {half}/s [ms] | {} | {} | |",
+        half_steps[0].p99_ms.map_or("-".into(), |v| v.to_string()),
+        half_steps[1].p99_ms.map_or("-".into(), |v| v.to_string())
+    );
+}
+
+/// Something SIPp's UAC calls, with the process whose CPU time is charged to it.
+struct Target {
+    name: &'static str,
+    address: String,
+    pid: u32,
+    /// Keeps the process alive; dropping it stops the process.
+    _process: Box<dyn std::any::Any>,
+}
+
+impl Target {
+    fn sipp_uas() -> Target {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("callwright-bench-uas-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create SIPp directory");
+        let child = Command::new(sipp_program())
+            .args(["-sn", "uas", "-i", "127.0.0.1", "-p", &port.to_string(), "-nostdin", "-t", "u1"])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sipp -sn uas (install Debian's sip-tester)");
+        std::thread::sleep(Duration::from_millis(500));
+        let pid = child.id();
+        Target { name: "SIPp UAS", address: format!("127.0.0.1:{port}"), pid, _process: Box::new(KillOnDrop(child)) }
+    }
+
+    fn callwright(data: &Path) -> Target {
+        let server = Server::start_with(data, &["--max-calls", "20000"], "warn");
+        server.deploy("answer-hangup", support::ANSWER_HANGUP).assert_status(201);
+        server.put_app("bench", &support::serde_like::app("answer-hangup", None, "null")).assert_status(201);
+        Target { name: "callwright", address: server.sip.to_string(), pid: server.pid(), _process: Box::new(server) }
+    }
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What one step measured.
+struct Step {
+    offered: u32,
+    attempted: u64,
+    successful: u64,
+    failed: u64,
+    retransmissions: u64,
+    completed_per_s: f64,
+    cpu_us_per_call: f64,
+    p50_ms: Option<u64>,
+    p99_ms: Option<u64>,
+    max_ms: Option<u64>,
+}
+
+impl Step {
+    fn is_clean(&self) -> bool {
+        self.failed == 0
+            && self.retransmissions == 0
+            && self.successful == self.attempted
+            && self.completed_per_s >= f64::from(self.offered) * CLEAN_SHARE
+    }
+}
+
+fn run_step(target: &Target, rate: u32, seconds: u32, ticks: u64) -> Step {
+    let calls = u64::from(rate) * u64::from(seconds);
+    let dir = std::env::temp_dir().join(format!("callwright-bench-{}-{}-{rate}", std::process::id(), target.pid));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create step directory");
+    let cpu_before = cpu_ticks(target.pid);
+    let status = Command::new(sipp_program())
+        .arg(&target.address)
+        .args(["-sn", "uac", "-i", "127.0.0.1", "-t", "u1", "-nostdin"])
+        .args(["-p", &free_port().to_string(), "-r", &rate.to_string(), "-m", &calls.to_string()])
+        .args(["-timeout", &format!("{}s", seconds * 3 + 20), "-trace_stat", "-stf", "stats.csv"])
+        .args(["-trace_rtt", "-rtt_freq", "1"])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run sipp -sn uac");
+    // Let the target finish the last calls' transactions before its CPU is read.
+    std::thread::sleep(Duration::from_millis(300));
+    let cpu = cpu_ticks(target.pid).saturating_sub(cpu_before);
+    let stats = read_stats(&dir.join("stats.csv"))
+        .unwrap_or_else(|| panic!("SIPp wrote no statistics (exit {status}); see {}", dir.display()));
+    let mut times = read_response_times(&dir);
+    times.sort_unstable();
+    let percentile = |p: f64| (!times.is_empty()).then(|| times[((times.len() - 1) as f64 * p).round() as usize]);
+    let step = Step {
+        offered: rate,
+        attempted: calls,
+        successful: stats.successful,
+        failed: stats.failed,
+        retransmissions: stats.retransmissions,
+        completed_per_s: stats.successful as f64 / stats.elapsed_s.max(0.001),
+        cpu_us_per_call: cpu as f64 * 1e6 / ticks as f64 / (stats.successful.max(1) as f64),
+        p50_ms: percentile(0.50),
+        p99_ms: percentile(0.99),
+        max_ms: times.last().copied(),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!(
+        "{}: offered {rate}/s -> {:.0}/s, {} failed, {} retransmissions",
+        target.name, step.completed_per_s, step.failed, step.retransmissions
+    );
+    step
+}
+
+fn print_header() {
+    println!(
+        "| target | offered calls/s | completed calls/s | failed | retrans. | INVITE→200 p50 / p99 / max [ms] | CPU per call [µs] |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+}
+
+fn print_row(name: &str, s: &Step) {
+    let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+    println!(
+        "| {name} | {} | {:.0} | {} | {} | {} / {} / {} | {:.0} |",
+        s.offered,
+        s.completed_per_s,
+        s.failed,
+        s.retransmissions,
+        ms(s.p50_ms),
+        ms(s.p99_ms),
+        ms(s.max_ms),
+        s.cpu_us_per_call
+    );
+}
+
+fn print_steps(name: &str, steps: &[Step]) {
+    println!("### {name}\n");
+    print_header();
+    for step in steps {
+        print_row(name, step);
+    }
+    println!();
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 { a / b } else { 0.0 }
+}
+
+struct Stats {
+    successful: u64,
+    failed: u64,
+    retransmissions: u64,
+    elapsed_s: f64,
+}
+
+/// The last line of SIPp's `-trace_stat` CSV: cumulative counts, and the wall time from its StartTime and
+/// CurrentTime columns (each "date<TAB>time<TAB>unix-seconds").
+fn read_stats(path: &Path) -> Option<Stats> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines.next()?.split(';').collect();
+    let last: Vec<&str> = lines.next_back()?.split(';').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).and_then(|i| last.get(i).copied());
+    let count = |name: &str| column(name).and_then(|v| v.trim().parse::<u64>().ok());
+    let seconds = |name: &str| column(name).and_then(|v| v.rsplit('\t').next()?.trim().parse::<f64>().ok());
+    Some(Stats {
+        successful: count("SuccessfulCall(C)")?,
+        failed: count("FailedCall(C)")?,
+        retransmissions: count("Retransmissions(C)")?,
+        elapsed_s: seconds("CurrentTime")? - seconds("StartTime")?,
+    })
+}
+
+/// Every INVITE→200 time SIPp logged (`<scenario>_<pid>_rtt.csv`: "date_ms;response_time_ms;rtd_no").
+fn read_response_times(dir: &Path) -> Vec<u64> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let files: Vec<PathBuf> =
+        entries.flatten().map(|e| e.path()).filter(|p| p.to_string_lossy().ends_with("_rtt.csv")).collect();
+    let mut times = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        times.extend(
+            text.lines().skip(1).filter_map(|l| l.split(';').nth(1)?.trim().parse::<f64>().ok()).map(|v| v as u64),
+        );
+    }
+    times
+}
+
+/// User + system CPU ticks of a process, from `/proc/<pid>/stat` (fields 14 and 15).
+fn cpu_ticks(pid: u32) -> u64 {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0 };
+    // The command name (field 2) is in parentheses and may hold spaces: count fields after the last ')'.
+    let after = text.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    field(14) + field(15)
+}
+
+fn clock_ticks_per_second() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100)
+}
+
+fn sipp_program() -> std::ffi::OsString {
+    std::env::var_os("SIPP").unwrap_or_else(|| "sipp".into())
+}
+
+fn env_list(name: &str) -> Option<Vec<u32>> {
+    let value = std::env::var(name).ok()?;
+    let list: Vec<u32> = value.split(',').filter_map(|v| v.trim().parse().ok()).collect();
+    (!list.is_empty()).then_some(list)
+}

@@ -1,0 +1,278 @@
+//! Webhooks ("hooks"): HTTP requests from a call to its app's servers.
+//!
+//! Two ways out: [`CallHooks::send`] waits for the answer (the guest decides what to do with it), and
+//! [`CallHooks::notify`] queues a status callback that a per-call task delivers in order, retrying on
+//! failure, without ever blocking the call. Every request is checked against the app's allow list and
+//! signed when the app has a secret, the way jambonz signs its webhooks, so existing jambonz servers can
+//! verify them unchanged.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::apps::HookSettings;
+use crate::bindings::{Hook, HookError, HookResponse};
+
+/// How long one hook request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest payload a guest may send.
+pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+/// The largest response body handed to a guest; longer ones are an error.
+const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+/// Attempts per status callback (the first try and the retries).
+const NOTIFY_ATTEMPTS: u32 = 4;
+/// The wait before the first retry; it doubles after each.
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(500);
+/// Status callbacks one call may have queued; past this, new ones are refused.
+const MAX_QUEUED_NOTIFICATIONS: usize = 256;
+/// The header jambonz servers verify.
+const SIGNATURE_HEADER: &str = "Jambonz-Signature";
+
+/// The HTTP client every call shares (connection pooling), built once per runtime.
+pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("callwright/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| anyhow::anyhow!("building the HTTP client for hooks: {e}"))
+}
+
+/// One call's hooks: the app's settings, the shared client, and the queue of its status callbacks.
+pub(crate) struct CallHooks {
+    client: reqwest::Client,
+    settings: HookSettings,
+    /// Started on the first `notify`; delivers in order and ends when the call's state is dropped.
+    queue: Option<mpsc::Sender<Prepared>>,
+    /// Names the call in logs.
+    label: String,
+}
+
+/// A checked request, ready to send (and resend).
+#[derive(Debug, Clone)]
+struct Prepared {
+    method: reqwest::Method,
+    url: reqwest::Url,
+    basic_auth: Option<(String, String)>,
+    body: Option<String>,
+}
+
+impl CallHooks {
+    pub(crate) fn new(client: reqwest::Client, settings: HookSettings, label: String) -> CallHooks {
+        CallHooks { client, settings, queue: None, label }
+    }
+
+    /// Sends a hook and waits for its answer.
+    pub(crate) async fn send(&self, hook: Hook, payload: String) -> Result<HookResponse, HookError> {
+        let prepared = self.prepare(hook, payload)?;
+        let response = execute(&self.client, &self.settings, &prepared).await?;
+        let status = response.status().as_u16();
+        if response.content_length().is_some_and(|len| len > MAX_RESPONSE_BYTES as u64) {
+            return Err(HookError::Transport(format!("the response is larger than {MAX_RESPONSE_BYTES} bytes")));
+        }
+        let body = response.bytes().await.map_err(transport_error)?;
+        if body.len() > MAX_RESPONSE_BYTES {
+            return Err(HookError::Transport(format!("the response is larger than {MAX_RESPONSE_BYTES} bytes")));
+        }
+        debug!(call = %self.label, url = %redacted(&prepared.url), status, "hook answered");
+        Ok(HookResponse { status, body: String::from_utf8_lossy(&body).into_owned() })
+    }
+
+    /// Queues a status callback behind the call's earlier ones.
+    pub(crate) fn notify(&mut self, hook: Hook, payload: String) -> Result<(), HookError> {
+        let prepared = self.prepare(hook, payload)?;
+        let queue = self.queue.get_or_insert_with(|| {
+            let (sender, receiver) = mpsc::channel(MAX_QUEUED_NOTIFICATIONS);
+            tokio::spawn(deliver_in_order(self.client.clone(), self.settings.clone(), receiver, self.label.clone()));
+            sender
+        });
+        queue.try_send(prepared).map_err(|_| {
+            HookError::Transport(format!("more than {MAX_QUEUED_NOTIFICATIONS} status callbacks are waiting"))
+        })
+    }
+
+    /// Checks the hook against the app's settings and builds the request.
+    fn prepare(&self, hook: Hook, payload: String) -> Result<Prepared, HookError> {
+        if payload.len() > MAX_PAYLOAD_BYTES {
+            return Err(HookError::Invalid(format!("the payload is larger than {MAX_PAYLOAD_BYTES} bytes")));
+        }
+        let mut url =
+            reqwest::Url::parse(&hook.url).map_err(|e| HookError::Invalid(format!("hook URL {:?}: {e}", hook.url)))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(HookError::Invalid(format!("hook URL {:?} is not http or https", hook.url)));
+        }
+        if !self.settings.allows(&url) {
+            let host = url.host_str().unwrap_or_default();
+            return Err(HookError::NotAllowed(format!(
+                "{host}:{} is not in the app's hooks.allow list",
+                url.port_or_known_default().unwrap_or_default()
+            )));
+        }
+        let method = match hook.method.as_deref().map(str::to_ascii_uppercase).as_deref() {
+            None | Some("POST") => reqwest::Method::POST,
+            Some("GET") => reqwest::Method::GET,
+            Some(other) => return Err(HookError::Invalid(format!("hook method {other:?} is not POST or GET"))),
+        };
+        let json: serde_json::Value =
+            serde_json::from_str(&payload).map_err(|e| HookError::Invalid(format!("the payload is not JSON: {e}")))?;
+        let body = if method == reqwest::Method::GET {
+            let serde_json::Value::Object(fields) = json else {
+                return Err(HookError::Invalid("a GET hook's payload must be a JSON object".into()));
+            };
+            let mut query = url.query_pairs_mut();
+            for (name, value) in fields {
+                match value {
+                    serde_json::Value::String(text) => query.append_pair(&name, &text),
+                    serde_json::Value::Null => query.append_pair(&name, ""),
+                    other => query.append_pair(&name, &other.to_string()),
+                };
+            }
+            drop(query);
+            None
+        } else {
+            Some(payload)
+        };
+        let basic_auth = match (hook.username, hook.password) {
+            (Some(user), password) => Some((user, password.unwrap_or_default())),
+            (None, Some(_)) => return Err(HookError::Invalid("a hook password needs a username".into())),
+            (None, None) => None,
+        };
+        Ok(Prepared { method, url, basic_auth, body })
+    }
+}
+
+/// Sends one request, signed when the app has a secret.
+async fn execute(
+    client: &reqwest::Client,
+    settings: &HookSettings,
+    prepared: &Prepared,
+) -> Result<reqwest::Response, HookError> {
+    let mut request = client.request(prepared.method.clone(), prepared.url.clone());
+    if let Some((user, password)) = &prepared.basic_auth {
+        request = request.basic_auth(user, Some(password));
+    }
+    let body = prepared.body.clone().unwrap_or_default();
+    if let Some(secret) = &settings.secret {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        request = request.header(SIGNATURE_HEADER, signature(secret, now, &body));
+    }
+    if prepared.body.is_some() {
+        request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
+    }
+    request.send().await.map_err(transport_error)
+}
+
+/// `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" keyed with the secret>`, as jambonz signs.
+pub fn signature(secret: &str, unix_seconds: u64, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(format!("{unix_seconds}.{body}").as_bytes());
+    let digest: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    format!("t={unix_seconds},v1={digest}")
+}
+
+/// Delivers one call's status callbacks in order; each is retried on a transport failure or a 5xx.
+async fn deliver_in_order(
+    client: reqwest::Client,
+    settings: HookSettings,
+    mut queue: mpsc::Receiver<Prepared>,
+    label: String,
+) {
+    while let Some(prepared) = queue.recv().await {
+        let mut delay = FIRST_RETRY_DELAY;
+        for attempt in 1..=NOTIFY_ATTEMPTS {
+            let failure = match execute(&client, &settings, &prepared).await {
+                Ok(response) if !response.status().is_server_error() => {
+                    debug!(call = %label, url = %redacted(&prepared.url), status = %response.status(), "status callback delivered");
+                    break;
+                }
+                Ok(response) => format!("HTTP {}", response.status()),
+                Err(error) => format!("{error:?}"),
+            };
+            if attempt == NOTIFY_ATTEMPTS {
+                warn!(call = %label, url = %redacted(&prepared.url), %failure, "status callback dropped after {attempt} attempts");
+            } else {
+                debug!(call = %label, url = %redacted(&prepared.url), %failure, attempt, "status callback failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+    }
+}
+
+fn transport_error(error: reqwest::Error) -> HookError {
+    if error.is_timeout() {
+        HookError::Timeout
+    } else {
+        // reqwest's message names the URL; strip credentials and query from what the guest sees.
+        HookError::Transport(error.without_url().to_string())
+    }
+}
+
+/// A URL for logs: no user info, no query (either may carry secrets).
+fn redacted(url: &reqwest::Url) -> String {
+    format!("{}://{}{}", url.scheme(), url.host_str().unwrap_or_default(), url.path())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hooks(allow: &[&str], secret: Option<&str>) -> CallHooks {
+        let settings =
+            HookSettings { allow: allow.iter().map(|s| s.to_string()).collect(), secret: secret.map(str::to_string) };
+        CallHooks::new(reqwest::Client::new(), settings, "test".into())
+    }
+
+    fn hook(url: &str, method: Option<&str>) -> Hook {
+        Hook { url: url.into(), method: method.map(str::to_string), username: None, password: None }
+    }
+
+    #[test]
+    fn the_allow_list_decides_which_hosts_a_hook_reaches() {
+        let hooks = hooks(&["hooks.example.com", "127.0.0.1:8080"], None);
+        assert!(hooks.prepare(hook("https://hooks.example.com/a", None), "{}".into()).is_ok());
+        assert!(hooks.prepare(hook("http://127.0.0.1:8080/a", None), "{}".into()).is_ok());
+        let refused = hooks.prepare(hook("http://127.0.0.1:9090/a", None), "{}".into()).unwrap_err();
+        assert!(matches!(&refused, HookError::NotAllowed(why) if why.contains("127.0.0.1:9090")), "{refused:?}");
+        let refused = hooks.prepare(hook("http://169.254.169.254/latest", None), "{}".into()).unwrap_err();
+        assert!(matches!(refused, HookError::NotAllowed(_)));
+    }
+
+    #[test]
+    fn bad_hooks_are_named() {
+        let hooks = hooks(&["*"], None);
+        let check = |h: Hook, payload: &str, needle: &str| match hooks.prepare(h, payload.into()) {
+            Err(HookError::Invalid(why)) => assert!(why.contains(needle), "{why}"),
+            other => panic!("expected invalid ({needle}), got {other:?}"),
+        };
+        check(hook("ftp://x/a", None), "{}", "not http");
+        check(hook("not a url", None), "{}", "hook URL");
+        check(hook("http://x/a", Some("PUT")), "{}", "not POST or GET");
+        check(hook("http://x/a", None), "{oops", "not JSON");
+        check(hook("http://x/a", Some("GET")), "[1]", "JSON object");
+    }
+
+    #[test]
+    fn get_hooks_carry_the_payload_as_query_parameters() {
+        let hooks = hooks(&["*"], None);
+        let prepared =
+            hooks.prepare(hook("http://x/status?app=1", Some("get")), r#"{"a":"b c","n":3}"#.into()).unwrap();
+        assert_eq!(prepared.url.as_str(), "http://x/status?app=1&a=b+c&n=3");
+        assert!(prepared.body.is_none());
+    }
+
+    #[test]
+    fn signatures_match_an_independent_hmac() {
+        // HMAC-SHA256(key="secret", "1700000000.{}") computed with Python's hmac module.
+        assert_eq!(
+            signature("secret", 1_700_000_000, "{}"),
+            "t=1700000000,v1=b8569b78799ff9e3cbff0fc2d63a33a2b57f3282abd07c37ae5e8e7d79a5f163"
+        );
+    }
+}

@@ -1,0 +1,239 @@
+//! Transfers end to end: the `blind-transfer` example refers real callers (baresip, SIPp transferees that
+//! accept, refuse, challenge, stay silent or hang up) and reports to a real HTTP server, whose recorded
+//! hook payloads are checked field by field; and callwright as the transferee of a SIPp referrer.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::baresip::Baresip;
+use support::hooks::{HookRequest, HookServer};
+use support::sipp::Sipp;
+use support::{BLIND_TRANSFER, Server, TempDir};
+
+/// The webhook secret of the test apps.
+const SECRET: &str = "test-webhook-secret";
+/// How long a test waits for a hook.
+const HOOK_WAIT: Duration = Duration::from_secs(25);
+
+/// A server running `blind-transfer` for calls to user "transfer", with `config` merged into its config
+/// and hooks going to `hooks` (signed with [`SECRET`]).
+fn transfer_server(data: &TempDir, hooks: &HookServer, config: Value) -> Server {
+    let server = Server::start_in(&data.0, &[]);
+    server.deploy("blind-transfer", BLIND_TRANSFER).assert_status(201);
+    let mut flow_config = json!({
+        "action_hook": hooks.url("/action"),
+        "event_hook": { "url": hooks.url("/event"), "method": "POST" },
+    });
+    for (key, value) in config.as_object().expect("config object") {
+        flow_config[key] = value.clone();
+    }
+    let app = json!({
+        "route": { "to_user": "transfer" },
+        "flow": { "module": "blind-transfer", "config": flow_config },
+        "hooks": { "allow": [hooks.addr().to_string()], "secret": SECRET },
+    });
+    server.put_app("transfer", &app.to_string()).assert_status(201);
+    server
+}
+
+/// The `call_status` of every event hook, in order.
+fn event_statuses(hooks: &HookServer) -> Vec<String> {
+    hooks
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/event")
+        .map(|r| {
+            let body = r.json();
+            assert_eq!(body["event"], "transfer-status", "{body}");
+            body["call_status"].as_str().expect("call_status is a string").to_string()
+        })
+        .collect()
+}
+
+/// Checks the jambonz signature of a hook request against its body.
+fn assert_signed(request: &HookRequest) {
+    let header = request.header("Jambonz-Signature").expect("hooks are signed");
+    let t: u64 = header
+        .strip_prefix("t=")
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("signature header {header:?}"));
+    assert_eq!(header, callwright_host::hooks::signature(SECRET, t, &request.text()), "signature of {request:?}");
+}
+
+/// Runs one SIPp transferee scenario against a blind-transfer server; returns the action hooks' payloads
+/// and the event hooks' statuses.
+fn refer_scenario(scenario: &str, config: Value, sipp_args: &[&str]) -> (Vec<Value>, Vec<String>) {
+    refer_scenario_with(scenario, config, sipp_args, 1)
+}
+
+/// [`refer_scenario`] waiting for `actions` action hooks.
+fn refer_scenario_with(scenario: &str, config: Value, sipp_args: &[&str], actions: usize) -> (Vec<Value>, Vec<String>) {
+    let data = TempDir::new("transfer");
+    let hooks = HookServer::start();
+    let mut config = config;
+    if config.get("target").is_none() {
+        config["target"] = json!("sip:target@127.0.0.1:9");
+    }
+    let server = transfer_server(&data, &hooks, config);
+    let mut sipp = Sipp::client(scenario, server.sip).service("transfer").timeout(Duration::from_secs(40));
+    for arg in sipp_args {
+        sipp = sipp.arg(arg);
+    }
+    sipp.run().assert_all_succeeded(1);
+    let actions = hooks.wait_for("/action", actions, HOOK_WAIT);
+    for request in hooks.requests() {
+        assert_signed(&request);
+    }
+    (actions.iter().map(HookRequest::json).collect(), event_statuses(&hooks))
+}
+
+#[test]
+fn baresip_follows_the_refer_to_a_sipp_target_and_the_hooks_see_it() {
+    let target = Sipp::server("uas-answer.xml", 0).calls(1).timeout(Duration::from_secs(30)).spawn();
+    let data = TempDir::new("transfer-baresip");
+    let hooks = HookServer::start();
+    let config = json!({ "target": format!("sip:target@127.0.0.1:{}", target.port()) });
+    let server = transfer_server(&data, &hooks, config);
+
+    let baresip = Baresip::dial(&format!("sip:transfer@{}", server.sip), Duration::from_secs(8));
+    let action = hooks.wait_for("/action", 1, HOOK_WAIT)[0].json();
+    assert_eq!(action["refer_status"], 202, "{action}");
+    assert_eq!(action["final_referred_call_status"], 200, "{action}");
+    assert_eq!(action["transfer_outcome"], "success", "{action}");
+    assert_eq!(action["direction"], "inbound", "{action}");
+    assert_eq!(action["from"], "baresip", "{action}");
+    assert_eq!(action["to"], "transfer", "{action}");
+    assert!(action["call_sid"].as_str().is_some_and(|s| !s.is_empty()), "{action}");
+    assert!(action["call_id"].as_str().is_some_and(|s| !s.is_empty()), "{action}");
+    assert_eq!(event_statuses(&hooks), ["100", "200"]);
+    for request in hooks.requests() {
+        assert_signed(&request);
+    }
+    let log = baresip.wait(Duration::from_secs(15));
+    // The target got baresip's INVITE, answered, and saw the BYE when baresip's time was up.
+    target.wait().assert_all_succeeded(1);
+    assert!(log.contains("REFER"), "baresip saw no REFER:\n{log}");
+}
+
+#[test]
+fn an_accepted_transfer_reports_each_notify_then_success() {
+    let (actions, events) = refer_scenario("uac-refer-accept.xml", json!({}), &[]);
+    assert_eq!(actions[0]["refer_status"], 202);
+    assert_eq!(actions[0]["final_referred_call_status"], 200);
+    assert_eq!(actions[0]["transfer_outcome"], "success");
+    assert_eq!(events, ["100", "200"]);
+}
+
+#[test]
+fn a_refused_refer_reports_its_status_for_403_and_405() {
+    for status in ["403", "405"] {
+        let (actions, events) = refer_scenario("uac-refer-reject.xml", json!({}), &["-key", "refer_status", status]);
+        assert_eq!(actions[0]["refer_status"], status.parse::<u16>().unwrap(), "{}", actions[0]);
+        assert_eq!(actions[0]["transfer_outcome"], "rejected");
+        assert!(actions[0].get("final_referred_call_status").is_none(), "{}", actions[0]);
+        assert!(events.is_empty(), "{events:?}");
+    }
+}
+
+#[test]
+fn a_challenged_refer_is_resent_with_credentials() {
+    let config = json!({ "username": "alice", "password": "secret" });
+    // The scenario checks the Authorization against alice/secret itself (SIPp's verifyauth).
+    let (actions, _) = refer_scenario("uac-refer-challenge.xml", config, &[]);
+    assert_eq!(actions[0]["refer_status"], 202, "{}", actions[0]);
+    assert_eq!(actions[0]["transfer_outcome"], "success");
+}
+
+#[test]
+fn a_challenged_refer_without_credentials_is_an_auth_failure() {
+    let (actions, _) = refer_scenario("uac-refer-challenge-only.xml", json!({}), &[]);
+    assert_eq!(actions[0]["refer_status"], 401, "{}", actions[0]);
+    assert_eq!(actions[0]["transfer_outcome"], "auth-failed");
+}
+
+#[test]
+fn no_notify_after_the_202_times_out() {
+    let (actions, _) = refer_scenario("uac-refer-no-notify.xml", json!({ "timeout_ms": 1500 }), &[]);
+    assert_eq!(actions[0]["refer_status"], 202, "{}", actions[0]);
+    assert_eq!(actions[0]["transfer_outcome"], "timeout");
+    assert!(actions[0].get("final_referred_call_status").is_none(), "{}", actions[0]);
+}
+
+#[test]
+fn a_bye_right_after_the_202_still_gives_an_outcome() {
+    let (actions, _) = refer_scenario("uac-refer-bye-after-202.xml", json!({}), &[]);
+    assert_eq!(actions[0]["refer_status"], 202, "{}", actions[0]);
+    assert_eq!(actions[0]["transfer_outcome"], "call-ended");
+}
+
+#[test]
+fn a_notify_before_the_202_is_answered_and_reported_in_order() {
+    let (actions, events) = refer_scenario("uac-refer-notify-before-202.xml", json!({}), &[]);
+    assert_eq!(actions[0]["refer_status"], 202);
+    assert_eq!(actions[0]["transfer_outcome"], "success");
+    assert_eq!(events, ["100", "200"]);
+}
+
+#[test]
+fn refer_sub_false_is_asked_for_and_accepted() {
+    let (actions, events) = refer_scenario("uac-refer-sub-false.xml", json!({ "no_refer_sub": true }), &[]);
+    assert_eq!(actions[0]["refer_status"], 202);
+    assert_eq!(actions[0]["transfer_outcome"], "success");
+    assert!(events.is_empty(), "{events:?}");
+}
+
+#[test]
+fn a_failure_sipfrag_is_reported_as_failure() {
+    let (actions, events) = refer_scenario("uac-refer-notify-486.xml", json!({}), &[]);
+    assert_eq!(actions[0]["refer_status"], 202);
+    assert_eq!(actions[0]["final_referred_call_status"], 486);
+    assert_eq!(actions[0]["transfer_outcome"], "failed");
+    assert_eq!(events, ["100", "486"]);
+}
+
+#[test]
+fn a_second_refer_in_the_dialog_has_its_own_subscription() {
+    let config = json!({ "fallback_targets": ["sip:second@127.0.0.1:9"] });
+    let (actions, events) = refer_scenario_with("uac-refer-twice.xml", config, &[], 2);
+    assert_eq!(actions[0]["refer_status"], 202, "{}", actions[0]);
+    assert_eq!(actions[0]["final_referred_call_status"], 603, "{}", actions[0]);
+    assert_eq!(actions[0]["transfer_outcome"], "failed");
+    assert_eq!(actions[1]["refer_status"], 202, "{}", actions[1]);
+    assert_eq!(actions[1]["final_referred_call_status"], 200, "{}", actions[1]);
+    assert_eq!(actions[1]["transfer_outcome"], "success");
+    assert_eq!(events, ["603", "100", "200"]);
+}
+
+#[test]
+fn callwright_follows_a_refer_from_a_sipp_referrer() {
+    let target = Sipp::server("uas-answer.xml", 0).calls(1).timeout(Duration::from_secs(30)).spawn();
+    let data = TempDir::new("transfer-inbound");
+    let server = Server::with_behaviours(&data.0);
+    let refer_target = format!("target@127.0.0.1:{}", target.port());
+    Sipp::client("uac-refers-us.xml", server.sip)
+        .service("transferee")
+        .arg("-key")
+        .arg("refer_target")
+        .arg(&refer_target)
+        .timeout(Duration::from_secs(30))
+        .run()
+        .assert_all_succeeded(1);
+    // The transferee guest hangs the new call up a second after the referrer's BYE.
+    target.wait().assert_all_succeeded(1);
+    assert!(server.log().contains("transfer target answered"), "{}", server.log());
+}
+
+#[test]
+fn a_guest_that_ignores_a_refer_makes_the_host_decline_it() {
+    let data = TempDir::new("transfer-501");
+    let server = Server::with_behaviours(&data.0);
+    Sipp::client("uac-refers-us-declined.xml", server.sip)
+        .service("no-refer")
+        .timeout(Duration::from_secs(30))
+        .run()
+        .assert_all_succeeded(1);
+    assert!(server.log().contains("REFER left unanswered by the guest: 501"), "{}", server.log());
+}
