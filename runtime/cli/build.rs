@@ -7,7 +7,7 @@ use std::process::Command;
 
 /// Guest workspaces, relative to the repository root, and the crates in each.
 const GUEST_WORKSPACES: &[(&str, &[&str])] = &[
-    ("guest-examples/rust", &["answer-hangup", "ivr", "blind-transfer"]),
+    ("guest-examples/rust", &["answer-hangup", "ivr", "blind-transfer", "attended-transfer"]),
     ("tests/guests", &["sip-behaviours", "hostile", "verb-sample"]),
 ];
 

@@ -450,7 +450,7 @@ impl call::HostCall for CallState {
         if !leg.answered {
             return Ok(Err(CallError::InvalidState("a REFER needs an answered call".into())));
         }
-        let referred_by = request.referred_by.clone().unwrap_or_else(|| transferee_identity(&leg.info));
+        let referred_by = request.referred_by.clone().unwrap_or_else(|| transferred_party(&leg.info));
         let remote_host = remote_host(&leg.info);
         let mut extras = Extras::default();
         for header in &request.headers {
@@ -498,7 +498,7 @@ impl call::HostCall for CallState {
             let why = format!("request {request_id} is not a REFER waiting for an answer on this call");
             return Ok(Err(CallError::InvalidArgument(why)));
         };
-        let from = transferee_identity(&leg.info);
+        let from = our_identity(&leg.info);
         let local_ip = leg.local_ip;
         let (target, replaces) = match refer::split_refer_to(&pending.refer_to) {
             Ok(split) => split,
@@ -577,19 +577,33 @@ impl hooks::Host for CallState {
     }
 }
 
-/// Who is being transferred, for Referred-By and for the From of our call to a transfer target: our own
-/// identity in the call (the To of an inbound call, the From of an outbound one), without its tag.
-fn transferee_identity(info: &CallInfo) -> String {
+/// The party being transferred (the far end: the From of an inbound call, the To of an outbound one),
+/// without its tag: the default Referred-By, as jambonz sends it.
+fn transferred_party(info: &CallInfo) -> String {
+    let theirs = match info.direction {
+        crate::bindings::Direction::Inbound => &info.from,
+        crate::bindings::Direction::Outbound => &info.to,
+    };
+    without_tag(theirs)
+}
+
+/// Our own identity in a call (the To of an inbound call, the From of an outbound one), without its tag:
+/// the From of our call to a transfer target.
+fn our_identity(info: &CallInfo) -> String {
     let ours = match info.direction {
         crate::bindings::Direction::Inbound => &info.to,
         crate::bindings::Direction::Outbound => &info.from,
     };
+    without_tag(ours)
+}
+
+fn without_tag(ours: &str) -> String {
     match callwright_sip::message::NameAddr::parse(ours) {
         Ok(mut name_addr) => {
             name_addr.params.remove("tag");
             name_addr.to_string()
         }
-        Err(_) => ours.clone(),
+        Err(_) => ours.to_string(),
     }
 }
 

@@ -82,6 +82,8 @@ pub use bindings::callwright::voice::call::{
 pub use bindings::callwright::voice::log::Level;
 pub use bindings::callwright::voice::types::{Body, CallError, Credentials, Direction, Header};
 
+pub mod transfer;
+
 /// Webhooks to the app's servers (the app's `hooks.allow` list says which hosts).
 pub mod hooks {
     pub use crate::bindings::callwright::voice::hooks::{Hook, HookError, HookResponse, notify, send};
@@ -131,19 +133,6 @@ impl ReferRequest {
             no_refer_sub: false,
             replaces: None,
             timeout_ms: None,
-        }
-    }
-}
-
-impl Refer {
-    /// Follows the transfer to its outcome, calling `on_event` for each step (response, NOTIFYs).
-    pub fn wait_outcome(&self, mut on_event: impl FnMut(&ReferEvent)) -> ReferOutcome {
-        loop {
-            let event = self.next_event();
-            if let ReferEvent::Outcome(outcome) = event {
-                return outcome;
-            }
-            on_event(&event);
         }
     }
 }

@@ -6,9 +6,9 @@
 
 use callwright_sdk::hooks::{self, Hook};
 use callwright_sdk::serde_json::{Map, Value, json};
+use callwright_sdk::transfer::ReferReport;
 use callwright_sdk::{
-    Call, CallEvent, CallInfo, Config, Credentials, Flow, Header, Level, ReferEvent, ReferOutcome, ReferRequest, flow,
-    log,
+    Call, CallEvent, CallInfo, Config, Credentials, Flow, Header, Level, ReferOutcome, ReferRequest, flow, log,
 };
 
 /// How long to wait for the caller's ACK before transferring anyway.
@@ -30,21 +30,16 @@ impl Flow for BlindTransfer {
         let info = call.info();
         for target in targets {
             let refer = call.sip_refer(&refer_request(&target, &config)).map_err(|e| e.to_string())?;
-            let mut refer_status = None;
-            let outcome = refer.wait_outcome(|event| match event {
-                ReferEvent::Response(response) => refer_status = Some(response.status),
-                ReferEvent::Notify(status) => {
-                    if let Some(hook) = &event_hook {
-                        report(hook, &json!({ "event": "transfer-status", "call_status": status.to_string() }));
-                    }
+            let transfer = refer.follow(|status| {
+                if let Some(hook) = &event_hook {
+                    report(hook, &json!({ "event": "transfer-status", "call_status": status.to_string() }));
                 }
-                ReferEvent::Outcome(_) => {}
             });
-            log(Level::Info, &format!("transfer to {target}: {outcome:?}"));
+            log(Level::Info, &format!("transfer to {target}: {:?}", transfer.outcome));
             if let Some(hook) = &action_hook {
-                report(hook, &action_payload(&info, refer_status, &outcome));
+                report(hook, &action_payload(&info, &transfer));
             }
-            match outcome {
+            match transfer.outcome {
                 ReferOutcome::Failed(_) => continue,
                 ReferOutcome::CallEnded => return Ok(()),
                 _ => break,
@@ -86,7 +81,7 @@ fn refer_request(target: &str, config: &Config) -> ReferRequest {
 }
 
 /// The action hook's payload: jambonz's snake_case call fields and refer results, plus our outcome name.
-fn action_payload(info: &CallInfo, refer_status: Option<u16>, outcome: &ReferOutcome) -> Value {
+fn action_payload(info: &CallInfo, transfer: &ReferReport) -> Value {
     let mut payload = Map::new();
     payload.insert("call_sid".into(), json!(info.id));
     payload.insert("call_id".into(), json!(info.sip_call_id));
@@ -95,22 +90,8 @@ fn action_payload(info: &CallInfo, refer_status: Option<u16>, outcome: &ReferOut
     payload.insert("to".into(), json!(info.to_user));
     payload.insert("sip_status".into(), json!(200));
     payload.insert("call_status".into(), json!("in-progress"));
-    if let Some(status) = refer_status {
-        payload.insert("refer_status".into(), json!(status));
-    }
-    let (name, final_status) = match outcome {
-        ReferOutcome::Success(status) if refer_status != Some(*status) => ("success", Some(*status)),
-        ReferOutcome::Success(_) => ("success", None),
-        ReferOutcome::Failed(status) => ("failed", Some(*status)),
-        ReferOutcome::Rejected(_) => ("rejected", None),
-        ReferOutcome::Timeout => ("timeout", None),
-        ReferOutcome::AuthFailed => ("auth-failed", None),
-        ReferOutcome::CallEnded => ("call-ended", None),
-    };
-    if let Some(status) = final_status {
-        payload.insert("final_referred_call_status".into(), json!(status));
-    }
-    payload.insert("transfer_outcome".into(), json!(name));
+    payload.extend(transfer.jambonz_action_fields());
+    payload.insert("transfer_outcome".into(), json!(transfer.outcome_name()));
     Value::Object(payload)
 }
 
