@@ -237,3 +237,43 @@ fn a_guest_that_ignores_a_refer_makes_the_host_decline_it() {
         .assert_all_succeeded(1);
     assert!(server.log().contains("REFER left unanswered by the guest: 501"), "{}", server.log());
 }
+
+#[test]
+fn attended_transfer_replaces_the_consultation_call() {
+    // B: call 1 is callwright's consultation call, call 2 the caller's INVITE with Replaces naming it; B checks
+    // the Replaces header against call 1 and then hangs call 1 up, as a target that honours Replaces does.
+    let target = Sipp::server("uas-attended-target.xml", 0).calls(2).timeout(Duration::from_secs(40)).spawn();
+    let data = TempDir::new("transfer-attended");
+    let hooks = HookServer::start();
+    let server = Server::start_in(&data.0, &[]);
+    server.deploy("attended-transfer", support::ATTENDED_TRANSFER).assert_status(201);
+    let app = json!({
+        "route": { "to_user": "attended" },
+        "flow": {
+            "module": "attended-transfer",
+            "config": {
+                "target": format!("sip:target@127.0.0.1:{}", target.port()),
+                "action_hook": hooks.url("/action"),
+            },
+        },
+        "hooks": { "allow": [hooks.addr().to_string()] },
+    });
+    server.put_app("attended", &app.to_string()).assert_status(201);
+
+    // A: answers the REFER, calls B with the Replaces header built from Refer-To, reports the 200 by NOTIFY.
+    Sipp::client("uac-attended-transferee.xml", server.sip)
+        .service("attended")
+        .timeout(Duration::from_secs(40))
+        .run()
+        .assert_all_succeeded(1);
+    target.wait().assert_all_succeeded(2);
+
+    let action = hooks.wait_for("/action", 1, HOOK_WAIT)[0].json();
+    assert_eq!(action["refer_status"], 202, "{action}");
+    assert_eq!(action["final_referred_call_status"], 200, "{action}");
+    assert_eq!(action["transfer_outcome"], "success", "{action}");
+    assert_eq!(action["consult_status"], 200, "{action}");
+    // B hung up the consultation call itself: the caller's INVITE really replaced it.
+    assert_eq!(action["replaced"], true, "{action}");
+    assert_eq!(action["to"], "attended", "{action}");
+}

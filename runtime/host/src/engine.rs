@@ -13,6 +13,12 @@ use crate::limits::{EPOCH_TICK, SandboxLimits};
 
 /// Instances the pooling allocator keeps slots for; past this, instantiation fails and the call gets 503.
 const POOLED_INSTANCES: u32 = 1_000;
+/// Bytes of each pooled linear memory (and table) reset with `memset` instead of being returned to the
+/// kernel when an instance ends: a new call reusing the slot then takes no page faults there. With
+/// `pagemap_scan` (Linux 6.7+) only the pages the guest touched are reset.
+const KEEP_RESIDENT_BYTES: usize = 2 * 1024 * 1024;
+/// Decommits of ended instances batched into one system call (fewer TLB shootdowns under load).
+const DECOMMIT_BATCH: usize = 16;
 
 /// The engine, the linker with every host interface, and the epoch ticker that meters CPU.
 pub struct HostEngine {
@@ -92,6 +98,10 @@ fn config(limits: &SandboxLimits, pooling: bool) -> Config {
         pool.total_memories(POOLED_INSTANCES * 2);
         pool.total_tables(POOLED_INSTANCES * 4);
         pool.max_memory_size(limits.memory_per_call);
+        pool.linear_memory_keep_resident(KEEP_RESIDENT_BYTES);
+        pool.table_keep_resident(KEEP_RESIDENT_BYTES / 16);
+        pool.pagemap_scan(wasmtime::Enabled::Auto);
+        pool.decommit_batch_size(DECOMMIT_BATCH);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config
