@@ -14,6 +14,8 @@ use serde::Deserialize;
 const DEFAULT_DATA_DIR: &str = "callwright-data";
 const DEFAULT_SIP: &str = "127.0.0.1:5060";
 const DEFAULT_HTTP: &str = "127.0.0.1:8080";
+/// One event-loop thread: measured fastest for the examples (no cross-thread wake-ups; see BENCHMARKS.md).
+const DEFAULT_WORKERS: u16 = 1;
 
 /// Flags of `callwright serve`.
 #[derive(Parser, Debug, Default)]
@@ -49,6 +51,10 @@ pub(crate) struct ServeArgs {
     /// Calls with a live guest at once; more get 503.
     #[arg(long, env = "CALLWRIGHT_MAX_CALLS")]
     max_calls: Option<usize>,
+    /// Threads running SIP and the guests (default 1: one event loop, the fastest for guests that mostly
+    /// wait; more help guests that compute a lot, such as Python or JavaScript ones).
+    #[arg(long, env = "CALLWRIGHT_WORKERS", value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: Option<u16>,
     /// Log as JSON lines.
     #[arg(long)]
     json_logs: bool,
@@ -67,6 +73,7 @@ struct FileConfig {
     cpu_per_call_ms: Option<u64>,
     memory_per_call_mb: Option<usize>,
     max_calls: Option<usize>,
+    workers: Option<u16>,
     max_call_duration_s: Option<u64>,
     after_call_grace_s: Option<u64>,
     max_module_mb: Option<usize>,
@@ -84,6 +91,8 @@ pub(crate) struct ServeConfig {
     pub(crate) sip_t1_ms: u64,
     pub(crate) limits: SandboxLimits,
     pub(crate) json_logs: bool,
+    /// Runtime threads.
+    pub(crate) workers: u16,
 }
 
 impl ServeConfig {
@@ -126,6 +135,7 @@ impl ServeConfig {
             sip_t1_ms: args.sip_t1_ms.or(file.sip_t1_ms).unwrap_or(500),
             limits,
             json_logs: args.json_logs || file.json_logs.unwrap_or(false),
+            workers: args.workers.or(file.workers).unwrap_or(DEFAULT_WORKERS),
         })
     }
 }
@@ -144,14 +154,17 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("callwright-config-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("callwright.toml");
-        std::fs::write(&file, "http = \"127.0.0.1:9999\"\nsip_t1_ms = 250\ncpu_per_call_ms = 100\n").unwrap();
+        std::fs::write(&file, "http = \"127.0.0.1:9999\"\nsip_t1_ms = 250\ncpu_per_call_ms = 100\nworkers = 4\n")
+            .unwrap();
         let args = ServeArgs { config: Some(file), sip_t1_ms: Some(100), ..ServeArgs::default() };
         let config = ServeConfig::resolve(args).unwrap();
         assert_eq!(config.http.port(), 9999);
         assert_eq!(config.sip_t1_ms, 100);
         assert_eq!(config.limits.cpu_per_call, Duration::from_millis(100));
         assert_eq!(config.sip, vec![DEFAULT_SIP.parse::<SocketAddr>().unwrap()]);
+        assert_eq!(config.workers, 4);
         assert!(config.examples);
+        assert_eq!(ServeConfig::resolve(ServeArgs::default()).unwrap().workers, DEFAULT_WORKERS);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -59,16 +59,35 @@ fn init_logging(json: bool) {
     if json { builder.json().init() } else { builder.init() }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Serve(args) => serve(ServeConfig::resolve(*args)?).await,
-        Command::Deploy(args) => client::deploy(args).await,
-        Command::Apps(args) => client::apps(args).await,
-        Command::Modules(args) => client::modules(args).await,
-        Command::Calls(args) => client::calls(args).await,
+    if let Command::Serve(args) = cli.command {
+        let config = ServeConfig::resolve(*args)?;
+        return runtime(config.workers)?.block_on(serve(config));
     }
+    let client = runtime(1)?;
+    client.block_on(async {
+        match cli.command {
+            Command::Serve(_) => unreachable!("handled above"),
+            Command::Deploy(args) => client::deploy(args).await,
+            Command::Apps(args) => client::apps(args).await,
+            Command::Modules(args) => client::modules(args).await,
+            Command::Calls(args) => client::calls(args).await,
+        }
+    })
+}
+
+/// The tokio runtime: one event-loop thread, or a pool of `workers` threads. Compiling uploads and other
+/// blocking work always runs on tokio's separate blocking pool.
+fn runtime(workers: u16) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(workers.into());
+        builder
+    };
+    builder.enable_all().build().context("cannot start the async runtime")
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {

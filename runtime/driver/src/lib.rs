@@ -249,6 +249,7 @@ impl SipDriver {
         let mut local_addrs = Vec::new();
         for addr in &config.listen {
             let socket = UdpSocket::bind(addr).await?;
+            enlarge_buffers(&socket);
             let bound = socket.local_addr()?;
             // TCP on the same port as UDP, so one address serves both (as SIP URIs assume).
             let listener = tokio::net::TcpListener::bind(bound).await?;
@@ -410,6 +411,21 @@ impl SipDriver {
                 }
             }
         }
+    }
+}
+
+/// Socket buffer size asked for on each UDP socket. The default (about 200 KiB) overflows when a burst of
+/// requests arrives while the runtime is busy, and every datagram dropped costs the peer a 500 ms
+/// retransmission. The kernel caps it at `net.core.rmem_max` / `wmem_max`.
+const UDP_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+
+fn enlarge_buffers(socket: &UdpSocket) {
+    let socket = socket2::SockRef::from(socket);
+    if let Err(error) = socket.set_recv_buffer_size(UDP_BUFFER_BYTES) {
+        debug!(%error, "UDP receive buffer left at its default size");
+    }
+    if let Err(error) = socket.set_send_buffer_size(UDP_BUFFER_BYTES) {
+        debug!(%error, "UDP send buffer left at its default size");
     }
 }
 
