@@ -8,6 +8,12 @@
 //! first step that is not clean. The highest clean rate is the target's sustained rate. Then one more step
 //! runs each target at half of callwright's sustained rate, for the INVITE→200 latency there.
 //!
+//! A second part measures blind transfers: SIPp runs `tests/sipp/uac-refer-accept.xml` (the caller that is
+//! transferred: 202, NOTIFY 100, NOTIFY 200) against `serve` running the `blind-transfer` example, whose
+//! hooks go to an HTTP server in this process (two event hooks and one action hook per transfer). A
+//! transfer step is clean when, besides the above, every hook arrived. Rates: `CALLWRIGHT_BENCH_TRANSFER_RATES`.
+//! `CALLWRIGHT_BENCH_ONLY=calls` or `=transfers` runs one part.
+//!
 //! Measured per step: calls completed per second (successful calls over the run's wall time, from SIPp's
 //! statistics), failed calls, retransmissions, INVITE→200 response time percentiles (SIPp's `-trace_rtt`,
 //! whole milliseconds) and the target's CPU time per call (user + system from `/proc/<pid>/stat`).
@@ -22,9 +28,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use support::hooks::HookServer;
 use support::{Server, TempDir, free_port};
 
 const DEFAULT_RATES: &[u32] = &[500, 1000, 2000, 3000, 4000, 5000, 6000, 8000];
+const DEFAULT_TRANSFER_RATES: &[u32] = &[100, 200, 400, 800, 1200, 1600, 2000];
+/// Hooks the blind-transfer example posts per accepted transfer: event hooks for NOTIFY 100 and 200, the
+/// action hook.
+const HOOKS_PER_TRANSFER: usize = 3;
 const DEFAULT_SECONDS: u32 = 5;
 /// A step is clean if it completes at least this share of the offered rate.
 const CLEAN_SHARE: f64 = 0.95;
@@ -36,8 +47,19 @@ fn main() {
         println!("sipp_load: run with `cargo bench -p callwright --bench sipp_load`");
         return;
     }
-    let rates = env_list("CALLWRIGHT_BENCH_RATES").unwrap_or_else(|| DEFAULT_RATES.to_vec());
     let seconds = env_list("CALLWRIGHT_BENCH_SECONDS").and_then(|v| v.first().copied()).unwrap_or(DEFAULT_SECONDS);
+    let only = std::env::var("CALLWRIGHT_BENCH_ONLY").unwrap_or_default();
+    if only != "transfers" {
+        calls(seconds);
+    }
+    if only != "calls" {
+        transfers(seconds);
+    }
+}
+
+/// answer-hangup against SIPp's UAS.
+fn calls(seconds: u32) {
+    let rates = env_list("CALLWRIGHT_BENCH_RATES").unwrap_or_else(|| DEFAULT_RATES.to_vec());
     let ticks = clock_ticks_per_second();
 
     let reference = Target::sipp_uas();
@@ -49,7 +71,7 @@ fn main() {
     for target in [&reference, &callwright] {
         let mut steps = Vec::new();
         for &rate in &rates {
-            let step = run_step(target, rate, seconds, ticks);
+            let step = run_step(target, &Scenario::BuiltinUac, rate, seconds, ticks);
             let clean = step.is_clean();
             steps.push(step);
             if !clean {
@@ -62,7 +84,8 @@ fn main() {
     }
 
     let half = (summary[1].1 / 2.0).round().max(1.0) as u32;
-    let half_steps: Vec<Step> = [&reference, &callwright].iter().map(|t| run_step(t, half, seconds, ticks)).collect();
+    let half_steps: Vec<Step> =
+        [&reference, &callwright].iter().map(|t| run_step(t, &Scenario::BuiltinUac, half, seconds, ticks)).collect();
     println!("### At half of callwright's sustained rate ({half} calls/s offered)\n");
     print_header();
     for (target, step) in [&reference, &callwright].iter().zip(&half_steps) {
@@ -85,6 +108,69 @@ fn main() {
         half_steps[0].p99_ms.map_or("-".into(), |v| v.to_string()),
         half_steps[1].p99_ms.map_or("-".into(), |v| v.to_string())
     );
+}
+
+/// Blind transfers with hooks.
+fn transfers(seconds: u32) {
+    let rates = env_list("CALLWRIGHT_BENCH_TRANSFER_RATES").unwrap_or_else(|| DEFAULT_TRANSFER_RATES.to_vec());
+    let ticks = clock_ticks_per_second();
+    let hooks = HookServer::start();
+    let data = TempDir::new("bench-transfer");
+    let server = Server::start_with(&data.0, &["--max-calls", "20000"], "warn");
+    server.deploy("blind-transfer", support::BLIND_TRANSFER).assert_status(201);
+    let app = format!(
+        r#"{{"route": {{"to_user": "transfer"}},
+            "flow": {{"module": "blind-transfer", "config": {{"target": "sip:target@127.0.0.1:9",
+                      "action_hook": "{}", "event_hook": "{}"}}}},
+            "hooks": {{"allow": ["{}"]}}}}"#,
+        hooks.url("/action"),
+        hooks.url("/event"),
+        hooks.addr()
+    );
+    server.put_app("transfer", &app).assert_status(201);
+    let target = Target {
+        name: "callwright blind-transfer",
+        address: server.sip.to_string(),
+        pid: server.pid(),
+        _process: Box::new(server),
+    };
+    let scenario = Scenario::File { name: "uac-refer-accept.xml", service: "transfer" };
+    println!("### Blind transfers (REFER, 202, NOTIFY 100 and 200, hooks posted)\n");
+    println!(
+        "| offered transfers/s | completed transfers/s | failed | retrans. | hooks received / expected | CPU per transfer [µs] |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let mut expected = 0;
+    for rate in rates {
+        let step = run_step(&target, &scenario, rate, seconds, ticks);
+        expected += step.successful as usize * HOOKS_PER_TRANSFER;
+        let received = wait_for_hooks(&hooks, expected);
+        let step_received = received - (expected - step.successful as usize * HOOKS_PER_TRANSFER);
+        println!(
+            "| {rate} | {:.0} | {} | {} | {step_received} / {} | {:.0} |",
+            step.completed_per_s,
+            step.failed,
+            step.retransmissions,
+            step.successful as usize * HOOKS_PER_TRANSFER,
+            step.cpu_us_per_call
+        );
+        if !step.is_clean() || received < expected {
+            break;
+        }
+    }
+    println!();
+}
+
+/// Waits (up to 10 s) until `expected` hooks arrived in all; returns how many did.
+fn wait_for_hooks(hooks: &HookServer, expected: usize) -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let received = hooks.requests().len();
+        if received >= expected || std::time::Instant::now() >= deadline {
+            return received;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Something SIPp's UAC calls, with the process whose CPU time is charged to it.
@@ -154,7 +240,27 @@ impl Step {
     }
 }
 
-fn run_step(target: &Target, rate: u32, seconds: u32, ticks: u64) -> Step {
+/// What SIPp's UAC runs.
+enum Scenario {
+    /// `-sn uac`.
+    BuiltinUac,
+    /// A file of `tests/sipp/`, calling `service`.
+    File { name: &'static str, service: &'static str },
+}
+
+impl Scenario {
+    fn args(&self) -> Vec<String> {
+        match self {
+            Scenario::BuiltinUac => vec!["-sn".into(), "uac".into()],
+            Scenario::File { name, service } => {
+                let path = support::sipp::scenarios_dir().join(name);
+                vec!["-sf".into(), path.to_string_lossy().into_owned(), "-s".into(), service.to_string()]
+            }
+        }
+    }
+}
+
+fn run_step(target: &Target, scenario: &Scenario, rate: u32, seconds: u32, ticks: u64) -> Step {
     let calls = u64::from(rate) * u64::from(seconds);
     let dir = std::env::temp_dir().join(format!("callwright-bench-{}-{}-{rate}", std::process::id(), target.pid));
     let _ = std::fs::remove_dir_all(&dir);
@@ -162,7 +268,8 @@ fn run_step(target: &Target, rate: u32, seconds: u32, ticks: u64) -> Step {
     let cpu_before = cpu_ticks(target.pid);
     let status = Command::new(sipp_program())
         .arg(&target.address)
-        .args(["-sn", "uac", "-i", "127.0.0.1", "-t", "u1", "-nostdin"])
+        .args(scenario.args())
+        .args(["-i", "127.0.0.1", "-t", "u1", "-nostdin"])
         .args(["-p", &free_port().to_string(), "-r", &rate.to_string(), "-m", &calls.to_string()])
         .args(["-timeout", &format!("{}s", seconds * 3 + 20), "-trace_stat", "-stf", "stats.csv"])
         .args(["-trace_rtt", "-rtt_freq", "1"])
