@@ -94,6 +94,20 @@ impl Runtime {
         }))
     }
 
+    /// Creates a call's sandbox for `module` and instantiates it, without running it: what every call pays
+    /// before its guest starts. For benchmarks (`runtime/cli/benches/instantiate.rs`).
+    pub async fn instantiate_only(&self, module: &LoadedModule) -> anyhow::Result<()> {
+        let hooks = CallHooks::new(self.hook_client.clone(), Default::default(), "bench".into());
+        let limits = &self.engine.limits;
+        let state = CallState::new(self.sip.clone(), limits, "bench".into(), self.registrar.clone(), hooks);
+        let mut store = Store::new(&self.engine.engine, state);
+        store.limiter(|state| &mut state.limits);
+        store.set_epoch_deadline(u64::MAX / 2);
+        let pre = module.flow.as_ref().ok_or_else(|| anyhow::anyhow!("module is not a call flow"))?;
+        pre.instantiate_async(&mut store).await.map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        Ok(())
+    }
+
     /// Live calls, oldest first.
     pub fn live_calls(&self) -> Vec<LiveCall> {
         self.live.lock().expect("live calls lock").values().cloned().collect()
