@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use support::serde_like::app;
 use support::sipp::{Sipp, Transport};
-use support::{ANSWER_HANGUP, HOSTILE, Server, TOKEN, TempDir, VERB_SAMPLE, http};
+use support::{ANSWER_HANGUP, HOSTILE, Server, TOKEN, TRANSFER_VERBS, TempDir, VERB_SAMPLE, http};
 
 #[test]
 fn uploaded_module_answers_calls_and_is_listed() {
@@ -50,6 +50,17 @@ fn a_verb_module_uploads_as_world_verb_and_cannot_be_an_apps_flow() {
     let app = server.put_app("wrong", &app("sample-verbs", None, "null"));
     app.assert_status(400);
     assert!(app.body.contains("not a call flow"), "{}", app.body);
+}
+
+#[test]
+fn the_built_in_transfer_verbs_upload_as_a_verb_module() {
+    let data = TempDir::new("host-transfer-verbs");
+    let server = Server::start_in(&data.0, &[]);
+    let uploaded = server.deploy("transfer-verbs", TRANSFER_VERBS);
+    uploaded.assert_status(201);
+    assert!(uploaded.body.contains("\"world\":\"verb\""), "{}", uploaded.body);
+    assert!(uploaded.body.contains("callwright:voice/verbs@0.1.0"), "{}", uploaded.body);
+    assert!(uploaded.body.contains("callwright:voice/hooks@0.1.0"), "{}", uploaded.body);
 }
 
 #[test]

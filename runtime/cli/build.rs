@@ -1,5 +1,5 @@
-//! Builds the wasm guests the binary embeds (the examples `callwright serve` deploys on first start) and
-//! the test guests of the end-to-end tests, and tells the code where they are:
+//! Builds the wasm guests the binary embeds (the examples `callwright serve` deploys on first start), the
+//! built-in verb modules (`runtime/verbs`) and the test guests of the end-to-end tests, and tells the code where they are:
 //! `GUEST_<CRATE>` environment constants with each component's path.
 
 use std::path::{Path, PathBuf};
@@ -9,6 +9,7 @@ use std::process::Command;
 const GUEST_WORKSPACES: &[(&str, &[&str])] = &[
     ("guest-examples/rust", &["answer-hangup", "ivr", "blind-transfer", "attended-transfer"]),
     ("tests/guests", &["sip-behaviours", "hostile", "verb-sample"]),
+    ("runtime/verbs", &["callwright-verbs-transfer"]),
 ];
 
 fn main() {

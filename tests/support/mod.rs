@@ -25,6 +25,7 @@ pub const IVR: &str = env!("GUEST_IVR");
 pub const VERB_SAMPLE: &str = env!("GUEST_VERB_SAMPLE");
 pub const BLIND_TRANSFER: &str = env!("GUEST_BLIND_TRANSFER");
 pub const ATTENDED_TRANSFER: &str = env!("GUEST_ATTENDED_TRANSFER");
+pub const TRANSFER_VERBS: &str = env!("GUEST_CALLWRIGHT_VERBS_TRANSFER");
 
 /// A port free for both UDP and TCP on 127.0.0.1.
 pub fn free_port() -> u16 {

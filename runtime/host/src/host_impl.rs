@@ -454,7 +454,8 @@ impl call::HostCall for CallState {
         let remote_host = remote_host(&leg.info);
         let mut extras = Extras::default();
         for header in &request.headers {
-            if ["Refer-To", "Referred-By", "Refer-Sub"].iter().any(|h| h.eq_ignore_ascii_case(&header.name)) {
+            // Long and compact forms (RFC 3515 `r`, RFC 3892 `b`).
+            if ["Refer-To", "r", "Referred-By", "b", "Refer-Sub"].iter().any(|h| h.eq_ignore_ascii_case(&header.name)) {
                 let why = format!("{} is set by the host from the refer request's fields", header.name);
                 return Ok(Err(CallError::InvalidArgument(why)));
             }

@@ -106,7 +106,8 @@ impl<'a> Arguments<'a> {
         }
     }
 
-    /// SIP header fields from an object of string values, in the document's order.
+    /// SIP header fields from an object of string values, sorted by name: serde_json (without its
+    /// `preserve_order` feature) does not keep the document's order, which SIP does not need across names.
     pub(crate) fn headers(&self, field: &str) -> Result<Vec<Header>, ArgumentError> {
         let Some(value) = self.get(field) else { return Ok(Vec::new()) };
         let headers = value.as_object().ok_or_else(|| wrong_type(field, "an object of header names to strings"))?;

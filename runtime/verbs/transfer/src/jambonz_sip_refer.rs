@@ -94,9 +94,10 @@ impl ReferArgs {
 /// `referTo`: a string, or a number as jambonz documents write phone numbers (`"referTo": 15083084809`).
 fn refer_to(args: &Arguments<'_>) -> Result<String, ArgumentError> {
     match args.get("referTo") {
+        None | Some(Value::String(_)) => args.required_string("referTo"),
         Some(Value::Number(number)) if number.is_u64() => Ok(number.to_string()),
-        Some(Value::Number(_)) => Err(wrong_type("referTo", "a SIP URI or a phone number without sign or fraction")),
-        _ => args.required_string("referTo"),
+        Some(Value::Number(_)) => Err(wrong_type("referTo", "a phone number without sign or fraction (or a string)")),
+        Some(_) => Err(wrong_type("referTo", "a SIP or tel URI, or a phone number")),
     }
 }
 
@@ -115,7 +116,8 @@ pub fn run(call: &Call, args: &Value) -> Result<Value, String> {
         }
     });
     log(Level::Info, &format!("{NAME} to {}: {}", args.refer_to, report.outcome_name()));
-    let hook_response = args.action_hook.as_ref().and_then(|hook| send_action_hook(hook, &action_payload(&info, &report)));
+    let hook_response =
+        args.action_hook.as_ref().and_then(|hook| send_action_hook(hook, &action_payload(&info, &report)));
     Ok(verb_result(&report, hook_response))
 }
 
@@ -244,9 +246,16 @@ mod tests {
         assert_eq!(error(json!({})), r#"sip:refer: "referTo" is required"#);
         assert_eq!(error(json!({"referTo": null})), r#"sip:refer: "referTo" is required"#);
         assert_eq!(error(json!({"referTo": " "})), r#"sip:refer: "referTo" must not be empty"#);
-        assert_eq!(error(json!({"referTo": true})), r#"sip:refer: "referTo" must be a string"#);
-        assert!(error(json!({"referTo": -1})).starts_with(r#"sip:refer: "referTo" must be a SIP URI or a phone"#));
-        assert!(error(json!({"referTo": 1.5})).starts_with(r#"sip:refer: "referTo" must be"#));
+        assert_eq!(
+            error(json!({"referTo": true})),
+            r#"sip:refer: "referTo" must be a SIP or tel URI, or a phone number"#
+        );
+        assert!(
+            error(json!({"referTo": -1})).starts_with(r#"sip:refer: "referTo" must be a phone number without sign"#)
+        );
+        assert!(
+            error(json!({"referTo": 1.5})).starts_with(r#"sip:refer: "referTo" must be a phone number without sign"#)
+        );
         assert_eq!(error(json!({"referTo": "1", "referredBy": 2})), r#"sip:refer: "referredBy" must be a string"#);
         assert_eq!(
             error(json!({"referTo": "1", "headers": ["X-A: b"]})),

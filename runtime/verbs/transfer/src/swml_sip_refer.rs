@@ -116,7 +116,7 @@ mod tests {
             "password": "secret",
         }))
         .unwrap();
-        assert_eq!(args.status_url.unwrap().url, "https://app.example.com/refer-status");
+        assert_eq!(args.status_url.as_ref().unwrap().url, "https://app.example.com/refer-status");
         let credentials = args.refer_request().credentials.unwrap();
         assert_eq!((credentials.username.as_str(), credentials.password.as_str()), ("transfer", "secret"));
     }
@@ -127,13 +127,20 @@ mod tests {
         assert_eq!(error(json!({"to_uri": 15083084809u64})), r#"sip_refer: "to_uri" must be a string"#);
         assert_eq!(error(json!({"to_uri": ""})), r#"sip_refer: "to_uri" must not be empty"#);
         assert!(error(json!({"to_uri": "sip:a@b", "status_url": "ftp://x"})).starts_with(r#"sip_refer: "status_url""#));
-        assert_eq!(error(json!({"to_uri": "sip:a@b", "username": "u"})), r#"sip_refer: "username" needs "password" too"#);
+        assert_eq!(
+            error(json!({"to_uri": "sip:a@b", "username": "u"})),
+            r#"sip_refer: "username" needs "password" too"#
+        );
         assert_eq!(error(json!(null)), "sip_refer: the arguments must be a JSON object");
     }
 
     #[test]
     fn status_event_matches_signalwire() {
-        let report = ReferReport { refer_status: Some(202), notify_statuses: vec![100, 200], outcome: ReferOutcome::Success(200) };
+        let report = ReferReport {
+            refer_status: Some(202),
+            notify_statuses: vec![100, 200],
+            outcome: ReferOutcome::Success(200),
+        };
         assert_eq!(
             status_event("c-42", "sip:alice@example.com", &report, 1_640_000_000_123),
             json!({
@@ -152,7 +159,8 @@ mod tests {
             })
         );
         assert_eq!(verb_result(&report), json!({"sip_refer_result": "success", "return_value": "success"}));
-        let refused = ReferReport { refer_status: Some(403), notify_statuses: vec![], outcome: ReferOutcome::Rejected(403) };
+        let refused =
+            ReferReport { refer_status: Some(403), notify_statuses: vec![], outcome: ReferOutcome::Rejected(403) };
         assert_eq!(verb_result(&refused), json!({"sip_refer_result": "failed", "return_value": "failed"}));
     }
 }
