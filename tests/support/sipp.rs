@@ -23,7 +23,7 @@
 
 use std::fmt::Write as _;
 use std::io::Read as _;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -160,7 +160,7 @@ impl Sipp {
     pub fn spawn(self) -> SippProcess {
         let port = match self.role {
             Role::Server(port) if port != 0 => port,
-            _ => free_port(),
+            _ => super::free_port(),
         };
         let dir = run_dir(&self.scenario);
         let mut args: Vec<String> = Vec::new();
@@ -393,18 +393,6 @@ fn run_dir(scenario: &Path) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
     dir
-}
-
-/// A port free for both UDP and TCP on 127.0.0.1.
-fn free_port() -> u16 {
-    for _ in 0..50 {
-        let udp = UdpSocket::bind((LOCAL_IP, 0)).expect("bind a UDP socket on 127.0.0.1");
-        let port = udp.local_addr().expect("local address").port();
-        if TcpListener::bind((LOCAL_IP, port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no port free for both UDP and TCP on 127.0.0.1")
 }
 
 /// Whether some socket is bound to `port` (for TCP: listening), read from /proc/net without touching the

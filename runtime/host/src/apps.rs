@@ -6,7 +6,7 @@ use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
 
-use crate::modules::{valid_name, write_atomically};
+use crate::modules::{NAME_RULE, valid_name, write_atomically};
 
 /// Which calls an app takes. An app with no route takes every call no other app's route matches.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,12 +121,7 @@ pub enum AppError {
 impl std::fmt::Display for AppError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            AppError::BadName(name) => {
-                write!(
-                    f,
-                    "app name {name:?} must be 1-63 characters of a-z, 0-9, '-' or '_', starting with a letter or digit"
-                )
-            }
+            AppError::BadName(name) => write!(f, "app name {name:?} must be {NAME_RULE}"),
             AppError::RouteTaken { app, route } => write!(f, "app {app:?} already takes {route}"),
             AppError::Storage(error) => write!(f, "storing the app failed: {error}"),
         }

@@ -223,6 +223,14 @@ impl WasiView for CallState {
     }
 }
 
+/// A SIP command's result as the guest sees it: a refusal becomes a `call-error`, a stopped driver a trap.
+pub(crate) fn guest_result<T>(result: Result<T, CommandError>) -> wasmtime::Result<Result<T, CallError>> {
+    match result {
+        Ok(value) => Ok(Ok(value)),
+        Err(error) => call_error(error).map(Err),
+    }
+}
+
 /// Maps a refused SIP command to what the guest sees; a stopped driver is a host failure (trap).
 pub(crate) fn call_error(error: CommandError) -> wasmtime::Result<CallError> {
     use callwright_sip::Error;

@@ -12,7 +12,7 @@ use crate::bindings::{
     Body, CallError, CallEvent, CallInfo, DialError, DialRequest, Header, Hook, HookError, HookResponse, InboundRefer,
     IncomingRequest, ReferEvent, ReferRequest, SipResponse, WitEndReason,
 };
-use crate::call_state::{CallResource, CallState, Leg, PendingRefer, ReferResource, call_error};
+use crate::call_state::{CallResource, CallState, Leg, PendingRefer, ReferResource, call_error, guest_result};
 use crate::outbound::{self, OutboundStep};
 use crate::refer::{self, DEFAULT_NOTIFY_TIMEOUT, ReferProgress};
 
@@ -309,10 +309,7 @@ impl call::HostCall for CallState {
         body: Option<Body>,
     ) -> Result<Result<(), CallError>> {
         let handle = self.handle_of(&call)?;
-        match self.sip.ring(handle, status, extras(headers, body)).await {
-            Ok(()) => Ok(Ok(())),
-            Err(error) => call_error(error).map(Err),
-        }
+        guest_result(self.sip.ring(handle, status, extras(headers, body)).await)
     }
 
     async fn answer(
@@ -345,10 +342,7 @@ impl call::HostCall for CallState {
         headers: Vec<Header>,
     ) -> Result<Result<(), CallError>> {
         let handle = self.handle_of(&call)?;
-        match self.sip.reject(handle, status, reason, extras(headers, None)).await {
-            Ok(()) => Ok(Ok(())),
-            Err(error) => call_error(error).map(Err),
-        }
+        guest_result(self.sip.reject(handle, status, reason, extras(headers, None)).await)
     }
 
     async fn hangup(&mut self, call: Resource<CallResource>) -> Result<Result<(), CallError>> {
@@ -356,10 +350,7 @@ impl call::HostCall for CallState {
         if leg.ended.is_some() {
             return Ok(Ok(()));
         }
-        match self.sip.hangup(handle).await {
-            Ok(()) => Ok(Ok(())),
-            Err(error) => call_error(error).map(Err),
-        }
+        guest_result(self.sip.hangup(handle).await)
     }
 
     async fn sip_request(
@@ -411,10 +402,7 @@ impl call::HostCall for CallState {
             return Ok(Err(CallError::InvalidArgument(format!("no unanswered request {request_id} on this call"))));
         }
         leg.inbound_refers.remove(&handle);
-        match self.sip.respond(handle, status, extras(headers, body)).await {
-            Ok(()) => Ok(Ok(())),
-            Err(error) => call_error(error).map(Err),
-        }
+        guest_result(self.sip.respond(handle, status, extras(headers, body)).await)
     }
 
     async fn next_event(&mut self, call: Resource<CallResource>, timeout_ms: Option<u32>) -> Result<Option<CallEvent>> {

@@ -83,12 +83,7 @@ pub enum UploadError {
 impl std::fmt::Display for UploadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            UploadError::BadName(name) => {
-                write!(
-                    f,
-                    "module name {name:?} must be 1-63 characters of a-z, 0-9, '-' or '_', starting with a letter or digit"
-                )
-            }
+            UploadError::BadName(name) => write!(f, "module name {name:?} must be {NAME_RULE}"),
             UploadError::TooLarge { size, limit } => write!(f, "module is {size} bytes; the limit is {limit}"),
             UploadError::NotAComponent(why) => write!(f, "not a WebAssembly component: {why}"),
             UploadError::NoCallwrightWorld { exports } => write!(
@@ -114,6 +109,9 @@ pub struct ModuleStore {
     dir: PathBuf,
     loaded: RwLock<HashMap<String, Arc<LoadedModule>>>,
 }
+
+/// What [`valid_name`] accepts, for error messages.
+pub const NAME_RULE: &str = "1-63 characters of a-z, 0-9, '-' or '_', starting with a letter or digit";
 
 /// True for names usable as a directory and in URLs.
 pub fn valid_name(name: &str) -> bool {

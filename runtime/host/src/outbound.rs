@@ -45,8 +45,7 @@ pub(crate) async fn plan(
     listeners: &[(Transport, SocketAddr)],
     preferred_ip: IpAddr,
 ) -> Result<Plan, String> {
-    let target = request.target.trim();
-    let target = target.strip_prefix('<').and_then(|t| t.strip_suffix('>')).unwrap_or(target);
+    let target = crate::refer::without_angle_brackets(&request.target);
     let uri = Uri::parse(target).map_err(|e| format!("dial target {target:?}: {e}"))?;
     let Some(sip) = uri.as_sip() else {
         return Err(format!("dial target {target:?} is not a SIP URI (tel: numbers need a SIP gateway URI)"));

@@ -24,8 +24,7 @@ const VISUAL_SEPARATORS: &str = "-.() ";
 /// The Refer-To URI for a guest's target: a SIP or tel URI (angle brackets optional) passes through, a bare
 /// number becomes `sip:<number>@<remote_host>`, and `user@host` becomes a SIP URI.
 pub(crate) fn refer_to_uri(target: &str, remote_host: &str) -> Result<String, String> {
-    let target = target.trim();
-    let target = target.strip_prefix('<').and_then(|t| t.strip_suffix('>')).unwrap_or(target).trim();
+    let target = without_angle_brackets(target);
     if target.is_empty() {
         return Err("the transfer target is empty".into());
     }
@@ -43,6 +42,12 @@ pub(crate) fn refer_to_uri(target: &str, remote_host: &str) -> Result<String, St
     };
     Uri::parse(&uri).map_err(|e| format!("the transfer target {uri:?} is not a valid URI: {e}"))?;
     Ok(uri)
+}
+
+/// A URI as guests may write it, `<sip:…>` or `sip:…`, without the brackets and surrounding space.
+pub(crate) fn without_angle_brackets(text: &str) -> &str {
+    let text = text.trim();
+    text.strip_prefix('<').and_then(|t| t.strip_suffix('>')).unwrap_or(text).trim()
 }
 
 /// The Replaces value (RFC 3891) naming `dialog` as its far end sees it: the recipient of the INVITE with

@@ -36,42 +36,36 @@ pub mod bindings {
         generate_all,
     });
 
+    /// Generates the exports of one world, reusing the imports generated above (so every module kind
+    /// shares one set of host-service types).
+    macro_rules! exports_of {
+        ($world:literal, $export_macro:literal, $module:literal) => {
+            wit_bindgen::generate!({
+                path: "../../wit",
+                world: $world,
+                pub_export_macro: true,
+                export_macro_name: $export_macro,
+                default_bindings_module: $module,
+                with: {
+                    "callwright:voice/types@0.1.0": crate::bindings::callwright::voice::types,
+                    "callwright:voice/call@0.1.0": crate::bindings::callwright::voice::call,
+                    "callwright:voice/variables@0.1.0": crate::bindings::callwright::voice::variables,
+                    "callwright:voice/log@0.1.0": crate::bindings::callwright::voice::log,
+                    "callwright:voice/clock@0.1.0": crate::bindings::callwright::voice::clock,
+                    "callwright:voice/hooks@0.1.0": crate::bindings::callwright::voice::hooks,
+                },
+            });
+        };
+    }
+
     /// Exports of world `call-flow`.
     pub mod flow_world {
-        wit_bindgen::generate!({
-            path: "../../wit",
-            world: "call-flow",
-            pub_export_macro: true,
-            export_macro_name: "export_call_flow",
-            default_bindings_module: "callwright_sdk::bindings::flow_world",
-            with: {
-                "callwright:voice/types@0.1.0": crate::bindings::callwright::voice::types,
-                "callwright:voice/call@0.1.0": crate::bindings::callwright::voice::call,
-                "callwright:voice/variables@0.1.0": crate::bindings::callwright::voice::variables,
-                "callwright:voice/log@0.1.0": crate::bindings::callwright::voice::log,
-                "callwright:voice/clock@0.1.0": crate::bindings::callwright::voice::clock,
-                "callwright:voice/hooks@0.1.0": crate::bindings::callwright::voice::hooks,
-            },
-        });
+        exports_of!("call-flow", "export_call_flow", "callwright_sdk::bindings::flow_world");
     }
 
     /// Exports of world `verb`.
     pub mod verb_world {
-        wit_bindgen::generate!({
-            path: "../../wit",
-            world: "verb",
-            pub_export_macro: true,
-            export_macro_name: "export_verb",
-            default_bindings_module: "callwright_sdk::bindings::verb_world",
-            with: {
-                "callwright:voice/types@0.1.0": crate::bindings::callwright::voice::types,
-                "callwright:voice/call@0.1.0": crate::bindings::callwright::voice::call,
-                "callwright:voice/variables@0.1.0": crate::bindings::callwright::voice::variables,
-                "callwright:voice/log@0.1.0": crate::bindings::callwright::voice::log,
-                "callwright:voice/clock@0.1.0": crate::bindings::callwright::voice::clock,
-                "callwright:voice/hooks@0.1.0": crate::bindings::callwright::voice::hooks,
-            },
-        });
+        exports_of!("verb", "export_verb", "callwright_sdk::bindings::verb_world");
     }
 }
 

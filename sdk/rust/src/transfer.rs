@@ -4,7 +4,25 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::{Refer, ReferEvent, ReferOutcome};
+use crate::{CallInfo, Direction, Refer, ReferEvent, ReferOutcome};
+
+/// The call fields every jambonz webhook carries (snake_case, as jambonz sends them): `call_sid`, `call_id`,
+/// `direction`, `from`, `to` (user parts), `sip_status` (the answer, 200) and `call_status`.
+pub fn jambonz_call_fields(info: &CallInfo, call_status: &str) -> Map<String, Value> {
+    let direction = match info.direction {
+        Direction::Inbound => "inbound",
+        Direction::Outbound => "outbound",
+    };
+    let mut fields = Map::new();
+    fields.insert("call_sid".into(), json!(info.id));
+    fields.insert("call_id".into(), json!(info.sip_call_id));
+    fields.insert("direction".into(), json!(direction));
+    fields.insert("from".into(), json!(info.from_user));
+    fields.insert("to".into(), json!(info.to_user));
+    fields.insert("sip_status".into(), json!(200));
+    fields.insert("call_status".into(), json!(call_status));
+    fields
+}
 
 /// Everything a finished transfer told us.
 #[derive(Debug, Clone)]

@@ -5,8 +5,8 @@
 //! next of `fallback_targets` is tried. The call is hung up at the end.
 
 use callwright_sdk::hooks::{self, Hook};
-use callwright_sdk::serde_json::{Map, Value, json};
-use callwright_sdk::transfer::ReferReport;
+use callwright_sdk::serde_json::{Value, json};
+use callwright_sdk::transfer::{ReferReport, jambonz_call_fields};
 use callwright_sdk::{
     Call, CallEvent, CallInfo, Config, Credentials, Flow, Header, Level, ReferOutcome, ReferRequest, flow, log,
 };
@@ -82,14 +82,7 @@ fn refer_request(target: &str, config: &Config) -> ReferRequest {
 
 /// The action hook's payload: jambonz's snake_case call fields and refer results, plus our outcome name.
 fn action_payload(info: &CallInfo, transfer: &ReferReport) -> Value {
-    let mut payload = Map::new();
-    payload.insert("call_sid".into(), json!(info.id));
-    payload.insert("call_id".into(), json!(info.sip_call_id));
-    payload.insert("direction".into(), json!("inbound"));
-    payload.insert("from".into(), json!(info.from_user));
-    payload.insert("to".into(), json!(info.to_user));
-    payload.insert("sip_status".into(), json!(200));
-    payload.insert("call_status".into(), json!("in-progress"));
+    let mut payload = jambonz_call_fields(info, "in-progress");
     payload.extend(transfer.jambonz_action_fields());
     payload.insert("transfer_outcome".into(), json!(transfer.outcome_name()));
     Value::Object(payload)

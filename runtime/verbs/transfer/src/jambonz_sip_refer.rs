@@ -13,9 +13,9 @@
 //! - Cancelling: none of its own; the host ends the REFER's wait when the call ends.
 
 use callwright_sdk::hooks::{self, Hook};
-use callwright_sdk::serde_json::{Map, Value, json};
-use callwright_sdk::transfer::ReferReport;
-use callwright_sdk::{Call, CallInfo, Credentials, Direction, Header, Level, ReferOutcome, ReferRequest, log};
+use callwright_sdk::serde_json::{Value, json};
+use callwright_sdk::transfer::{ReferReport, jambonz_call_fields};
+use callwright_sdk::{Call, CallInfo, Credentials, Header, Level, ReferOutcome, ReferRequest, log};
 
 use crate::arguments::{ArgumentError, Arguments, wrong_type};
 use crate::{describe_call_error, queue_status_callback};
@@ -128,20 +128,9 @@ pub fn transfer_status(status: u16) -> Value {
 
 /// The actionHook payload: jambonz's call fields (snake_case, as jambonz sends them) and the REFER's result.
 pub fn action_payload(info: &CallInfo, report: &ReferReport) -> Value {
-    let direction = match info.direction {
-        Direction::Inbound => "inbound",
-        Direction::Outbound => "outbound",
-    };
     // The call's own state: up while the REFER ran, unless it ended under it.
     let call_status = if matches!(report.outcome, ReferOutcome::CallEnded) { "completed" } else { "in-progress" };
-    let mut payload = Map::new();
-    payload.insert("call_sid".into(), json!(info.id));
-    payload.insert("call_id".into(), json!(info.sip_call_id));
-    payload.insert("direction".into(), json!(direction));
-    payload.insert("from".into(), json!(info.from_user));
-    payload.insert("to".into(), json!(info.to_user));
-    payload.insert("sip_status".into(), json!(200));
-    payload.insert("call_status".into(), json!(call_status));
+    let mut payload = jambonz_call_fields(info, call_status);
     payload.extend(report.jambonz_action_fields());
     Value::Object(payload)
 }
@@ -187,6 +176,7 @@ fn send_action_hook(hook: &Hook, payload: &Value) -> Option<Value> {
 
 #[cfg(test)]
 mod tests {
+    use callwright_sdk::Direction;
     use callwright_sdk::serde_json::json;
 
     use super::*;
