@@ -64,6 +64,26 @@ fn the_built_in_transfer_verbs_upload_as_a_verb_module() {
 }
 
 #[test]
+fn the_hook_secret_is_never_shown_or_logged() {
+    let data = TempDir::new("host-secret");
+    let server = Server::start_in(&data.0, &[]);
+    server.deploy("answer-hangup", ANSWER_HANGUP).assert_status(201);
+    let secret = "s3cret-webhook-key";
+    let app = format!(
+        r#"{{"flow": {{"module": "answer-hangup"}}, "hooks": {{"allow": ["hooks.example.com"], "secret": "{secret}"}}}}"#
+    );
+    let created = server.put_app("signed", &app);
+    created.assert_status(201);
+    for body in
+        [created.body.clone(), server.api("GET", "/v1/apps/signed", b"").body, server.api("GET", "/v1/apps", b"").body]
+    {
+        assert!(body.contains(r#""secret":"********""#), "{body}");
+        assert!(!body.contains(secret), "{body}");
+    }
+    assert!(!server.log().contains(secret), "{}", server.log());
+}
+
+#[test]
 fn calls_matching_no_app_get_404() {
     let data = TempDir::new("host-404");
     let server = Server::start_in(&data.0, &[]);

@@ -2,7 +2,8 @@
 //! limits) and an instance of the `answer-hangup` example from its precompiled `InstancePre`, through the
 //! pooling allocator, exactly as `serve` does per call (`Runtime::instantiate_only`). Single-threaded, in
 //! process; prints the mean and percentiles over `CALLWRIGHT_BENCH_ITERATIONS` (default 20,000) after a
-//! warm-up that touches every pool slot once.
+//! warm-up that touches every pool slot once. The same is measured, in the same run, with an engine that
+//! allocates each instance on demand (no pooling), as the reference.
 //!
 //! Run: `cargo bench -p callwright --bench instantiate`.
 
@@ -27,42 +28,52 @@ fn main() -> anyhow::Result<()> {
     }
     let iterations = std::env::var("CALLWRIGHT_BENCH_ITERATIONS").ok().and_then(|v| v.parse().ok());
     let iterations: usize = iterations.unwrap_or(DEFAULT_ITERATIONS);
+    let bytes = std::fs::read(env!("GUEST_ANSWER_HANGUP"))?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(async {
-        let data = std::env::temp_dir().join(format!("callwright-bench-instantiate-{}", std::process::id()));
-        std::fs::create_dir_all(&data)?;
-        let engine = Arc::new(HostEngine::new(SandboxLimits::default())?);
-        let modules = Arc::new(ModuleStore::open(engine.clone(), &data)?);
-        let apps = Arc::new(AppStore::open(&data)?);
-        let (sip, _events) = SipDriver::start(DriverConfig::new(vec!["127.0.0.1:0".parse()?])).await?;
-        let bytes = std::fs::read(env!("GUEST_ANSWER_HANGUP"))?;
-        modules.put("answer-hangup", &bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let module = modules.get("answer-hangup").expect("just stored");
-        let runtime = Runtime::new(engine.clone(), modules, apps, sip)?;
-
-        for _ in 0..WARM_UP {
-            runtime.instantiate_only(&module).await?;
-        }
-        let mut times = Vec::with_capacity(iterations);
-        for _ in 0..iterations {
-            let started = Instant::now();
-            runtime.instantiate_only(&module).await?;
-            times.push(started.elapsed());
-        }
-        times.sort_unstable();
+    println!("| component | size | allocator | instances | mean | p50 | p99 | max |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let mut means = Vec::new();
+    for (allocator, engine) in [
+        ("pooling (as `serve`)", HostEngine::new(SandboxLimits::default())?),
+        ("on demand (reference)", HostEngine::on_demand(SandboxLimits::default())?),
+    ] {
+        let times = runtime.block_on(measure(Arc::new(engine), &bytes, iterations))?;
         let mean = times.iter().sum::<Duration>() / iterations as u32;
         let at = |p: f64| times[((iterations - 1) as f64 * p).round() as usize];
-        println!("| component | size | pooling | instances | mean | p50 | p99 | max |");
-        println!("|---|---|---|---|---|---|---|---|");
         println!(
-            "| answer-hangup (Rust) | {} KiB | {} | {iterations} | {mean:.1?} | {:.1?} | {:.1?} | {:.1?} |",
+            "| answer-hangup (Rust) | {} KiB | {allocator} | {iterations} | {mean:.1?} | {:.1?} | {:.1?} | {:.1?} |",
             bytes.len() / 1024,
-            engine.uses_pooling(),
             at(0.5),
             at(0.99),
             times[iterations - 1]
         );
-        let _ = std::fs::remove_dir_all(&data);
-        Ok(())
-    })
+        means.push(mean);
+    }
+    println!("\npooling / on demand, mean: {:.2}", means[0].as_secs_f64() / means[1].as_secs_f64());
+    Ok(())
+}
+
+/// Instantiates the component `iterations` times (after the warm-up) and returns each time, sorted.
+async fn measure(engine: Arc<HostEngine>, bytes: &[u8], iterations: usize) -> anyhow::Result<Vec<Duration>> {
+    let data = std::env::temp_dir().join(format!("callwright-bench-instantiate-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data)?;
+    let modules = Arc::new(ModuleStore::open(engine.clone(), &data)?);
+    let apps = Arc::new(AppStore::open(&data)?);
+    let (sip, _events) = SipDriver::start(DriverConfig::new(vec!["127.0.0.1:0".parse()?])).await?;
+    modules.put("answer-hangup", bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let module = modules.get("answer-hangup").expect("just stored");
+    let runtime = Runtime::new(engine, modules, apps, sip)?;
+    for _ in 0..WARM_UP {
+        runtime.instantiate_only(&module).await?;
+    }
+    let mut times = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let started = Instant::now();
+        runtime.instantiate_only(&module).await?;
+        times.push(started.elapsed());
+    }
+    times.sort_unstable();
+    let _ = std::fs::remove_dir_all(&data);
+    Ok(times)
 }

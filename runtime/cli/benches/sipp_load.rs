@@ -5,8 +5,9 @@
 //! For each target the offered rate rises step by step (`CALLWRIGHT_BENCH_RATES`, calls/s, comma-separated;
 //! each step lasts `CALLWRIGHT_BENCH_SECONDS`). A step is *clean* when no call failed, SIPp retransmitted
 //! nothing and the achieved rate is at least 95 % of the offered one; the ramp of a target stops after its
-//! first step that is not clean. The highest clean rate is the target's sustained rate. Then one more step
-//! runs each target at half of callwright's sustained rate, for the INVITE→200 latency there.
+//! first step that is not clean. The highest clean rate is the target's sustained rate. Then, after a 40 s
+//! pause that lets the overload's leftovers drain, one more step runs each target at half of callwright's
+//! sustained rate, for the INVITE→200 latency there.
 //!
 //! A second part measures blind transfers: SIPp runs `tests/sipp/uac-refer-accept.xml` (the caller that is
 //! transferred: 202, NOTIFY 100, NOTIFY 200) against `serve` running the `blind-transfer` example, whose
@@ -37,6 +38,8 @@ const DEFAULT_TRANSFER_RATES: &[u32] = &[100, 200, 400, 800, 1200, 1600, 2000];
 /// action hook.
 const HOOKS_PER_TRANSFER: usize = 3;
 const DEFAULT_SECONDS: u32 = 5;
+/// The pause between the ramps and the half-rate step (longer than 64·T1 and the call linger time).
+const COOL_DOWN: Duration = Duration::from_secs(40);
 /// A step is clean if it completes at least this share of the offered rate.
 const CLEAN_SHARE: f64 = 0.95;
 
@@ -49,16 +52,14 @@ fn main() {
     }
     let seconds = env_list("CALLWRIGHT_BENCH_SECONDS").and_then(|v| v.first().copied()).unwrap_or(DEFAULT_SECONDS);
     let only = std::env::var("CALLWRIGHT_BENCH_ONLY").unwrap_or_default();
-    if only != "transfers" {
-        calls(seconds);
-    }
+    let call_rates = (only != "transfers").then(|| calls(seconds));
     if only != "calls" {
-        transfers(seconds);
+        transfers(seconds, call_rates);
     }
 }
 
-/// answer-hangup against SIPp's UAS.
-fn calls(seconds: u32) {
+/// answer-hangup against SIPp's UAS; returns both sustained rates (SIPp UAS, callwright).
+fn calls(seconds: u32) -> (f64, f64) {
     let rates = env_list("CALLWRIGHT_BENCH_RATES").unwrap_or_else(|| DEFAULT_RATES.to_vec());
     let ticks = clock_ticks_per_second();
 
@@ -83,6 +84,9 @@ fn calls(seconds: u32) {
         summary.push((target.name, sustained, steps));
     }
 
+    // The ramps end by overloading each target; let what that left behind (calls lingering for late
+    // NOTIFYs, transactions in their wait states: 32 s at most) drain before measuring a steady rate.
+    std::thread::sleep(COOL_DOWN);
     let half = (summary[1].1 / 2.0).round().max(1.0) as u32;
     let half_steps: Vec<Step> =
         [&reference, &callwright].iter().map(|t| run_step(t, &Scenario::BuiltinUac, half, seconds, ticks)).collect();
@@ -108,10 +112,12 @@ fn calls(seconds: u32) {
         half_steps[0].p99_ms.map_or("-".into(), |v| v.to_string()),
         half_steps[1].p99_ms.map_or("-".into(), |v| v.to_string())
     );
+    println!();
+    (reference_rate, callwright_rate)
 }
 
-/// Blind transfers with hooks.
-fn transfers(seconds: u32) {
+/// Blind transfers with hooks; compared with the call rates of the same run when given.
+fn transfers(seconds: u32, call_rates: Option<(f64, f64)>) {
     let rates = env_list("CALLWRIGHT_BENCH_TRANSFER_RATES").unwrap_or_else(|| DEFAULT_TRANSFER_RATES.to_vec());
     let ticks = clock_ticks_per_second();
     let hooks = HookServer::start();
@@ -141,6 +147,7 @@ fn transfers(seconds: u32) {
     );
     println!("|---|---|---|---|---|---|");
     let mut expected = 0;
+    let mut sustained: f64 = 0.0;
     for rate in rates {
         let step = run_step(&target, &scenario, rate, seconds, ticks);
         expected += step.successful as usize * HOOKS_PER_TRANSFER;
@@ -157,6 +164,16 @@ fn transfers(seconds: u32) {
         if !step.is_clean() || received < expected {
             break;
         }
+        sustained = sustained.max(step.completed_per_s);
+    }
+    println!();
+    println!("Sustained: {sustained:.0} transfers/s with every hook delivered.");
+    if let Some((sipp_uas, answer_hangup)) = call_rates {
+        println!(
+            "Same run: {:.2} of callwright's answer-hangup rate ({answer_hangup:.0}/s), {:.2} of SIPp UAS's ({sipp_uas:.0}/s).",
+            ratio(sustained, answer_hangup),
+            ratio(sustained, sipp_uas)
+        );
     }
     println!();
 }

@@ -40,6 +40,17 @@ impl HostEngine {
                 (Engine::new(&config(&limits, false)).map_err(context("creating the wasm engine"))?, false)
             }
         };
+        HostEngine::with_engine(engine, limits, pooling)
+    }
+
+    /// An engine that allocates every instance on demand (no pooling): the fallback of
+    /// [`HostEngine::new`], and the reference the instantiation benchmark compares pooling with.
+    pub fn on_demand(limits: SandboxLimits) -> anyhow::Result<HostEngine> {
+        let engine = Engine::new(&config(&limits, false)).map_err(context("creating the wasm engine"))?;
+        HostEngine::with_engine(engine, limits, false)
+    }
+
+    fn with_engine(engine: Engine, limits: SandboxLimits, pooling: bool) -> anyhow::Result<HostEngine> {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(context("linking WASI"))?;
         CallFlow::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |state| state)

@@ -268,6 +268,71 @@ mod tests {
     }
 
     #[test]
+    fn credentials_become_basic_auth() {
+        let hooks = hooks(&["*"], None);
+        let mut with_user = hook("http://x/a", None);
+        with_user.username = Some("app".into());
+        with_user.password = Some("pw".into());
+        let prepared = hooks.prepare(with_user, "{}".into()).unwrap();
+        assert_eq!(prepared.basic_auth, Some(("app".into(), "pw".into())));
+        let mut password_only = hook("http://x/a", None);
+        password_only.password = Some("pw".into());
+        assert!(matches!(hooks.prepare(password_only, "{}".into()), Err(HookError::Invalid(_))));
+    }
+
+    /// A one-thread HTTP server on 127.0.0.1 answering each request with the next status of `statuses`;
+    /// returns its address and the request bodies it saw, in order.
+    fn scripted_server(statuses: Vec<u16>) -> (std::net::SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        std::thread::spawn(move || {
+            for status in statuses {
+                let Ok((stream, _)) = listener.accept() else { return };
+                stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut reader = BufReader::new(stream);
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':')
+                        && name.eq_ignore_ascii_case("content-length")
+                    {
+                        length = value.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                record.lock().unwrap().push(String::from_utf8(body).unwrap());
+                let response = format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                reader.get_mut().write_all(response.as_bytes()).unwrap();
+            }
+        });
+        (addr, seen)
+    }
+
+    #[tokio::test]
+    async fn status_callbacks_are_retried_on_5xx_and_kept_in_order() {
+        let (addr, seen) = scripted_server(vec![503, 200, 200]);
+        let mut hooks =
+            CallHooks::new(http_client().unwrap(), HookSettings { allow: vec!["*".into()], secret: None }, "t".into());
+        let url = format!("http://{addr}/status");
+        hooks.notify(hook(&url, None), r#"{"n":1}"#.into()).unwrap();
+        hooks.notify(hook(&url, None), r#"{"n":2}"#.into()).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while seen.lock().unwrap().len() < 3 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The first attempt got 503, so the first callback came again before the second one.
+        assert_eq!(*seen.lock().unwrap(), [r#"{"n":1}"#, r#"{"n":1}"#, r#"{"n":2}"#]);
+    }
+
+    #[test]
     fn signatures_match_an_independent_hmac() {
         // HMAC-SHA256(key="secret", "1700000000.{}") computed with Python's hmac module.
         assert_eq!(
