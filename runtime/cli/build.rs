@@ -7,9 +7,9 @@ use std::process::Command;
 
 /// Guest workspaces, relative to the repository root, and the crates in each.
 const GUEST_WORKSPACES: &[(&str, &[&str])] = &[
-    ("guest-examples/rust", &["answer-hangup", "ivr", "blind-transfer", "attended-transfer"]),
-    ("tests/guests", &["sip-behaviours", "hostile", "verb-sample"]),
-    ("runtime/verbs", &["callwright-verbs-transfer"]),
+    ("guest-examples/rust", &["answer-hangup", "ivr", "blind-transfer", "attended-transfer", "custom-verb"]),
+    ("tests/guests", &["sip-behaviours", "hostile", "verb-sample", "verb-sample-v2"]),
+    ("runtime/verbs", &["callwright-verbs-core", "callwright-verbs-transfer", "callwright-jambonz"]),
 ];
 
 fn main() {

@@ -68,7 +68,7 @@ impl HookRequest {
     }
 
     /// The path without its query.
-    fn route(&self) -> &str {
+    pub fn route(&self) -> &str {
         self.path.split_once('?').map_or(self.path.as_str(), |(route, _)| route)
     }
 

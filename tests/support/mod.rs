@@ -23,8 +23,11 @@ pub const HOSTILE: &str = env!("GUEST_HOSTILE");
 pub const ANSWER_HANGUP: &str = env!("GUEST_ANSWER_HANGUP");
 pub const IVR: &str = env!("GUEST_IVR");
 pub const VERB_SAMPLE: &str = env!("GUEST_VERB_SAMPLE");
+/// The same verbs as [`VERB_SAMPLE`], reporting version 2.
+pub const VERB_SAMPLE_V2: &str = env!("GUEST_VERB_SAMPLE_V2");
 pub const BLIND_TRANSFER: &str = env!("GUEST_BLIND_TRANSFER");
 pub const ATTENDED_TRANSFER: &str = env!("GUEST_ATTENDED_TRANSFER");
+pub const CUSTOM_VERB: &str = env!("GUEST_CUSTOM_VERB");
 pub const TRANSFER_VERBS: &str = env!("GUEST_CALLWRIGHT_VERBS_TRANSFER");
 
 /// A port free for both UDP and TCP on 127.0.0.1.

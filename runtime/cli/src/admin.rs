@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use callwright_host::apps::{AppDefinition, AppError};
-use callwright_host::modules::{ModuleWorld, UploadError};
+use callwright_host::modules::{BUILTIN_PREFIX, ModuleWorld, UploadError};
 use callwright_host::runtime::Runtime;
 use serde_json::json;
 use tracing::info;
@@ -48,6 +48,7 @@ pub(crate) fn router(state: AdminState) -> Router {
         .route("/v1/modules/{name}", get(get_module).put(put_module).delete(delete_module))
         .route("/v1/apps", get(list_apps))
         .route("/v1/apps/{name}", get(get_app).put(put_app).delete(delete_app))
+        .route("/v1/verbs", get(list_verbs))
         .route("/v1/calls", get(list_calls))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(DefaultBodyLimit::max(body_limit));
@@ -111,6 +112,9 @@ async fn put_module(
 }
 
 async fn delete_module(State(state): State<AdminState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    if name.starts_with(BUILTIN_PREFIX) && state.runtime.modules.get(&name).is_some() {
+        return Err(ApiError(StatusCode::FORBIDDEN, format!("module {name:?} is built in and cannot be deleted")));
+    }
     if let Some((app, _)) = state.runtime.apps.list().into_iter().find(|(_, a)| a.flow.module == name) {
         return Err(ApiError(
             StatusCode::CONFLICT,
@@ -160,6 +164,14 @@ async fn put_app(
         let why = format!("module {:?} is a {:?} module, not a call flow", app.flow.module, module.meta.world);
         return Err(ApiError(StatusCode::BAD_REQUEST, why));
     }
+    for (verb, module_name) in &app.verbs {
+        let module = state.runtime.modules.get(module_name);
+        if !module.is_some_and(|m| m.verbs.iter().any(|v| &v.name == verb)) {
+            let why =
+                format!("verbs.{verb}: module {module_name:?} does not exist or does not implement verb {verb:?}");
+            return Err(ApiError(StatusCode::BAD_REQUEST, why));
+        }
+    }
     let existed = state.runtime.apps.get(&name).is_some();
     match state.runtime.apps.put(&name, app.clone()) {
         Ok(()) => Ok((if existed { StatusCode::OK } else { StatusCode::CREATED }, Json(app.redacted()))),
@@ -174,6 +186,30 @@ async fn delete_app(State(state): State<AdminState>, Path(name): Path<String>) -
         true => Ok(StatusCode::NO_CONTENT),
         false => Err(not_found("app", &name)),
     }
+}
+
+/// Every verb some module provides: the module that runs it by default and every module that has it.
+async fn list_verbs(State(state): State<AdminState>) -> impl IntoResponse {
+    let modules = state.runtime.modules.snapshot();
+    let verbs: serde_json::Map<String, serde_json::Value> = modules
+        .verb_names()
+        .into_iter()
+        .filter_map(|name| {
+            let (default, verb) = modules.verb_provider(&name)?;
+            let providers: Vec<String> = state
+                .runtime
+                .modules
+                .list()
+                .into_iter()
+                .filter(|meta| meta.verbs.contains(&name))
+                .map(|meta| meta.name)
+                .collect();
+            let entry = json!({"module": default.meta.name, "builtin": default.meta.builtin, "modules": providers,
+                               "schema": verb.schema});
+            Some((name, entry))
+        })
+        .collect();
+    Json(verbs)
 }
 
 async fn list_calls(State(state): State<AdminState>) -> impl IntoResponse {

@@ -26,6 +26,13 @@ use crate::config::{ServeArgs, ServeConfig};
 /// Components built from `guest-examples/` (by build.rs) that `serve` deploys on first start.
 const EXAMPLES: &[(&str, &[u8])] =
     &[("answer-hangup", include_bytes!(env!("GUEST_ANSWER_HANGUP"))), ("ivr", include_bytes!(env!("GUEST_IVR")))];
+
+/// The modules shipped with the runtime, installed at every start: verbs and the document runners.
+const BUILTIN_MODULES: &[(&str, &[u8])] = &[
+    ("builtin-core", include_bytes!(env!("GUEST_CALLWRIGHT_VERBS_CORE"))),
+    ("builtin-transfer", include_bytes!(env!("GUEST_CALLWRIGHT_VERBS_TRANSFER"))),
+    ("builtin-jambonz", include_bytes!(env!("GUEST_CALLWRIGHT_JAMBONZ"))),
+];
 /// Written in the data directory once the examples were deployed, so deleting them sticks.
 const SEEDED_MARKER: &str = ".examples-deployed";
 
@@ -98,6 +105,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let engine = Arc::new(HostEngine::new(config.limits.clone())?);
     let modules = Arc::new(ModuleStore::open(engine.clone(), &config.data)?);
     let apps = Arc::new(AppStore::open(&config.data)?);
+    install_builtins(&modules).await?;
     if config.examples {
         seed_examples(&config.data, &modules, &apps).await?;
     }
@@ -155,6 +163,17 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Installs (or updates) the modules shipped with the runtime: the built-in verbs and document runners.
+async fn install_builtins(modules: &Arc<ModuleStore>) -> anyhow::Result<()> {
+    for (name, bytes) in BUILTIN_MODULES {
+        let modules = modules.clone();
+        tokio::task::spawn_blocking(move || modules.install_builtin(name, bytes))
+            .await?
+            .with_context(|| format!("installing the built-in module {name}"))?;
+    }
+    Ok(())
+}
+
 /// Deploys the built-in examples once per data directory: `answer-hangup` as the catch-all app `default`
 /// and `ivr` on calls to 2000.
 async fn seed_examples(data: &Path, modules: &Arc<ModuleStore>, apps: &Arc<AppStore>) -> anyhow::Result<()> {
@@ -174,11 +193,13 @@ async fn seed_examples(data: &Path, modules: &Arc<ModuleStore>, apps: &Arc<AppSt
         route: None,
         flow: FlowSpec { module: "answer-hangup".into(), config: serde_json::json!({ "hangup_after_ms": 30_000 }) },
         hooks: HookSettings::default(),
+        verbs: Default::default(),
     };
     let ivr_app = AppDefinition {
         route: Some(Route { to_user: Some("2000".into()) }),
         flow: FlowSpec { module: "ivr".into(), config: serde_json::json!({ "timeout_ms": 20_000 }) },
         hooks: HookSettings::default(),
+        verbs: Default::default(),
     };
     for (name, app) in [("default", default_app), ("ivr", ivr_app)] {
         if let Err(error) = apps.put(name, app) {

@@ -137,6 +137,13 @@ pub struct SipHandle {
 }
 
 impl SipHandle {
+    /// A handle with no driver behind it: every command fails with [`CommandError::Stopped`]. For running
+    /// guest code outside any call (e.g. asking a verb module for its verbs at upload).
+    pub fn detached() -> SipHandle {
+        let (commands, _) = mpsc::channel(1);
+        SipHandle { commands, local_addrs: Arc::new(Vec::new()) }
+    }
+
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, CommandError> {
         let (reply, answer) = oneshot::channel();
         self.commands.send(make(reply)).await.map_err(|_| CommandError::Stopped)?;

@@ -18,14 +18,57 @@ pub struct Route {
 }
 
 /// The call flow of an app: a module and its configuration.
+///
+/// Besides `{"module": …, "config": …}`, an app may give a document for a built-in runner, which becomes
+/// that runner's module and config: `{"verbs": [ … ]}` (a jambonz verb array) and `{"webhook": …}` (a
+/// jambonz app: the call hook that returns the verbs, a URL or `{"url", "method", "username", "password"}`),
+/// each with an optional `"status_hook"` (jambonz's call status hook), run with [`JAMBONZ_RUNNER`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "serde_json::Map<String, serde_json::Value>")]
 pub struct FlowSpec {
     /// The module to run (a call-flow module).
     pub module: String,
     /// JSON handed to the module's `handle` as `config`.
     #[serde(default)]
     pub config: serde_json::Value,
+}
+
+/// The built-in module that runs jambonz verb arrays and webhook apps.
+pub const JAMBONZ_RUNNER: &str = "builtin-jambonz";
+
+impl TryFrom<serde_json::Map<String, serde_json::Value>> for FlowSpec {
+    type Error = String;
+
+    fn try_from(mut fields: serde_json::Map<String, serde_json::Value>) -> Result<FlowSpec, String> {
+        const FORMS: &str = r#"a flow is {"module": "<call-flow module>", "config": …}, {"verbs": [ … ]} (a jambonz verb array) or {"webhook": "<url>" or {"url": …, "method": …}} (a jambonz app), the last two with an optional "status_hook""#;
+        let document_keys = ["verbs", "webhook"];
+        let documents: Vec<&str> = document_keys.into_iter().filter(|key| fields.contains_key(*key)).collect();
+        if fields.contains_key("module") {
+            let module = match fields.remove("module") {
+                Some(serde_json::Value::String(module)) => module,
+                _ => return Err(r#""module" must be a string"#.into()),
+            };
+            let config = fields.remove("config").unwrap_or(serde_json::Value::Null);
+            if let Some(other) = fields.keys().next() {
+                return Err(format!("unknown field {other:?} beside \"module\": {FORMS}"));
+            }
+            return Ok(FlowSpec { module, config });
+        }
+        match documents.as_slice() {
+            [key] => {
+                let key = key.to_string();
+                if let Some(other) = fields.keys().find(|field| **field != key && *field != "status_hook") {
+                    return Err(format!("unknown field {other:?} beside {key:?}: {FORMS}"));
+                }
+                if key == "verbs" && !fields["verbs"].is_array() {
+                    return Err(r#""verbs" must be an array of verbs"#.into());
+                }
+                Ok(FlowSpec { module: JAMBONZ_RUNNER.into(), config: serde_json::Value::Object(fields) })
+            }
+            [] => Err(FORMS.into()),
+            _ => Err(format!("give one of {documents:?}, not several: {FORMS}")),
+        }
+    }
 }
 
 /// What an app's hooks may do.
@@ -84,6 +127,10 @@ pub struct AppDefinition {
     /// Where its hooks may go and how they are signed.
     #[serde(default, skip_serializing_if = "is_default")]
     pub hooks: HookSettings,
+    /// Verbs this app runs with a module of its choice (verb name → module), before the default choice
+    /// (a user's module before a built-in one, the newest first).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub verbs: BTreeMap<String, String>,
 }
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {

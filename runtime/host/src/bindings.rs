@@ -2,7 +2,8 @@
 //! The one place that generates Rust bindings for the `callwright:voice` WIT package.
 //!
 //! Imports are async on the host (a guest's blocking call suspends its instance while the host awaits
-//! SIP) and trappable (a host failure stops the guest instead of surfacing as a value).
+//! SIP) and trappable (a host failure stops the guest instead of surfacing as a value). The imports are
+//! generated once, with world `call-flow`; world `verb` reuses them and adds only its export.
 
 wasmtime::component::bindgen!({
     path: "../../wit",
@@ -15,12 +16,33 @@ wasmtime::component::bindgen!({
     },
 });
 
+/// World `verb`: the `verbs` export of verb modules.
+pub mod verb_world {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "verb",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        with: {
+            "callwright:voice/types": super::callwright::voice::types,
+            "callwright:voice/call": super::callwright::voice::call,
+            "callwright:voice/variables": super::callwright::voice::variables,
+            "callwright:voice/log": super::callwright::voice::log,
+            "callwright:voice/clock": super::callwright::voice::clock,
+            "callwright:voice/hooks": super::callwright::voice::hooks,
+            "callwright:voice/dispatch": super::callwright::voice::dispatch,
+        },
+    });
+}
+
 pub use callwright::voice::call::{
     CallEvent, CallInfo, DialError, DialRequest, EndReason as WitEndReason, InboundRefer, IncomingRequest, ReferEvent,
     ReferOutcome, ReferRequest, SipResponse,
 };
+pub use callwright::voice::dispatch::{VerbError, VerbInfo};
 pub use callwright::voice::hooks::{Hook, HookError, HookResponse};
 pub use callwright::voice::types::{Body, CallError, Credentials, Direction, Header};
+pub use verb_world::VerbPre;
 
 /// Export names that tell which world a component targets.
 pub mod export_names {

@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use callwright_driver::{CommandError, SipHandle};
-use callwright_sip::{CallHandle, EndReason, Event, IncomingRequestHandle, RequestHandle};
+use callwright_sip::{CallHandle, EndReason, Event, Extras, IncomingRequestHandle, RequestHandle};
 use tokio::sync::mpsc;
+use tracing::info;
 use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -16,6 +17,7 @@ use crate::bindings::{CallError, CallInfo};
 use crate::hooks::CallHooks;
 use crate::limits::{EPOCH_TICK, SandboxLimits};
 use crate::refer::ReferProgress;
+use crate::verbs::VerbContext;
 
 /// Tells the call router where a new outbound call's events go (sent from the SIP driver's task when the
 /// call is created, before its first event).
@@ -145,7 +147,7 @@ pub(crate) struct CpuMeter {
 }
 
 impl CpuMeter {
-    fn new(budget: Duration) -> CpuMeter {
+    pub(crate) fn new(budget: Duration) -> CpuMeter {
         CpuMeter { used: Duration::ZERO, budget, last_tick: Instant::now() }
     }
 
@@ -175,6 +177,10 @@ pub struct CallState {
     pub(crate) registrar: Registrar,
     /// The app's hooks.
     pub(crate) hooks: CallHooks,
+    /// How this guest runs verbs; none where verbs cannot run (listing a module's verbs).
+    pub(crate) verbs: Option<Arc<VerbContext>>,
+    /// How many verbs this guest runs inside (0 for a call's flow).
+    pub(crate) verb_depth: u32,
 }
 
 impl CallState {
@@ -203,7 +209,17 @@ impl CallState {
             label,
             registrar,
             hooks,
+            verbs: None,
+            verb_depth: 0,
         }
+    }
+
+    /// State for running guest code outside any call: SIP commands fail, hooks are refused, and
+    /// outbound calls go nowhere.
+    pub(crate) fn detached(limits: &SandboxLimits) -> CallState {
+        let (registrar, _) = mpsc::unbounded_channel();
+        let hooks = CallHooks::new(reqwest::Client::new(), Default::default(), "detached".into());
+        CallState::new(SipHandle::detached(), limits, "detached".into(), registrar, hooks)
     }
 
     pub(crate) fn add_leg(
@@ -241,5 +257,32 @@ pub(crate) fn call_error(error: CommandError) -> wasmtime::Result<CallError> {
         CommandError::Sip(error @ Error::InvalidState { .. }) => Ok(CallError::InvalidState(error.to_string())),
         CommandError::Sip(error @ Error::BadArgument(_)) => Ok(CallError::InvalidArgument(error.to_string())),
         CommandError::Sip(error) => Ok(CallError::Other(error.to_string())),
+    }
+}
+
+/// Ends whatever a guest left open on its calls: unanswered requests get 500 (REFERs 501: nobody handles
+/// them); calls not answered get 500 (the guest failed) or 480; answered calls get BYE.
+pub(crate) async fn finish_legs(sip: &SipHandle, legs: impl IntoIterator<Item = (CallHandle, Leg)>, failed: bool) {
+    for (handle, leg) in legs {
+        for request in leg.unanswered {
+            let status = if leg.inbound_refers.contains_key(&request) { 501 } else { 500 };
+            let _ = sip.respond(request, status, Extras::default()).await;
+        }
+        if leg.ended.is_some() {
+            continue;
+        }
+        let result = if leg.answered {
+            sip.hangup(handle).await
+        } else {
+            let status = if failed { 500 } else { 480 };
+            match sip.reject(handle, status, None, Extras::default()).await {
+                Ok(()) => Ok(()),
+                // Answered some other way, or already over: hang up is the safe end.
+                Err(_) => sip.hangup(handle).await,
+            }
+        };
+        if let Err(error) = result {
+            info!(call = %handle, %error, "call already over at teardown");
+        }
     }
 }

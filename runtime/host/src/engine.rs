@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::{info, warn};
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 
 use crate::bindings::CallFlow;
 use crate::call_state::CallState;
@@ -69,6 +69,24 @@ impl HostEngine {
     /// True when instances come from the pooling allocator.
     pub fn uses_pooling(&self) -> bool {
         self.pooling
+    }
+
+    /// A store for one guest instance with `state`: memory limited, CPU metered from the epoch (the guest
+    /// yields every tick, so other calls run, and traps when its state's CPU budget is spent).
+    pub(crate) fn store(&self, state: CallState) -> Store<CallState> {
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        store.epoch_deadline_callback(|mut context| {
+            let cpu = &mut context.data_mut().cpu;
+            if cpu.tick() {
+                // Within budget: let other calls run, then check again next tick.
+                Ok(UpdateDeadline::Yield(1))
+            } else {
+                Err(wasmtime::Error::msg(format!("guest used its CPU budget of {:?}", cpu.budget)))
+            }
+        });
+        store.set_epoch_deadline(1);
+        store
     }
 
     /// The limits in force.

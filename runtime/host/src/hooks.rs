@@ -68,6 +68,17 @@ impl CallHooks {
         CallHooks { client, settings, queue: None, label }
     }
 
+    /// The same hooks for a verb running on this call, with the queue of status callbacks moved along so
+    /// the verb's callbacks stay in order with the flow's. Hand them back with [`CallHooks::give_back`].
+    pub(crate) fn lend(&mut self, label: String) -> CallHooks {
+        CallHooks { client: self.client.clone(), settings: self.settings.clone(), queue: self.queue.take(), label }
+    }
+
+    /// Takes back the queue lent with [`CallHooks::lend`] (or started by the verb).
+    pub(crate) fn give_back(&mut self, mut lent: CallHooks) {
+        self.queue = lent.queue.take();
+    }
+
     /// Sends a hook and waits for its answer.
     pub(crate) async fn send(&self, hook: Hook, payload: String) -> Result<HookResponse, HookError> {
         let prepared = self.prepare(hook, payload)?;

@@ -7,10 +7,10 @@ use callwright_sip::{CallHandle, EndReason, Event, Extras, InDialogRequest, Inco
 use wasmtime::Result;
 use wasmtime::component::Resource;
 
-use crate::bindings::callwright::voice::{call, clock, hooks, log, types, variables};
+use crate::bindings::callwright::voice::{call, clock, dispatch, hooks, log, types, variables};
 use crate::bindings::{
     Body, CallError, CallEvent, CallInfo, DialError, DialRequest, Header, Hook, HookError, HookResponse, InboundRefer,
-    IncomingRequest, ReferEvent, ReferRequest, SipResponse, WitEndReason,
+    IncomingRequest, ReferEvent, ReferRequest, SipResponse, VerbError, VerbInfo, WitEndReason,
 };
 use crate::call_state::{CallResource, CallState, Leg, PendingRefer, ReferResource, call_error, guest_result};
 use crate::outbound::{self, OutboundStep};
@@ -272,6 +272,8 @@ impl CallState {
                         if let Some(call_id) = response.headers.call_id() {
                             leg.info.sip_call_id = call_id.to_string();
                         }
+                        // The far end's session description, as for an inbound call (its offer).
+                        leg.info.body = body_of(&response.headers, &response.body);
                         return OutboundStep::Answered(response.status, response.reason.clone());
                     }
                     Event::CallEnded { reason, .. } => {
@@ -638,6 +640,30 @@ fn poisoned<T>(_: T) -> wasmtime::Error {
 
 /// The longest message a guest may log in one call; longer ones are cut.
 const MAX_LOG_MESSAGE: usize = 4096;
+
+impl dispatch::Host for CallState {
+    async fn run(
+        &mut self,
+        call: Resource<CallResource>,
+        name: String,
+        args: String,
+    ) -> Result<Result<String, VerbError>> {
+        let handle = self.handle_of(&call)?;
+        // Boxed: a verb may run verbs, so this future contains itself.
+        Box::pin(crate::verbs::run_verb(self, handle, &name, &args)).await
+    }
+
+    async fn check(&mut self, name: String, args: String) -> Result<Result<(), VerbError>> {
+        Ok(match &self.verbs {
+            Some(context) => crate::verbs::check_verb(context, &name, &args).map(|_| ()),
+            None => Err(VerbError::Failed("verbs cannot run here".into())),
+        })
+    }
+
+    async fn available(&mut self) -> Result<Vec<VerbInfo>> {
+        Ok(self.verbs.as_ref().map(|context| context.available()).unwrap_or_default())
+    }
+}
 
 impl log::Host for CallState {
     async fn log(&mut self, level: log::Level, message: String) -> Result<()> {

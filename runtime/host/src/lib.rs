@@ -13,6 +13,8 @@ pub mod hooks;
 pub mod limits;
 pub mod modules;
 pub mod runtime;
+pub mod schema;
+pub mod verbs;
 
 mod call_state;
 mod host_impl;

@@ -14,9 +14,10 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 use wasmtime::component::{Component, InstancePre};
 
-use crate::bindings::{CallFlowPre, export_names};
+use crate::bindings::{CallFlowPre, VerbPre, export_names};
 use crate::call_state::CallState;
 use crate::engine::HostEngine;
+use crate::verbs::{VerbDefinition, list_verbs};
 
 /// Which callwright world a module targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,13 +46,32 @@ pub struct ModuleMeta {
     pub sha256: String,
     /// When it was uploaded (seconds since the UNIX epoch).
     pub uploaded_at: u64,
+    /// Shipped with the runtime (name `builtin-*`): installed at start, not replaceable by upload.
+    #[serde(default)]
+    pub builtin: bool,
+    /// The verbs a verb module implements.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verbs: Vec<String>,
 }
+
+/// The name prefix of the modules shipped with the runtime.
+pub const BUILTIN_PREFIX: &str = "builtin-";
 
 /// A module ready to instantiate.
 pub struct LoadedModule {
     /// Its record.
     pub meta: ModuleMeta,
     pub(crate) flow: Option<CallFlowPre<CallState>>,
+    pub(crate) verb: Option<VerbPre<CallState>>,
+    /// The verbs of a verb module, with their schemas.
+    pub verbs: Vec<VerbDefinition>,
+}
+
+/// What linking a component gives: the pre-instantiated form of its world, and its verbs.
+struct Prepared {
+    flow: Option<CallFlowPre<CallState>>,
+    verb: Option<VerbPre<CallState>>,
+    verbs: Vec<VerbDefinition>,
 }
 
 /// Why an upload was refused; every variant names the problem for the 400 answer.
@@ -76,6 +96,10 @@ pub enum UploadError {
     },
     /// It imports something the host does not provide.
     UnsatisfiedImports(String),
+    /// A verb module whose `list-verbs` failed or declared verbs badly.
+    BadVerbs(String),
+    /// The name is reserved for the modules shipped with the runtime.
+    Reserved(String),
     /// Storing it failed (disk).
     Storage(std::io::Error),
 }
@@ -96,6 +120,11 @@ impl std::fmt::Display for UploadError {
             UploadError::UnsatisfiedImports(why) => {
                 write!(f, "the component imports what the host does not provide: {why}")
             }
+            UploadError::BadVerbs(why) => write!(f, "the verb module's verbs cannot be used: {why}"),
+            UploadError::Reserved(name) => write!(
+                f,
+                "module name {name:?} is reserved for the built-in modules ({BUILTIN_PREFIX}*); to replace a built-in verb, upload a module implementing it under another name"
+            ),
             UploadError::Storage(error) => write!(f, "storing the module failed: {error}"),
         }
     }
@@ -107,7 +136,41 @@ impl std::error::Error for UploadError {}
 pub struct ModuleStore {
     engine: Arc<HostEngine>,
     dir: PathBuf,
-    loaded: RwLock<HashMap<String, Arc<LoadedModule>>>,
+    /// Replaced whole on every change, so a call can keep the set it started with (see [`ModuleSet`]).
+    loaded: RwLock<Arc<ModuleSet>>,
+}
+
+/// The loaded modules at one moment. A call takes one when it starts and resolves its verbs in it, so a
+/// module uploaded or replaced during the call affects only calls that start afterwards.
+#[derive(Default)]
+pub struct ModuleSet(HashMap<String, Arc<LoadedModule>>);
+
+impl ModuleSet {
+    /// A module by name.
+    pub fn get(&self, name: &str) -> Option<Arc<LoadedModule>> {
+        self.0.get(name).cloned()
+    }
+
+    /// The module that runs verb `name` when the app pins none: a user's module before a built-in one,
+    /// the newest upload first (then by name, so the choice is stable).
+    pub fn verb_provider(&self, name: &str) -> Option<(Arc<LoadedModule>, VerbDefinition)> {
+        let rank = |module: &LoadedModule| {
+            (!module.meta.builtin, module.meta.uploaded_at, std::cmp::Reverse(module.meta.name.clone()))
+        };
+        self.0
+            .values()
+            .filter_map(|module| module.verbs.iter().find(|verb| verb.name == name).map(|verb| (module, verb)))
+            .max_by_key(|(module, _)| rank(module))
+            .map(|(module, verb)| (module.clone(), verb.clone()))
+    }
+
+    /// The name of every verb some module provides, sorted.
+    pub fn verb_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.0.values().flat_map(|m| m.verbs.iter().map(|v| v.name.clone())).collect();
+        names.sort();
+        names.dedup();
+        names
+    }
 }
 
 /// What [`valid_name`] accepts, for error messages.
@@ -148,7 +211,7 @@ impl ModuleStore {
     pub fn open(engine: Arc<HostEngine>, data_dir: &Path) -> anyhow::Result<ModuleStore> {
         let dir = data_dir.join("modules");
         std::fs::create_dir_all(&dir)?;
-        let store = ModuleStore { engine, dir, loaded: RwLock::new(HashMap::new()) };
+        let store = ModuleStore { engine, dir, loaded: RwLock::new(Arc::default()) };
         for entry in std::fs::read_dir(&store.dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -157,7 +220,7 @@ impl ModuleStore {
             }
             match store.load(&name) {
                 Ok(module) => {
-                    store.loaded.write().expect("module lock").insert(name, Arc::new(module));
+                    store.change(|modules| modules.insert(name, Arc::new(module)));
                 }
                 Err(error) => warn!(module = %name, %error, "cannot load stored module; skipping it"),
             }
@@ -188,33 +251,54 @@ impl ModuleStore {
             write_atomically(&artifact, &component.serialize()?)?;
             component
         };
-        let flow = self.prepare(&component, meta.world).map_err(|e| anyhow::anyhow!(e.to_string()))?;
+        let Prepared { flow, verb, verbs } =
+            self.prepare(&component, meta.world).map_err(|e| anyhow::anyhow!(e.to_string()))?;
         info!(module = %name, world = ?meta.world, "module loaded");
-        Ok(LoadedModule { meta, flow })
+        Ok(LoadedModule { meta, flow, verb, verbs })
     }
 
-    /// Links the component against the host (every import must be satisfiable, whatever the world) and,
-    /// for a call flow, keeps the pre-instantiated form calls start from.
-    fn prepare(
-        &self,
-        component: &Component,
-        world: ModuleWorld,
-    ) -> Result<Option<CallFlowPre<CallState>>, UploadError> {
+    /// Links the component against the host (every import must be satisfiable, whatever the world) and
+    /// keeps the pre-instantiated form calls start from; a verb module is asked for its verbs.
+    fn prepare(&self, component: &Component, world: ModuleWorld) -> Result<Prepared, UploadError> {
         let pre: InstancePre<CallState> = self
             .engine
             .linker
             .instantiate_pre(component)
             .map_err(|e| UploadError::UnsatisfiedImports(format!("{e:#}")))?;
-        if world != ModuleWorld::CallFlow {
-            return Ok(None);
-        }
-        let flow = CallFlowPre::new(pre).map_err(|e| UploadError::NotAComponent(format!("{e:#}")))?;
-        Ok(Some(flow))
+        let invalid = |e: wasmtime::Error| UploadError::NotAComponent(format!("{e:#}"));
+        Ok(match world {
+            ModuleWorld::CallFlow => {
+                Prepared { flow: Some(CallFlowPre::new(pre).map_err(invalid)?), verb: None, verbs: vec![] }
+            }
+            ModuleWorld::Verb => {
+                let verb = VerbPre::new(pre).map_err(invalid)?;
+                let verbs = list_verbs(&self.engine, &verb).map_err(UploadError::BadVerbs)?;
+                Prepared { flow: None, verb: Some(verb), verbs }
+            }
+        })
     }
 
     /// Validates, compiles and stores an uploaded component; replaces a module of the same name (calls
     /// already running keep their old instance). Blocks for the compile: call it off the async threads.
     pub fn put(&self, name: &str, bytes: &[u8]) -> Result<ModuleMeta, UploadError> {
+        if name.starts_with(BUILTIN_PREFIX) {
+            return Err(UploadError::Reserved(name.to_string()));
+        }
+        self.store(name, bytes, false)
+    }
+
+    /// Installs a module shipped with the runtime (named `builtin-*`), unless the same bytes are
+    /// installed already. Blocking, like [`ModuleStore::put`].
+    pub fn install_builtin(&self, name: &str, bytes: &[u8]) -> Result<ModuleMeta, UploadError> {
+        assert!(name.starts_with(BUILTIN_PREFIX), "built-in module names start with {BUILTIN_PREFIX}");
+        let sha256 = format!("{:x}", Sha256::digest(bytes));
+        if let Some(installed) = self.get(name).filter(|m| m.meta.sha256 == sha256 && m.meta.builtin) {
+            return Ok(installed.meta.clone());
+        }
+        self.store(name, bytes, true)
+    }
+
+    fn store(&self, name: &str, bytes: &[u8], builtin: bool) -> Result<ModuleMeta, UploadError> {
         if !valid_name(name) {
             return Err(UploadError::BadName(name.to_string()));
         }
@@ -240,7 +324,7 @@ impl ModuleStore {
         } else {
             return Err(UploadError::NoCallwrightWorld { exports });
         };
-        let flow = self.prepare(&component, world)?;
+        let Prepared { flow, verb, verbs } = self.prepare(&component, world)?;
         let meta = ModuleMeta {
             name: name.to_string(),
             world,
@@ -249,13 +333,13 @@ impl ModuleStore {
             size: bytes.len(),
             sha256: format!("{:x}", Sha256::digest(bytes)),
             uploaded_at: now_secs(),
+            builtin,
+            verbs: verbs.iter().map(|verb| verb.name.clone()).collect(),
         };
         let serialized = component.serialize().map_err(|e| UploadError::NotAComponent(format!("{e:#}")))?;
         self.write(name, bytes, &serialized, &meta).map_err(UploadError::Storage)?;
-        self.loaded
-            .write()
-            .expect("module lock")
-            .insert(name.to_string(), Arc::new(LoadedModule { meta: meta.clone(), flow }));
+        let module = Arc::new(LoadedModule { meta: meta.clone(), flow, verb, verbs });
+        self.change(|modules| modules.insert(name.to_string(), module));
         info!(module = %name, world = ?world, size = bytes.len(), "module stored");
         Ok(meta)
     }
@@ -280,22 +364,35 @@ impl ModuleStore {
         Ok(())
     }
 
+    /// Applies `edit` to a copy of the loaded set and makes the copy current.
+    fn change<T>(&self, edit: impl FnOnce(&mut HashMap<String, Arc<LoadedModule>>) -> T) -> T {
+        let mut loaded = self.loaded.write().expect("module lock");
+        let mut modules = loaded.0.clone();
+        let result = edit(&mut modules);
+        *loaded = Arc::new(ModuleSet(modules));
+        result
+    }
+
+    /// The loaded modules as they are now.
+    pub fn snapshot(&self) -> Arc<ModuleSet> {
+        self.loaded.read().expect("module lock").clone()
+    }
+
     /// A loaded module.
     pub fn get(&self, name: &str) -> Option<Arc<LoadedModule>> {
-        self.loaded.read().expect("module lock").get(name).cloned()
+        self.snapshot().get(name)
     }
 
     /// Every module's record, sorted by name.
     pub fn list(&self) -> Vec<ModuleMeta> {
-        let mut all: Vec<ModuleMeta> =
-            self.loaded.read().expect("module lock").values().map(|m| m.meta.clone()).collect();
+        let mut all: Vec<ModuleMeta> = self.snapshot().0.values().map(|m| m.meta.clone()).collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
 
     /// Removes a module. Returns false when there was none. Live calls keep running on their instance.
     pub fn delete(&self, name: &str) -> std::io::Result<bool> {
-        let removed = self.loaded.write().expect("module lock").remove(name).is_some();
+        let removed = self.change(|modules| modules.remove(name)).is_some();
         let dir = self.module_dir(name);
         if dir.exists() {
             std::fs::remove_dir_all(dir)?;

@@ -11,15 +11,16 @@ use callwright_sip::{CallHandle, Event, Extras, Flow};
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tracing::{error, info, warn};
-use wasmtime::{Store, UpdateDeadline};
+use wasmtime::Store;
 
 use crate::apps::{AppDefinition, AppStore};
 use crate::bindings::{CallInfo, Direction};
-use crate::call_state::{CallResource, CallState, Registrar, Registration};
+use crate::call_state::{CallResource, CallState, Registrar, Registration, finish_legs};
 use crate::engine::HostEngine;
 use crate::hooks::CallHooks;
 use crate::host_impl::{body_of, headers_of};
 use crate::modules::{LoadedModule, ModuleStore};
+use crate::verbs::VerbContext;
 
 /// Events queued for one call's guest before the router starts refusing its far end's requests.
 pub(crate) const EVENTS_PER_CALL: usize = 256;
@@ -254,19 +255,11 @@ impl Runtime {
     ) {
         let limits = self.engine.limits.clone();
         let hooks = CallHooks::new(self.hook_client.clone(), app.hooks.clone(), call.to_string());
-        let state = CallState::new(self.sip.clone(), &limits, call.to_string(), self.registrar.clone(), hooks);
-        let mut store = Store::new(&self.engine.engine, state);
-        store.limiter(|state| &mut state.limits);
-        let budget = limits.cpu_per_call;
-        store.epoch_deadline_callback(move |mut context| {
-            if context.data_mut().cpu.tick() {
-                // Within budget: let other calls run, then check again next tick.
-                Ok(UpdateDeadline::Yield(1))
-            } else {
-                Err(wasmtime::Error::msg(format!("guest used its CPU budget of {budget:?}")))
-            }
-        });
-        store.set_epoch_deadline(1);
+        let mut state = CallState::new(self.sip.clone(), &limits, call.to_string(), self.registrar.clone(), hooks);
+        let pinned = app.verbs.clone();
+        let modules = self.modules.snapshot();
+        state.verbs = Some(Arc::new(VerbContext { engine: self.engine.clone(), modules, pinned }));
+        let mut store = self.engine.store(state);
         store.data_mut().add_leg(call, info, local_ip, events);
         let config = app.flow.config.to_string();
         let started = Instant::now();
@@ -306,34 +299,8 @@ impl Runtime {
                 false
             }
         };
-        self.finish_legs(store.into_data(), failed).await;
-    }
-
-    /// Ends whatever the guest left open: unanswered requests get 500 (REFERs 501: nobody handles them);
-    /// calls not answered get 500 (guest failed) or 480; answered calls get BYE.
-    async fn finish_legs(&self, state: CallState, failed: bool) {
-        for (handle, leg) in state.legs {
-            for request in leg.unanswered {
-                let status = if leg.inbound_refers.contains_key(&request) { 501 } else { 500 };
-                let _ = self.sip.respond(request, status, Extras::default()).await;
-            }
-            if leg.ended.is_some() {
-                continue;
-            }
-            let result = if leg.answered {
-                self.sip.hangup(handle).await
-            } else {
-                let status = if failed { 500 } else { 480 };
-                match self.sip.reject(handle, status, None, Extras::default()).await {
-                    Ok(()) => Ok(()),
-                    // Answered some other way, or already over: hang up is the safe end.
-                    Err(_) => self.sip.hangup(handle).await,
-                }
-            };
-            if let Err(error) = result {
-                info!(call = %handle, %error, "call already over at teardown");
-            }
-        }
+        let state = store.into_data();
+        finish_legs(&self.sip, state.legs, failed).await;
     }
 }
 

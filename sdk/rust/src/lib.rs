@@ -53,6 +53,7 @@ pub mod bindings {
                     "callwright:voice/log@0.1.0": crate::bindings::callwright::voice::log,
                     "callwright:voice/clock@0.1.0": crate::bindings::callwright::voice::clock,
                     "callwright:voice/hooks@0.1.0": crate::bindings::callwright::voice::hooks,
+                    "callwright:voice/dispatch@0.1.0": crate::bindings::callwright::voice::dispatch,
                 },
             });
         };
@@ -113,6 +114,35 @@ pub mod hooks {
     pub fn notify_json(hook: &Hook, payload: &serde_json::Value) -> Result<(), HookError> {
         notify(hook, &payload.to_string())
     }
+
+    /// Sends an action hook (such as a jambonz `actionHook`) and returns its JSON answer. `None` when the
+    /// hook failed, answered other than 2xx, or answered nothing or something that is not JSON; each is
+    /// logged, prefixed with `context` (e.g. the verb's name). A failed action hook does not fail the verb
+    /// that sends it: what it reports on has happened.
+    pub fn send_for_answer(hook: &Hook, payload: &serde_json::Value, context: &str) -> Option<serde_json::Value> {
+        use crate::{Level, log};
+        let response = match send_json(hook, payload) {
+            Ok(response) => response,
+            Err(error) => {
+                log(Level::Warn, &format!("{context}: hook {} failed: {error}", hook.url));
+                return None;
+            }
+        };
+        if !(200..300).contains(&response.status) {
+            log(Level::Warn, &format!("{context}: hook {} answered {}", hook.url, response.status));
+            return None;
+        }
+        if response.body.trim().is_empty() {
+            return None;
+        }
+        match serde_json::from_str(&response.body) {
+            Ok(value) => Some(value),
+            Err(error) => {
+                log(Level::Warn, &format!("{context}: hook {} answered with invalid JSON: {error}", hook.url));
+                None
+            }
+        }
+    }
 }
 
 impl ReferRequest {
@@ -144,6 +174,46 @@ impl DialRequest {
             timeout_ms: None,
             transport: None,
         }
+    }
+}
+
+/// Running verbs by name: the built-in ones (`sip:refer`, `sip_refer`, …) and any a verb module adds.
+///
+/// ```no_run
+/// use callwright_sdk::serde_json::json;
+/// use callwright_sdk::{Call, dispatch};
+///
+/// fn transfer(call: &Call) -> Result<(), String> {
+///     let result = dispatch::run_verb(call, "sip:refer", &json!({"referTo": "sip:bob@example.com"}))
+///         .map_err(|e| e.to_string())?;
+///     if result["final_referred_call_status"] == 200 {
+///         return Ok(());
+///     }
+///     call.hangup().map_err(|e| e.to_string())
+/// }
+/// ```
+pub mod dispatch {
+    pub use crate::bindings::callwright::voice::dispatch::{VerbError, VerbInfo, available, check, run};
+
+    impl VerbError {
+        /// What went wrong, in words (the host's message names the verb and, for bad arguments, the field).
+        pub fn message(&self) -> &str {
+            match self {
+                VerbError::UnknownVerb(why) | VerbError::InvalidArguments(why) | VerbError::Failed(why) => why,
+            }
+        }
+    }
+
+    /// Runs verb `name` with `args` on `call` and returns its JSON result (`null` when the verb returned
+    /// nothing or text that is not JSON).
+    pub fn run_verb(call: &crate::Call, name: &str, args: &serde_json::Value) -> Result<serde_json::Value, VerbError> {
+        let result = run(call, name, &args.to_string())?;
+        Ok(serde_json::from_str(&result).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Checks that verb `name` exists and `args` match its schema, without running it.
+    pub fn check_verb(name: &str, args: &serde_json::Value) -> Result<(), VerbError> {
+        check(name, &args.to_string())
     }
 }
 

@@ -117,7 +117,7 @@ pub fn run(call: &Call, args: &Value) -> Result<Value, String> {
     });
     log(Level::Info, &format!("{NAME} to {}: {}", args.refer_to, report.outcome_name()));
     let hook_response =
-        args.action_hook.as_ref().and_then(|hook| send_action_hook(hook, &action_payload(&info, &report)));
+        args.action_hook.as_ref().and_then(|hook| hooks::send_for_answer(hook, &action_payload(&info, &report), NAME));
     Ok(verb_result(&report, hook_response))
 }
 
@@ -146,32 +146,6 @@ pub fn verb_result(report: &ReferReport, action_hook_response: Option<Value>) ->
     result["outcome"] = json!(report.outcome_name());
     result["action_hook_response"] = action_hook_response.unwrap_or(Value::Null);
     result
-}
-
-/// Sends the actionHook and returns its JSON answer. A failed hook does not fail the verb (the transfer
-/// has happened); it is logged.
-fn send_action_hook(hook: &Hook, payload: &Value) -> Option<Value> {
-    let response = match hooks::send_json(hook, payload) {
-        Ok(response) => response,
-        Err(error) => {
-            log(Level::Warn, &format!("{NAME}: actionHook {} failed: {error}", hook.url));
-            return None;
-        }
-    };
-    if !(200..300).contains(&response.status) {
-        log(Level::Warn, &format!("{NAME}: actionHook {} answered {}", hook.url, response.status));
-        return None;
-    }
-    if response.body.trim().is_empty() {
-        return None;
-    }
-    match callwright_sdk::serde_json::from_str(&response.body) {
-        Ok(value) => Some(value),
-        Err(error) => {
-            log(Level::Warn, &format!("{NAME}: actionHook {} answered with invalid JSON: {error}", hook.url));
-            None
-        }
-    }
 }
 
 #[cfg(test)]

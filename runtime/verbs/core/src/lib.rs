@@ -1,0 +1,347 @@
+//! The built-in call-control verbs of jambonz apps, as a callwright verb module (world `verb`):
+//! `answer`, `hangup`, `pause`, `tag`, `redirect`, `sip:decline`, `sip:request` and `dial`.
+//!
+//! The host checks every verb's arguments against the schema below before the verb runs, so the code here
+//! reads fields it knows are there and of the right type. Verbs with an `actionHook` post it themselves,
+//! with the call's fields (snake_case, as jambonz sends them) and their result, and return its answer as
+//! `action_hook_response`: the jambonz runner replaces the rest of its verb array with it.
+
+#![forbid(unsafe_code)]
+
+use callwright_sdk::hooks::{self, Hook};
+use callwright_sdk::serde_json::{Map, Value, json};
+use callwright_sdk::transfer::jambonz_call_fields;
+use callwright_sdk::{
+    Body, Call, CallError, CallEvent, Credentials, DialError, DialRequest, Header, Level, VerbSpec, Verbs, clock,
+    dial as place_call, log, variables,
+};
+
+/// The variable `tag` keeps its data in (JSON); the jambonz runner sends it as `customer_data`.
+pub const CUSTOMER_DATA: &str = "jambonz.customer_data";
+/// How long `dial` rings when the document gives no `timeout` (jambonz's default).
+const DIAL_TIMEOUT_SECONDS: f64 = 60.0;
+/// How often `dial` looks at each side of a bridged call (there is no wait-for-either primitive yet).
+const BRIDGE_POLL_MS: u32 = 50;
+
+/// The module's verbs.
+pub struct CoreVerbs;
+
+/// Every verb: name and argument schema.
+pub fn schemas() -> Vec<(&'static str, Value)> {
+    let hook = json!({"oneOf": [
+        {"type": "string", "format": "uri"},
+        {"type": "object", "required": ["url"], "properties": {
+            "url": {"type": "string", "format": "uri"},
+            "method": {"enum": ["POST", "GET", "post", "get"]},
+            "username": {"type": "string"},
+            "password": {"type": "string"},
+        }},
+    ]});
+    let headers = json!({"type": "object", "additionalProperties": {"type": "string"}});
+    let object = |properties: Value, required: &[&str]| {
+        json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "properties": properties,
+            "required": required,
+        })
+    };
+    vec![
+        ("answer", object(json!({}), &[])),
+        ("hangup", object(json!({"headers": headers}), &[])),
+        ("pause", object(json!({"length": {"type": "number", "exclusiveMinimum": 0, "maximum": 86_400}}), &["length"])),
+        ("tag", object(json!({"data": {"type": "object"}}), &["data"])),
+        ("redirect", object(json!({"actionHook": hook}), &["actionHook"])),
+        (
+            "sip:decline",
+            object(
+                json!({"status": {"type": "integer", "minimum": 300, "maximum": 699}, "reason": {"type": "string"},
+                       "headers": headers}),
+                &["status"],
+            ),
+        ),
+        (
+            "sip:request",
+            object(
+                json!({"method": {"enum": ["INFO", "MESSAGE", "NOTIFY", "OPTIONS", "UPDATE"]}, "body": {"type": "string"},
+                       "headers": headers, "actionHook": hook}),
+                &["method"],
+            ),
+        ),
+        (
+            "dial",
+            object(
+                json!({
+                    "target": {"type": "array", "minItems": 1, "maxItems": 1, "items": {
+                        "type": "object", "required": ["type", "sipUri"], "properties": {
+                            "type": {"const": "sip"},
+                            "sipUri": {"type": "string"},
+                            "auth": {"type": "object", "required": ["username", "password"], "properties": {
+                                "username": {"type": "string"}, "password": {"type": "string"}}},
+                        }}},
+                    "callerId": {"type": "string"},
+                    "headers": headers,
+                    "timeout": {"type": "number", "exclusiveMinimum": 0},
+                    "timeLimit": {"type": "number", "exclusiveMinimum": 0},
+                    "actionHook": hook,
+                }),
+                &["target"],
+            ),
+        ),
+    ]
+}
+
+impl Verbs for CoreVerbs {
+    fn verbs() -> Vec<VerbSpec> {
+        schemas().into_iter().map(|(name, schema)| VerbSpec { name: name.into(), schema: schema.to_string() }).collect()
+    }
+
+    fn run(call: &Call, name: &str, args: Value) -> Result<Value, String> {
+        let result = match name {
+            "answer" => answer(call),
+            "hangup" => call.hangup().map(|()| json!({})).or_else(ended_is_done),
+            "pause" => pause(call, &args),
+            "tag" => tag(&args),
+            "redirect" => Ok(redirect(call, &args)),
+            "sip:decline" => decline(call, &args),
+            "sip:request" => Ok(sip_request(call, &args)),
+            "dial" => dial(call, &args),
+            other => return Err(format!("this module has no verb {other:?}")),
+        };
+        result.map_err(|error| format!("{name}: {error}"))
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+mod export {
+    callwright_sdk::verbs!(super::CoreVerbs);
+}
+
+/// Answers the call; an answered call stays as it is.
+fn answer(call: &Call) -> Result<Value, String> {
+    match call.answer(&[], None) {
+        Ok(()) | Err(CallError::InvalidState(_)) => Ok(json!({})),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+/// A call that is already over needs no hanging up.
+fn ended_is_done(error: CallError) -> Result<Value, String> {
+    match error {
+        CallError::CallEnded => Ok(json!({})),
+        other => Err(other.to_string()),
+    }
+}
+
+fn headers(args: &Value) -> Vec<Header> {
+    args.get("headers")
+        .and_then(Value::as_object)
+        .map(|fields| {
+            fields.iter().map(|(name, value)| Header::new(name, value.as_str().unwrap_or_default())).collect()
+        })
+        .unwrap_or_default()
+}
+
+fn hook(args: &Value) -> Option<Hook> {
+    args.get("actionHook").and_then(Hook::from_json)
+}
+
+/// The call's fields for a hook, with the data of earlier `tag` verbs.
+fn call_fields(call: &Call) -> Map<String, Value> {
+    let mut fields = jambonz_call_fields(&call.info(), "in-progress");
+    if let Some(data) = variables::get(CUSTOMER_DATA).and_then(|text| callwright_sdk::serde_json::from_str(&text).ok())
+    {
+        fields.insert("customer_data".into(), data);
+    }
+    fields
+}
+
+/// Posts `result` with the call's fields to the verb's actionHook, if any, and returns `result` with the
+/// hook's answer as `action_hook_response`.
+fn report(call: &Call, args: &Value, verb: &str, result: Map<String, Value>) -> Value {
+    let answer = hook(args).and_then(|hook| {
+        let mut payload = call_fields(call);
+        payload.extend(result.clone());
+        hooks::send_for_answer(&hook, &Value::Object(payload), verb)
+    });
+    let mut result = result;
+    result.insert("action_hook_response".into(), answer.unwrap_or(Value::Null));
+    Value::Object(result)
+}
+
+/// Answers what the far end sends in the middle of a verb that waits: INFO, MESSAGE, NOTIFY and OPTIONS get
+/// 200 (as jambonz's SIP server answers them), anything else 501.
+fn answer_request(call: &Call, event: &CallEvent) {
+    if let CallEvent::Request(request) = event {
+        let status =
+            if matches!(request.method.as_str(), "INFO" | "MESSAGE" | "NOTIFY" | "OPTIONS") { 200 } else { 501 };
+        let _ = call.respond(request.id, status, &[], None);
+    }
+}
+
+/// Waits `length` seconds, or until the call ends.
+fn pause(call: &Call, args: &Value) -> Result<Value, String> {
+    let length_ms = (args["length"].as_f64().unwrap_or(0.0) * 1000.0) as u64;
+    let end = clock::now_ms() + length_ms;
+    loop {
+        let now = clock::now_ms();
+        if now >= end {
+            return Ok(json!({}));
+        }
+        match call.next_event(Some((end - now).min(u64::from(u32::MAX)) as u32)) {
+            None => return Ok(json!({})),
+            Some(CallEvent::Ended(_)) => return Ok(json!({"call_ended": true})),
+            Some(event) => answer_request(call, &event),
+        }
+    }
+}
+
+/// Keeps `data` for the app's later hooks (`customer_data`).
+fn tag(args: &Value) -> Result<Value, String> {
+    let data = &args["data"];
+    variables::set(CUSTOMER_DATA, &data.to_string());
+    Ok(json!({ "customer_data": data }))
+}
+
+/// Asks the actionHook for new verbs.
+fn redirect(call: &Call, args: &Value) -> Value {
+    report(call, args, "redirect", Map::new())
+}
+
+fn decline(call: &Call, args: &Value) -> Result<Value, String> {
+    let status = args["status"].as_u64().unwrap_or(480) as u16;
+    let reason = args.get("reason").and_then(Value::as_str);
+    call.reject(status, reason, &headers(args)).map_err(|e| e.to_string())?;
+    Ok(json!({ "sip_status": status }))
+}
+
+/// Sends a request in the dialog; the actionHook gets `result`, `sip_status` and `sip_reason` (or `err`).
+fn sip_request(call: &Call, args: &Value) -> Value {
+    let method = args["method"].as_str().unwrap_or_default();
+    let body = args.get("body").and_then(Value::as_str).map(|text| {
+        let content_type = headers(args)
+            .into_iter()
+            .find(|h| h.name.eq_ignore_ascii_case("content-type"))
+            .map_or_else(|| "text/plain".to_string(), |h| h.value);
+        Body::new(&content_type, text.as_bytes())
+    });
+    let headers: Vec<Header> =
+        headers(args).into_iter().filter(|h| !h.name.eq_ignore_ascii_case("content-type")).collect();
+    let mut result = Map::new();
+    match call.sip_request(method, &headers, body.as_ref()) {
+        Ok(response) => {
+            result.insert("result".into(), json!("success"));
+            result.insert("sip_status".into(), json!(response.status));
+            result.insert("sip_reason".into(), json!(response.reason));
+        }
+        Err(error) => {
+            result.insert("result".into(), json!("failed"));
+            result.insert("err".into(), json!(error.to_string()));
+        }
+    }
+    report(call, args, "sip:request", result)
+}
+
+/// Calls the target and bridges it to this call: the caller's SDP offer goes to the target and the
+/// target's answer back (media flows between the two ends; callwright carries none). Ends when either
+/// side hangs up or `timeLimit` passes; the actionHook gets `dial_call_status`, `dial_sip_status`,
+/// `dial_call_sid` and `dial_call_duration`.
+fn dial(call: &Call, args: &Value) -> Result<Value, String> {
+    let target = &args["target"][0];
+    let info = call.info();
+    let mut request = DialRequest::to(target["sipUri"].as_str().unwrap_or_default());
+    request.from = args.get("callerId").and_then(Value::as_str).map(|caller| {
+        if caller.contains(':') { caller.to_string() } else { format!("sip:{caller}@callwright.invalid") }
+    });
+    request.headers = headers(args);
+    request.body = info.body.clone();
+    request.credentials = target.get("auth").map(|auth| Credentials {
+        username: auth["username"].as_str().unwrap_or_default().into(),
+        password: auth["password"].as_str().unwrap_or_default().into(),
+    });
+    let timeout = args.get("timeout").and_then(Value::as_f64).unwrap_or(DIAL_TIMEOUT_SECONDS);
+    request.timeout_ms = Some((timeout * 1000.0).min(f64::from(u32::MAX)) as u32);
+    let mut result = Map::new();
+    let callee = match place_call(&request) {
+        Ok(callee) => callee,
+        Err(error) => {
+            let (status, sip_status) = match &error {
+                DialError::Failed(486 | 600) => ("busy", error_status(&error)),
+                DialError::Failed(_) => ("failed", error_status(&error)),
+                DialError::Timeout => ("no-answer", 487),
+                DialError::InvalidArgument(why) | DialError::Other(why) => {
+                    log(Level::Warn, &format!("dial: {why}"));
+                    ("failed", 500)
+                }
+            };
+            result.insert("dial_call_status".into(), json!(status));
+            result.insert("dial_sip_status".into(), json!(sip_status));
+            return Ok(report(call, args, "dial", result));
+        }
+    };
+    let callee_info = callee.info();
+    // Connect the caller with the callee's answer (the caller may have been answered by an earlier verb).
+    match call.answer(&[], callee_info.body.as_ref()) {
+        Ok(()) | Err(CallError::InvalidState(_)) => {}
+        Err(error) => {
+            let _ = callee.hangup();
+            return Err(format!("the caller could not be connected: {error}"));
+        }
+    }
+    let started = clock::now_ms();
+    let limit_ms = args.get("timeLimit").and_then(Value::as_f64).map(|s| (s * 1000.0) as u64);
+    let caller_left = bridge(call, &callee, started, limit_ms);
+    if caller_left {
+        let _ = callee.hangup();
+    }
+    result.insert("dial_call_status".into(), json!("completed"));
+    result.insert("dial_sip_status".into(), json!(200));
+    result.insert("dial_call_sid".into(), json!(callee_info.id));
+    result.insert("dial_call_duration".into(), json!((clock::now_ms() - started) / 1000));
+    Ok(report(call, args, "dial", result))
+}
+
+fn error_status(error: &DialError) -> u16 {
+    match error {
+        DialError::Failed(status) => *status,
+        _ => 500,
+    }
+}
+
+/// Waits until one side of a bridged call hangs up (or the time limit passes: then the callee is hung up).
+/// True when the caller left.
+fn bridge(caller: &Call, callee: &Call, started: u64, limit_ms: Option<u64>) -> bool {
+    loop {
+        if limit_ms.is_some_and(|limit| clock::now_ms() - started >= limit) {
+            let _ = callee.hangup();
+            return false;
+        }
+        match caller.next_event(Some(BRIDGE_POLL_MS)) {
+            Some(CallEvent::Ended(_)) => return true,
+            Some(event) => answer_request(caller, &event),
+            None => {}
+        }
+        match callee.next_event(Some(0)) {
+            Some(CallEvent::Ended(_)) => return false,
+            Some(event) => answer_request(callee, &event),
+            None => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_verb_has_an_object_schema() {
+        let verbs = CoreVerbs::verbs();
+        let names: Vec<&str> = verbs.iter().map(|verb| verb.name.as_str()).collect();
+        assert_eq!(names, ["answer", "hangup", "pause", "tag", "redirect", "sip:decline", "sip:request", "dial"]);
+        for verb in verbs {
+            let schema: Value = callwright_sdk::serde_json::from_str(&verb.schema).unwrap();
+            assert_eq!(schema["type"], "object", "{}", verb.name);
+            assert!(schema["required"].is_array(), "{}", verb.name);
+        }
+    }
+}

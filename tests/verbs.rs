@@ -1,0 +1,261 @@
+//! Verbs end to end: jambonz apps (inline verb arrays and webhook apps served by a real HTTP server) run
+//! by the built-in jambonz runner against SIPp callers, every verb dispatched to a verb module; custom
+//! verbs uploaded while the server runs; the verb catalogue of the admin API.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::hooks::{HookRequest, HookServer};
+use support::sipp::Sipp;
+use support::{CUSTOM_VERB, Server, TRANSFER_VERBS, TempDir, VERB_SAMPLE, VERB_SAMPLE_V2};
+
+/// How long a test waits for a hook.
+const HOOK_WAIT: Duration = Duration::from_secs(20);
+
+/// An app taking calls to `user` with `flow`, its hooks allowed to reach `hooks`.
+fn put_app(server: &Server, name: &str, user: &str, flow: Value, hooks: &HookServer) {
+    let app = json!({
+        "route": {"to_user": user},
+        "flow": flow,
+        "hooks": {"allow": [hooks.addr().to_string()]},
+    });
+    server.put_app(name, &app.to_string()).assert_status(201);
+}
+
+/// One SIPp call to `user` with `scenario`, which must succeed.
+fn call(server: &Server, user: &str, scenario: &str) {
+    Sipp::client(scenario, server.sip).service(user).timeout(Duration::from_secs(30)).run().assert_all_succeeded(1);
+}
+
+fn bodies(requests: &[HookRequest]) -> Vec<Value> {
+    requests.iter().map(HookRequest::json).collect()
+}
+
+#[test]
+fn a_jambonz_webhook_app_runs_its_verbs_and_the_action_hook_replaces_the_rest() {
+    let hooks = HookServer::start_with(|request| match request.route() {
+        // The call hook: transfer, then (never reached: the actionHook's verbs replace it) a pause.
+        "/call" => (
+            200,
+            json!([
+                {"verb": "sip:refer", "referTo": "sip:target@127.0.0.1:9", "actionHook": "/action",
+                 "eventHook": "/event"},
+                {"pause": {"length": 30}},
+            ])
+            .to_string(),
+        ),
+        "/action" => (
+            200,
+            json!([{"verb": "tag", "data": {"step": "after-refer"}}, {"redirect": {"actionHook": "/next"}}])
+                .to_string(),
+        ),
+        "/next" => (200, json!([{"verb": "hangup"}]).to_string()),
+        _ => (200, "{}".into()),
+    });
+    let data = TempDir::new("verbs-webhook");
+    let server = Server::start_in(&data.0, &[]);
+    let flow = json!({"webhook": {"url": hooks.url("/call"), "method": "POST"}, "status_hook": hooks.url("/status")});
+    put_app(&server, "jambonz", "jambonz", flow, &hooks);
+
+    // The transferee accepts the REFER, sends NOTIFY 100 and 200, then expects our BYE.
+    call(&server, "jambonz", "uac-refer-accept.xml");
+
+    let call_hook = hooks.wait_for("/call", 1, HOOK_WAIT)[0].json();
+    assert_eq!(call_hook["call_status"], "trying", "{call_hook}");
+    assert_eq!(call_hook["direction"], "inbound", "{call_hook}");
+    assert_eq!(call_hook["to"], "jambonz", "{call_hook}");
+    assert_eq!(call_hook["originating_sip_ip"], "127.0.0.1", "{call_hook}");
+    assert_eq!(call_hook["sip"]["method"], "INVITE", "{call_hook}");
+    assert!(
+        call_hook["sip"]["headers"]["call-id"].as_str().is_some_and(|id| id == call_hook["call_id"]),
+        "{call_hook}"
+    );
+    assert!(call_hook["sip"]["body"].as_str().is_some_and(|sdp| sdp.starts_with("v=0")), "{call_hook}");
+
+    let action = hooks.wait_for("/action", 1, HOOK_WAIT)[0].json();
+    assert_eq!(
+        (action["refer_status"].as_u64(), action["final_referred_call_status"].as_u64()),
+        (Some(202), Some(200))
+    );
+    assert_eq!(action["call_sid"], call_hook["call_sid"]);
+    let events: Vec<Value> = bodies(&hooks.wait_for("/event", 2, HOOK_WAIT));
+    assert_eq!(
+        events,
+        [
+            json!({"event": "transfer-status", "call_status": "100"}),
+            json!({"event": "transfer-status", "call_status": "200"})
+        ]
+    );
+    // The actionHook's verbs ran: `tag`, then `redirect`, whose hook sees the tagged data.
+    let next = hooks.wait_for("/next", 1, HOOK_WAIT)[0].json();
+    assert_eq!(next["customer_data"], json!({"step": "after-refer"}), "{next}");
+    let statuses: Vec<Value> =
+        bodies(&hooks.wait_for("/status", 2, HOOK_WAIT)).iter().map(|s| s["call_status"].clone()).collect();
+    assert_eq!(statuses, ["trying", "completed"]);
+}
+
+#[test]
+fn inline_verbs_in_both_forms_run_in_order() {
+    let hooks = HookServer::start();
+    let data = TempDir::new("verbs-inline");
+    let server = Server::start_in(&data.0, &[]);
+    let verbs = json!([{"verb": "answer"}, {"pause": {"length": 0.5}}, {"verb": "hangup"}]);
+    put_app(&server, "hangs-up", "hangs-up", json!({"verbs": verbs, "status_hook": hooks.url("/status")}), &hooks);
+    put_app(
+        &server,
+        "busy",
+        "busy",
+        json!({"verbs": [{"sip:decline": {"status": 486, "reason": "Busy Here"}}]}),
+        &hooks,
+    );
+
+    let started = std::time::Instant::now();
+    call(&server, "hangs-up", "uac-callee-hangs-up.xml");
+    assert!(started.elapsed() >= Duration::from_millis(500), "the pause did not wait");
+    let statuses = bodies(&hooks.wait_for("/status", 2, HOOK_WAIT));
+    assert_eq!(
+        (statuses[0]["call_status"].as_str(), statuses[1]["call_status"].as_str()),
+        (Some("trying"), Some("completed"))
+    );
+    assert!(statuses[1].get("error").is_none(), "{}", statuses[1]);
+
+    call(&server, "busy", "uac-busy.xml");
+}
+
+#[test]
+fn bad_documents_end_the_call_cleanly_and_tell_the_status_hook() {
+    let hooks = HookServer::start_with(|request| match request.route() {
+        "/garbage" => (200, "this is not JSON".into()),
+        "/object" => (200, json!({"verb": "hangup"}).to_string()),
+        _ => (200, "{}".into()),
+    });
+    let data = TempDir::new("verbs-bad");
+    let server = Server::start_in(&data.0, &[]);
+    let cases = [
+        ("unknown", json!({"verbs": [{"verb": "no:such-verb"}]}), r#"no module provides verb \"no:such-verb\""#),
+        (
+            "schema",
+            json!({"verbs": [{"verb": "sip:decline", "status": 200}]}),
+            r#"sip:decline: \"status\" must be at least 300"#,
+        ),
+        ("missing", json!({"verbs": [{"pause": {}}]}), r#"pause: \"length\" is required"#),
+        ("media", json!({"verbs": [{"say": {"text": "hello"}}]}), r#"(\"say\") needs media"#),
+        ("shape", json!({"verbs": [{"pause": 3}]}), r#"a verb is {\"verb\": \"<name>\""#),
+        ("garbage", json!({"webhook": hooks.url("/garbage")}), "answered with something that is not JSON"),
+        ("object", json!({"webhook": hooks.url("/object")}), "must be a JSON array of verbs, not an object"),
+    ];
+    for (user, flow, _) in &cases {
+        let mut flow = flow.clone();
+        flow["status_hook"] = json!(hooks.url(&format!("/status/{user}")));
+        put_app(&server, user, user, flow, &hooks);
+    }
+    for (user, _, expected) in &cases {
+        // Nothing answered the call: it is rejected with 500 (the app failed), never left hanging.
+        call(&server, user, "uac-rejected-500.xml");
+        let statuses = bodies(&hooks.wait_for(&format!("/status/{user}"), 2, HOOK_WAIT));
+        assert_eq!(statuses[1]["call_status"], "failed", "{user}: {}", statuses[1]);
+        let error = statuses[1]["error"].to_string();
+        assert!(error.contains(expected), "{user}: expected {expected:?} in {error}");
+    }
+    assert!(server.log().contains("no:such-verb"), "the error is logged");
+}
+
+#[test]
+fn a_custom_verb_uploaded_while_running_serves_the_next_call_and_a_replacement_spares_running_calls() {
+    let hooks = HookServer::start();
+    let data = TempDir::new("verbs-custom");
+    let server = Server::start_in(&data.0, &[]);
+    let report = json!({"verb": "sample:report", "hook": hooks.url("/report")});
+    let verbs = json!([report, {"verb": "answer"}, {"pause": {"length": 2}}, report, {"verb": "hangup"}]);
+    put_app(&server, "custom", "custom", json!({"verbs": verbs, "status_hook": hooks.url("/status")}), &hooks);
+
+    // Before the upload the verb does not exist.
+    call(&server, "custom", "uac-rejected-500.xml");
+    let failed = hooks.wait_for("/status", 2, HOOK_WAIT)[1].json();
+    assert!(failed["error"].as_str().is_some_and(|e| e.contains("sample:report")), "{failed}");
+
+    server.deploy("sample", VERB_SAMPLE).assert_status(201);
+    let first =
+        Sipp::client("uac-callee-hangs-up.xml", server.sip).service("custom").timeout(Duration::from_secs(30)).spawn();
+    hooks.wait_for("/report", 1, HOOK_WAIT);
+    // Replaced while the first call runs: the first call keeps version 1, the next one gets version 2.
+    server.deploy("sample", VERB_SAMPLE_V2).assert_status(201);
+    call(&server, "custom", "uac-callee-hangs-up.xml");
+    first.wait().assert_all_succeeded(1);
+
+    let reports = bodies(&hooks.wait_for("/report", 4, HOOK_WAIT));
+    let first_call = &reports[0]["call"];
+    let versions =
+        |call: &Value| reports.iter().filter(|r| &r["call"] == call).map(|r| r["version"].clone()).collect::<Vec<_>>();
+    assert_eq!(versions(first_call), [1, 1], "{reports:?}");
+    let second_call = &reports.iter().find(|r| &r["call"] != first_call).expect("a second call")["call"];
+    assert_eq!(versions(second_call), [2, 2], "{reports:?}");
+}
+
+#[test]
+fn the_custom_verb_example_looks_the_number_up_and_refers_through_the_built_in_verb() {
+    let hooks = HookServer::start_with(|request| match request.route() {
+        "/lookup" => (200, json!({"referTo": "sip:sales@127.0.0.1:9"}).to_string()),
+        _ => (200, "{}".into()),
+    });
+    let data = TempDir::new("verbs-lookup");
+    let server = Server::start_in(&data.0, &[]);
+    server.deploy("lookup", CUSTOM_VERB).assert_status(201);
+    let verbs = json!([{"verb": "lookup:refer", "lookupHook": hooks.url("/lookup"), "actionHook": hooks.url("/action"),
+                        "eventHook": hooks.url("/event")}]);
+    put_app(&server, "lookup", "4000", json!({"verbs": verbs}), &hooks);
+
+    call(&server, "4000", "uac-refer-accept.xml");
+    let lookup = hooks.wait_for("/lookup", 1, HOOK_WAIT)[0].json();
+    assert_eq!(lookup["number"], "4000", "{lookup}");
+    let action = hooks.wait_for("/action", 1, HOOK_WAIT)[0].json();
+    assert_eq!(
+        (action["refer_status"].as_u64(), action["final_referred_call_status"].as_u64()),
+        (Some(202), Some(200))
+    );
+    assert_eq!(hooks.wait_for("/event", 2, HOOK_WAIT).len(), 2);
+    assert!(server.log().contains("lookup:refer: 4000 goes to sip:sales@127.0.0.1:9"), "the verb logged its choice");
+}
+
+#[test]
+fn the_verb_catalogue_lists_built_ins_and_a_users_module_takes_over_a_verb() {
+    let data = TempDir::new("verbs-catalogue");
+    let server = Server::start_in(&data.0, &[]);
+    let catalogue =
+        |server: &Server| -> Value { serde_json::from_str(&server.api("GET", "/v1/verbs", b"").body).unwrap() };
+    let verbs = catalogue(&server);
+    for (verb, module) in [
+        ("answer", "builtin-core"),
+        ("dial", "builtin-core"),
+        ("sip:refer", "builtin-transfer"),
+        ("sip_refer", "builtin-transfer"),
+    ] {
+        assert_eq!(verbs[verb]["module"], module, "{verb}: {verbs}");
+        assert_eq!(verbs[verb]["builtin"], true);
+    }
+    assert_eq!(verbs["sip:refer"]["schema"]["required"], json!(["referTo"]));
+
+    // Built-in modules can be neither replaced nor deleted.
+    let refused = server.deploy("builtin-transfer", VERB_SAMPLE);
+    refused.assert_status(400);
+    assert!(refused.body.contains("reserved for the built-in modules"), "{}", refused.body);
+    server.api("DELETE", "/v1/modules/builtin-core", b"").assert_status(403);
+
+    // A module the user uploads wins over the built-in one for every app.
+    server.deploy("my-transfer", TRANSFER_VERBS).assert_status(201);
+    let verbs = catalogue(&server);
+    assert_eq!(verbs["sip:refer"]["module"], "my-transfer", "{verbs}");
+    assert_eq!(verbs["sip:refer"]["modules"], json!(["builtin-transfer", "my-transfer"]));
+
+    // An app pins a verb only to a module that has it.
+    let pinned = json!({"flow": {"verbs": []}, "verbs": {"sip:refer": "no-such-module"}});
+    let refused = server.put_app("pinned", &pinned.to_string());
+    refused.assert_status(400);
+    assert!(refused.body.contains("verbs.sip:refer"), "{}", refused.body);
+    let pinned = json!({"flow": {"verbs": []}, "verbs": {"sip:refer": "builtin-transfer"}});
+    server.put_app("pinned", &pinned.to_string()).assert_status(201);
+    let stored: Value = serde_json::from_str(&server.api("GET", "/v1/apps/pinned", b"").body).unwrap();
+    assert_eq!(stored["flow"], json!({"module": "builtin-jambonz", "config": {"verbs": []}}), "{stored}");
+}
