@@ -108,7 +108,11 @@ fn bad_uploads_get_400_naming_the_problem_and_change_nothing() {
     assert!(bad_name.body.contains("module name"), "{}", bad_name.body);
     let listed: Vec<serde_json::Value> = serde_json::from_str(&server.api("GET", "/v1/modules", b"").body).unwrap();
     let names: Vec<&str> = listed.iter().filter_map(|m| m["name"].as_str()).collect();
-    assert_eq!(names, ["builtin-core", "builtin-jambonz", "builtin-transfer"], "only the built-in modules");
+    assert_eq!(
+        names,
+        ["builtin-core", "builtin-jambonz", "builtin-swml", "builtin-transfer"],
+        "only the built-in modules"
+    );
     // An app naming a module that does not exist.
     let orphan = server.put_app("orphan", &app("nope", None, "null"));
     orphan.assert_status(400);

@@ -13,7 +13,11 @@
 //! transferred: 202, NOTIFY 100, NOTIFY 200) against `serve` running the `blind-transfer` example, whose
 //! hooks go to an HTTP server in this process (two event hooks and one action hook per transfer). A
 //! transfer step is clean when, besides the above, every hook arrived. Rates: `CALLWRIGHT_BENCH_TRANSFER_RATES`.
-//! `CALLWRIGHT_BENCH_ONLY=calls` or `=transfers` runs one part.
+//! A third part measures documents: the same call (answer, then wait for the caller's BYE) written three
+//! ways on one server: the native Rust flow (`answer-hangup`), a jambonz verb array (`answer`, `pause`)
+//! and an SWML document (`answer`, `sleep`), each verb run in its own instance by verb dispatch. Rates:
+//! `CALLWRIGHT_BENCH_DOCUMENT_RATES`.
+//! `CALLWRIGHT_BENCH_ONLY=calls`, `=transfers` or `=documents` runs one part.
 //!
 //! Measured per step: calls completed per second (successful calls over the run's wall time, from SIPp's
 //! statistics), failed calls, retransmissions, INVITE→200 response time percentiles (SIPp's `-trace_rtt`,
@@ -34,6 +38,7 @@ use support::{Server, TempDir, free_port};
 
 const DEFAULT_RATES: &[u32] = &[500, 1000, 2000, 3000, 4000, 5000, 6000, 8000];
 const DEFAULT_TRANSFER_RATES: &[u32] = &[100, 200, 400, 800, 1200, 1600, 2000];
+const DEFAULT_DOCUMENT_RATES: &[u32] = &[250, 500, 1000, 1500, 2000, 3000, 4000];
 /// Hooks the blind-transfer example posts per accepted transfer: event hooks for NOTIFY 100 and 200, the
 /// action hook.
 const HOOKS_PER_TRANSFER: usize = 3;
@@ -52,10 +57,59 @@ fn main() {
     }
     let seconds = env_list("CALLWRIGHT_BENCH_SECONDS").and_then(|v| v.first().copied()).unwrap_or(DEFAULT_SECONDS);
     let only = std::env::var("CALLWRIGHT_BENCH_ONLY").unwrap_or_default();
-    let call_rates = (only != "transfers").then(|| calls(seconds));
-    if only != "calls" {
+    let call_rates = (only.is_empty() || only == "calls").then(|| calls(seconds));
+    if only.is_empty() || only == "transfers" {
         transfers(seconds, call_rates);
     }
+    if only.is_empty() || only == "documents" {
+        documents(seconds);
+    }
+}
+
+/// The same call as a native flow, a jambonz verb array and an SWML document, on one server.
+fn documents(seconds: u32) {
+    let rates = env_list("CALLWRIGHT_BENCH_DOCUMENT_RATES").unwrap_or_else(|| DEFAULT_DOCUMENT_RATES.to_vec());
+    let ticks = clock_ticks_per_second();
+    let data = TempDir::new("bench-documents");
+    let server = Server::start_with(&data.0, &["--max-calls", "20000"], "warn");
+    server.deploy("answer-hangup", support::ANSWER_HANGUP).assert_status(201);
+    let apps = [
+        ("native", r#"{"module": "answer-hangup", "config": {"hangup_after_ms": 30000}}"#),
+        ("jambonz", r#"{"verbs": [{"verb": "answer"}, {"verb": "pause", "length": 30}]}"#),
+        ("swml", r#"{"swml": {"version": "1.0.0", "sections": {"main": ["answer", {"sleep": 30000}]}}}"#),
+    ];
+    for (user, flow) in apps {
+        let app = format!(r#"{{"route": {{"to_user": "{user}"}}, "flow": {flow}}}"#);
+        server.put_app(user, &app).assert_status(201);
+    }
+    let target =
+        Target { name: "callwright", address: server.sip.to_string(), pid: server.pid(), _process: Box::new(server) };
+    println!("### Documents: native Rust flow vs jambonz verb array vs SWML document (answer, wait for BYE)\n");
+    let mut sustained = Vec::new();
+    for (user, _) in apps {
+        let mut steps = Vec::new();
+        for &rate in &rates {
+            let step = run_step(&target, &Scenario::BuiltinUacTo(user), rate, seconds, ticks);
+            let clean = step.is_clean();
+            steps.push(step);
+            if !clean {
+                break;
+            }
+        }
+        print_steps(user, &steps);
+        let best = steps.iter().filter(|s| s.is_clean()).map(|s| s.completed_per_s).fold(0.0, f64::max);
+        let cpu = steps.iter().rfind(|s| s.is_clean()).map_or(0.0, |s| s.cpu_us_per_call);
+        sustained.push((user, best, cpu));
+        std::thread::sleep(COOL_DOWN);
+    }
+    println!("### Documents summary\n");
+    println!("| flow | sustained calls/s | vs native | CPU per call at its last clean step [µs] |");
+    println!("|---|---|---|---|");
+    let native = sustained[0].1;
+    for (user, rate, cpu) in &sustained {
+        println!("| {user} | {rate:.0} | {:.2} | {cpu:.0} |", ratio(*rate, native));
+    }
+    println!();
 }
 
 /// answer-hangup against SIPp's UAS; returns both sustained rates (SIPp UAS, callwright).
@@ -261,6 +315,8 @@ impl Step {
 enum Scenario {
     /// `-sn uac`.
     BuiltinUac,
+    /// `-sn uac`, calling this user.
+    BuiltinUacTo(&'static str),
     /// A file of `tests/sipp/`, calling `service`.
     File { name: &'static str, service: &'static str },
 }
@@ -269,6 +325,7 @@ impl Scenario {
     fn args(&self) -> Vec<String> {
         match self {
             Scenario::BuiltinUac => vec!["-sn".into(), "uac".into()],
+            Scenario::BuiltinUacTo(user) => vec!["-sn".into(), "uac".into(), "-s".into(), user.to_string()],
             Scenario::File { name, service } => {
                 let path = support::sipp::scenarios_dir().join(name);
                 vec!["-sf".into(), path.to_string_lossy().into_owned(), "-s".into(), service.to_string()]

@@ -22,7 +22,8 @@ pub struct Route {
 /// Besides `{"module": …, "config": …}`, an app may give a document for a built-in runner, which becomes
 /// that runner's module and config: `{"verbs": [ … ]}` (a jambonz verb array) and `{"webhook": …}` (a
 /// jambonz app: the call hook that returns the verbs, a URL or `{"url", "method", "username", "password"}`),
-/// each with an optional `"status_hook"` (jambonz's call status hook), run with [`JAMBONZ_RUNNER`].
+/// each with an optional `"status_hook"` (jambonz's call status hook), run with [`JAMBONZ_RUNNER`]; and
+/// `{"swml": <document>}` or `{"swml_url": "<url>"}` with optional `"envs"`, run with [`SWML_RUNNER`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "serde_json::Map<String, serde_json::Value>")]
 pub struct FlowSpec {
@@ -36,13 +37,22 @@ pub struct FlowSpec {
 /// The built-in module that runs jambonz verb arrays and webhook apps.
 pub const JAMBONZ_RUNNER: &str = "builtin-jambonz";
 
+/// The built-in module that runs SWML documents.
+pub const SWML_RUNNER: &str = "builtin-swml";
+
+/// The document forms of a flow: the key, the runner, and the other keys allowed beside it.
+const DOCUMENT_FORMS: [(&str, &str, &str); 4] = [
+    ("verbs", JAMBONZ_RUNNER, "status_hook"),
+    ("webhook", JAMBONZ_RUNNER, "status_hook"),
+    ("swml", SWML_RUNNER, "envs"),
+    ("swml_url", SWML_RUNNER, "envs"),
+];
+
 impl TryFrom<serde_json::Map<String, serde_json::Value>> for FlowSpec {
     type Error = String;
 
     fn try_from(mut fields: serde_json::Map<String, serde_json::Value>) -> Result<FlowSpec, String> {
-        const FORMS: &str = r#"a flow is {"module": "<call-flow module>", "config": …}, {"verbs": [ … ]} (a jambonz verb array) or {"webhook": "<url>" or {"url": …, "method": …}} (a jambonz app), the last two with an optional "status_hook""#;
-        let document_keys = ["verbs", "webhook"];
-        let documents: Vec<&str> = document_keys.into_iter().filter(|key| fields.contains_key(*key)).collect();
+        const FORMS: &str = r#"a flow is {"module": "<call-flow module>", "config": …}; or a jambonz app, {"verbs": [ … ]} or {"webhook": "<url>" or {"url": …, "method": …}}, with an optional "status_hook"; or an SWML document, {"swml": <document>} or {"swml_url": "<url>"}, with optional "envs""#;
         if fields.contains_key("module") {
             let module = match fields.remove("module") {
                 Some(serde_json::Value::String(module)) => module,
@@ -54,19 +64,22 @@ impl TryFrom<serde_json::Map<String, serde_json::Value>> for FlowSpec {
             }
             return Ok(FlowSpec { module, config });
         }
-        match documents.as_slice() {
-            [key] => {
-                let key = key.to_string();
-                if let Some(other) = fields.keys().find(|field| **field != key && *field != "status_hook") {
+        let given: Vec<_> = DOCUMENT_FORMS.iter().filter(|(key, _, _)| fields.contains_key(*key)).collect();
+        match given.as_slice() {
+            [(key, runner, extra)] => {
+                if let Some(other) = fields.keys().find(|field| field != key && field != extra) {
                     return Err(format!("unknown field {other:?} beside {key:?}: {FORMS}"));
                 }
-                if key == "verbs" && !fields["verbs"].is_array() {
+                if *key == "verbs" && !fields["verbs"].is_array() {
                     return Err(r#""verbs" must be an array of verbs"#.into());
                 }
-                Ok(FlowSpec { module: JAMBONZ_RUNNER.into(), config: serde_json::Value::Object(fields) })
+                Ok(FlowSpec { module: runner.to_string(), config: serde_json::Value::Object(fields) })
             }
             [] => Err(FORMS.into()),
-            _ => Err(format!("give one of {documents:?}, not several: {FORMS}")),
+            several => {
+                let keys: Vec<&str> = several.iter().map(|(key, _, _)| *key).collect();
+                Err(format!("give one of {keys:?}, not several: {FORMS}"))
+            }
         }
     }
 }

@@ -1,0 +1,685 @@
+//! The SWML interpreter: a call flow (world `call-flow`) that runs SignalWire SWML documents unchanged.
+//!
+//! Its config is what the app's flow gives: `{"swml": <document>}` (an object, or JSON or YAML text) or
+//! `{"swml_url": "<url>"}` (fetched with a POST of `{call, vars, params, envs}`), either with an optional
+//! `"envs"` object (the `envs` scope).
+//!
+//! Steps run in order from section `main`. Control methods run here: `execute` (a section, a URL or an
+//! inline document, with `params` and `on_return`), `transfer` (the same without coming back), `return`,
+//! `goto`/`label` (with `when` and `max`, default 100), `cond`, `switch`, `set`, `unset`, `sleep` and
+//! `request`. Every other method is a verb run through verb dispatch with its (substituted) arguments:
+//! `answer`, `hangup`, `sip_refer` and any custom verb; `connect` runs the `dial` verb. Methods that need
+//! media (`play`, `prompt`, …) stop the document with a clear error. Strings in arguments are substituted
+//! first (`${…}`, `%{…}`, see [`expression`]); bare names and `vars.x` are the call's variables (which
+//! verbs set too, e.g. `sip_refer_result`), `call` is the call, `params` the current `execute` params.
+
+#![forbid(unsafe_code)]
+
+pub mod document;
+pub mod expression;
+
+use std::collections::HashMap;
+
+use callwright_sdk::hooks::{self, Hook};
+use callwright_sdk::serde_json::{Map, Value, json};
+use callwright_sdk::{
+    Call, CallError, CallEvent, CallInfo, Config, Direction, Flow, Level, clock, dispatch, log, variables,
+};
+
+use crate::document::{Document, parse_text};
+use crate::expression::{Scope, substitute, substitute_all};
+
+/// Steps one call may run in total (loops end here).
+pub const MAX_STEPS: usize = 10_000;
+/// How deep `execute` may nest.
+pub const MAX_EXECUTE_DEPTH: usize = 32;
+/// How often a `goto` jumps when its `max` is not given (SWML's default).
+pub const DEFAULT_GOTO_MAX: u64 = 100;
+
+/// SWML methods that need a media path, which callwright does not have yet.
+pub const MEDIA_METHODS: [&str; 20] = [
+    "play",
+    "prompt",
+    "record",
+    "record_call",
+    "stop_record_call",
+    "detect_machine",
+    "ai",
+    "amazon_bedrock",
+    "tap",
+    "stop_tap",
+    "denoise",
+    "stop_denoise",
+    "send_digits",
+    "receive_fax",
+    "send_fax",
+    "enter_queue",
+    "join_room",
+    "join_conference",
+    "live_transcribe",
+    "live_translate",
+];
+
+/// The interpreter.
+pub struct SwmlRunner;
+
+impl Flow for SwmlRunner {
+    fn handle(call: Call, config: Config) -> Result<(), String> {
+        let config = config.0;
+        let envs = config.get("envs").cloned().unwrap_or_else(|| json!({}));
+        let mut machine = Machine::new(&call, envs);
+        let (document, base_url) = load(&machine, &config)?;
+        let outcome = machine.run_section(&document, "main", &json!({}), 0, base_url.as_deref());
+        match outcome {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                log(Level::Error, &format!("SWML: {error}"));
+                Err(error)
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+mod export {
+    callwright_sdk::flow!(super::SwmlRunner);
+}
+
+/// The app's document: inline, or fetched from `swml_url`.
+fn load(machine: &Machine<'_>, config: &Value) -> Result<(Document, Option<String>), String> {
+    match (config.get("swml"), config.get("swml_url")) {
+        (Some(Value::String(text)), _) => Ok((Document::parse(text)?, None)),
+        (Some(document), _) => Ok((Document::from_value(document)?, None)),
+        (None, Some(Value::String(url))) => Ok((machine.fetch(url, &json!({}))?, Some(url.clone()))),
+        _ => Err(r#"the app gives neither "swml" nor "swml_url""#.into()),
+    }
+}
+
+/// How a list of steps ended.
+#[derive(Debug, Clone, PartialEq)]
+enum Ending {
+    /// Ran to its end.
+    Done,
+    /// `return` with this value.
+    Return(Value),
+    /// A `goto` to a label not in this list: the enclosing list looks for it.
+    Goto(String),
+    /// The call is over (hung up, transferred away, ended by the far end): stop everything.
+    Stop,
+}
+
+struct Machine<'a> {
+    call: &'a Call,
+    /// The `call` scope.
+    call_object: Value,
+    envs: Value,
+    /// The call's variables with the JSON types `set` gave them (verbs set strings).
+    vars: Map<String, Value>,
+    steps_run: usize,
+}
+
+/// The scope of one evaluation.
+struct StepScope<'m> {
+    machine: &'m Machine<'m>,
+    params: &'m Value,
+}
+
+impl Scope for StepScope<'_> {
+    fn lookup(&self, name: &str) -> Option<Value> {
+        match name {
+            "call" => Some(self.machine.call_object.clone()),
+            "params" => Some(self.params.clone()),
+            "vars" => Some(Value::Object(self.machine.vars.clone())),
+            "envs" => Some(self.machine.envs.clone()),
+            other => self.machine.vars.get(other).cloned(),
+        }
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A variable's text as the call's variables keep it: strings as they are, anything else as JSON.
+fn variable_text(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Splits a step into its method and arguments: `"hangup"` or `{"sip_refer": {…}}`.
+pub fn split_step(step: &Value) -> Result<(String, Value), String> {
+    match step {
+        Value::String(method) => Ok((method.clone(), Value::Null)),
+        Value::Object(fields) if fields.len() == 1 => {
+            let (method, args) = fields.iter().next().expect("one field");
+            Ok((method.clone(), args.clone()))
+        }
+        other => Err(format!("a step is a method name or an object with one method, not {}", kind(other))),
+    }
+}
+
+impl<'a> Machine<'a> {
+    fn new(call: &'a Call, envs: Value) -> Machine<'a> {
+        Machine { call, call_object: call_object(&call.info()), envs, vars: Map::new(), steps_run: 0 }
+    }
+
+    /// Takes the call's variables (verbs may have set some), keeping the types of those `set` gave.
+    fn refresh_vars(&mut self) {
+        let mut vars = Map::new();
+        for (name, text) in variables::entries() {
+            let value = match self.vars.get(&name) {
+                Some(typed) if variable_text(typed) == text => typed.clone(),
+                _ => Value::String(text),
+            };
+            vars.insert(name, value);
+        }
+        self.vars = vars;
+    }
+
+    fn set_var(&mut self, name: &str, value: Value) {
+        variables::set(name, &variable_text(&value));
+        self.vars.insert(name.to_string(), value);
+    }
+
+    fn substitute(&self, value: &Value, params: &Value) -> Result<Value, String> {
+        substitute_all(value, &StepScope { machine: self, params }).map_err(|e| e.to_string())
+    }
+
+    fn condition(&self, expression: &Value, params: &Value) -> Result<bool, String> {
+        let value = match expression {
+            // `when` is an expression, with or without `${…}` around it.
+            Value::String(text) if !text.contains("${") && !text.contains("%{") => {
+                expression::evaluate(text, &StepScope { machine: self, params }).map_err(|e| e.to_string())?
+            }
+            Value::String(text) => substitute(text, &StepScope { machine: self, params }).map_err(|e| e.to_string())?,
+            other => other.clone(),
+        };
+        Ok(truthy(&value))
+    }
+
+    fn run_section(
+        &mut self,
+        document: &Document,
+        section: &str,
+        params: &Value,
+        depth: usize,
+        base_url: Option<&str>,
+    ) -> Result<Ending, String> {
+        let steps = document.section(section).ok_or_else(|| format!("no section {section:?}"))?;
+        let ending = self.run_steps(document, steps, params, depth, base_url)?;
+        match ending {
+            Ending::Goto(label) => Err(format!("goto: no label {label:?} in section {section:?}")),
+            other => Ok(other),
+        }
+    }
+
+    fn run_steps(
+        &mut self,
+        document: &Document,
+        steps: &[Value],
+        params: &Value,
+        depth: usize,
+        base_url: Option<&str>,
+    ) -> Result<Ending, String> {
+        let mut gotos: HashMap<String, u64> = HashMap::new();
+        let mut index = 0;
+        while let Some(step) = steps.get(index) {
+            index += 1;
+            self.steps_run += 1;
+            if self.steps_run > MAX_STEPS {
+                return Err(format!("the document ran more than {MAX_STEPS} steps (a loop?)"));
+            }
+            self.refresh_vars();
+            let ending = self.run_step(document, step, params, depth, base_url, &mut gotos)?;
+            match ending {
+                Ending::Done => {}
+                Ending::Goto(label) => match steps.iter().position(|s| is_label(s, &label)) {
+                    Some(position) => index = position + 1,
+                    None => return Ok(Ending::Goto(label)),
+                },
+                other => return Ok(other),
+            }
+        }
+        Ok(Ending::Done)
+    }
+
+    fn run_step(
+        &mut self,
+        document: &Document,
+        step: &Value,
+        params: &Value,
+        depth: usize,
+        base_url: Option<&str>,
+        gotos: &mut HashMap<String, u64>,
+    ) -> Result<Ending, String> {
+        let (method, raw_args) = split_step(step)?;
+        let context = |error: String| format!("{method}: {error}");
+        match method.as_str() {
+            "label" => Ok(Ending::Done),
+            "goto" => self.goto(&raw_args, params, gotos).map_err(context),
+            "cond" => self.cond(document, &raw_args, params, depth, base_url).map_err(context),
+            "switch" => self.switch(document, &raw_args, params, depth, base_url).map_err(context),
+            "set" => {
+                let Value::Object(assignments) = self.substitute(&raw_args, params)? else {
+                    return Err(context("give an object of variable names to values".into()));
+                };
+                for (name, value) in assignments {
+                    self.set_var(&name, value);
+                }
+                Ok(Ending::Done)
+            }
+            "unset" => {
+                let names = match &raw_args {
+                    Value::String(name) => vec![name.clone()],
+                    Value::Array(names) => names.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+                    other => return Err(context(format!("give a name or a list of names, not {}", kind(other)))),
+                };
+                for name in names {
+                    variables::remove(&name);
+                    self.vars.remove(&name);
+                }
+                Ok(Ending::Done)
+            }
+            "return" => Ok(Ending::Return(self.substitute(&raw_args, params)?)),
+            "execute" | "transfer" => {
+                let args = self.substitute_except(&raw_args, params, &["on_return"])?;
+                let ending = self.execute(document, &args, depth, base_url).map_err(context)?;
+                if method == "transfer" || ending == Ending::Stop {
+                    return Ok(Ending::Stop);
+                }
+                let value = match ending {
+                    Ending::Return(value) => value,
+                    _ => Value::Null,
+                };
+                self.set_var("return_value", value);
+                match raw_args.get("on_return").and_then(Value::as_array) {
+                    Some(steps) => match self.run_steps(document, steps, params, depth, base_url)? {
+                        Ending::Done => Ok(Ending::Done),
+                        other => Ok(other),
+                    },
+                    None => Ok(Ending::Done),
+                }
+            }
+            "sleep" => {
+                let args = self.substitute(&raw_args, params)?;
+                let ms = args.as_f64().or_else(|| args.get("duration").and_then(Value::as_f64)).ok_or_else(|| {
+                    context("give the time in milliseconds, e.g. `sleep: 1000` or `{duration: 1000}`".into())
+                })?;
+                Ok(if wait(self.call, ms.max(0.0) as u64) { Ending::Stop } else { Ending::Done })
+            }
+            "request" => {
+                let args = self.substitute(&raw_args, params)?;
+                self.request(&args).map_err(context)?;
+                Ok(Ending::Done)
+            }
+            "connect" => {
+                let args = self.substitute(&raw_args, params)?;
+                self.connect(&args).map_err(context)
+            }
+            media if MEDIA_METHODS.contains(&media) => {
+                Err(format!("{media} needs media, which callwright does not carry yet"))
+            }
+            verb => {
+                let args = match self.substitute(&raw_args, params)? {
+                    Value::Null => json!({}),
+                    other => other,
+                };
+                self.run_verb(verb, &args)
+            }
+        }
+    }
+
+    /// Substitutes every field of `args` except those named (steps that run later, with later values).
+    fn substitute_except(&self, args: &Value, params: &Value, keep: &[&str]) -> Result<Value, String> {
+        match args {
+            Value::Object(fields) => {
+                let mut result = Map::new();
+                for (name, value) in fields {
+                    let value =
+                        if keep.contains(&name.as_str()) { value.clone() } else { self.substitute(value, params)? };
+                    result.insert(name.clone(), value);
+                }
+                Ok(Value::Object(result))
+            }
+            other => self.substitute(other, params),
+        }
+    }
+
+    /// A verb by dispatch; `hangup` ends the document.
+    fn run_verb(&mut self, verb: &str, args: &Value) -> Result<Ending, String> {
+        if verb == "sip_refer" {
+            // Checked before the answer, so a bad step does not answer the call for nothing.
+            dispatch::check_verb(verb, args).map_err(|e| format!("{verb}: {}", e.message()))?;
+            answer(self.call)?;
+        }
+        let result = dispatch::run_verb(self.call, verb, args).map_err(|e| format!("{verb}: {}", e.message()))?;
+        self.refresh_vars();
+        if verb == "hangup" {
+            return Ok(Ending::Stop);
+        }
+        if verb != "sip_refer" && !result.is_null() {
+            self.set_var("return_value", result);
+        }
+        Ok(Ending::Done)
+    }
+
+    fn goto(&mut self, args: &Value, params: &Value, gotos: &mut HashMap<String, u64>) -> Result<Ending, String> {
+        let (label, when, max) = match args {
+            Value::String(label) => (label.clone(), None, DEFAULT_GOTO_MAX),
+            Value::Object(fields) => (
+                fields.get("label").and_then(Value::as_str).ok_or("give the label to go to")?.to_string(),
+                fields.get("when"),
+                fields.get("max").and_then(Value::as_u64).unwrap_or(DEFAULT_GOTO_MAX),
+            ),
+            other => return Err(format!("give a label or {{label, when, max}}, not {}", kind(other))),
+        };
+        if let Some(condition) = when
+            && !self.condition(condition, params)?
+        {
+            return Ok(Ending::Done);
+        }
+        let count = gotos.entry(label.clone()).or_default();
+        if *count >= max {
+            return Ok(Ending::Done);
+        }
+        *count += 1;
+        Ok(Ending::Goto(label))
+    }
+
+    fn cond(
+        &mut self,
+        document: &Document,
+        args: &Value,
+        params: &Value,
+        depth: usize,
+        base_url: Option<&str>,
+    ) -> Result<Ending, String> {
+        let Value::Array(branches) = args else {
+            return Err(format!("give a list of {{when, then}} and {{else}}, not {}", kind(args)));
+        };
+        for branch in branches {
+            let steps = if let Some(when) = branch.get("when") {
+                if !self.condition(when, params)? {
+                    continue;
+                }
+                branch.get("then")
+            } else if let Some(otherwise) = branch.get("else") {
+                Some(otherwise)
+            } else {
+                return Err("each branch has `when` (with `then`) or `else`".into());
+            };
+            return self.run_branch(document, steps, params, depth, base_url);
+        }
+        Ok(Ending::Done)
+    }
+
+    fn switch(
+        &mut self,
+        document: &Document,
+        args: &Value,
+        params: &Value,
+        depth: usize,
+        base_url: Option<&str>,
+    ) -> Result<Ending, String> {
+        let variable = args.get("variable").and_then(Value::as_str).ok_or("give the `variable` to switch on")?;
+        let value = expression::evaluate(variable, &StepScope { machine: self, params }).map_err(|e| e.to_string())?;
+        let key = variable_text(&value);
+        let steps = args.get("case").and_then(|cases| cases.get(&key)).or_else(|| args.get("default"));
+        self.run_branch(document, steps, params, depth, base_url)
+    }
+
+    /// Runs a `then`/`else`/`case` branch: a list of steps, or one step.
+    fn run_branch(
+        &mut self,
+        document: &Document,
+        steps: Option<&Value>,
+        params: &Value,
+        depth: usize,
+        base_url: Option<&str>,
+    ) -> Result<Ending, String> {
+        match steps {
+            None | Some(Value::Null) => Ok(Ending::Done),
+            Some(Value::Array(steps)) => self.run_steps(document, steps, params, depth, base_url),
+            Some(step) => self.run_steps(document, std::slice::from_ref(step), params, depth, base_url),
+        }
+    }
+
+    /// Runs `dest` (a section, a URL returning a document, or an inline document) with `params`.
+    fn execute(
+        &mut self,
+        document: &Document,
+        args: &Value,
+        depth: usize,
+        base_url: Option<&str>,
+    ) -> Result<Ending, String> {
+        if depth >= MAX_EXECUTE_DEPTH {
+            return Err(format!("execute nests deeper than {MAX_EXECUTE_DEPTH}"));
+        }
+        let (dest, params) = match args {
+            Value::String(dest) => (Value::String(dest.clone()), json!({})),
+            Value::Object(fields) => (
+                fields.get("dest").cloned().ok_or("give `dest`: a section, a URL or a document")?,
+                fields.get("params").cloned().unwrap_or_else(|| json!({})),
+            ),
+            other => return Err(format!("give a section, a URL or {{dest, params}}, not {}", kind(other))),
+        };
+        match dest {
+            Value::String(dest) if document.sections.contains_key(&dest) => {
+                self.run_section(document, &dest, &params, depth + 1, base_url)
+            }
+            Value::String(dest)
+                if dest.starts_with("http://") || dest.starts_with("https://") || dest.starts_with('/') =>
+            {
+                let url = resolve(&dest, base_url);
+                let fetched = self.fetch(&url, &params)?;
+                self.run_section(&fetched, "main", &params, depth + 1, Some(&url))
+            }
+            Value::String(text) if text.trim_start().starts_with('{') || text.contains("sections") => {
+                let inline = Document::parse(&text)?;
+                self.run_section(&inline, "main", &params, depth + 1, base_url)
+            }
+            Value::String(dest) => Err(format!("{dest:?} is neither a section of this document nor a URL")),
+            Value::Array(steps) => Ok(match self.run_steps(document, &steps, &params, depth + 1, base_url)? {
+                Ending::Goto(label) => return Err(format!("goto: no label {label:?}")),
+                other => other,
+            }),
+            inline @ Value::Object(_) => {
+                let inline = Document::from_value(&inline)?;
+                self.run_section(&inline, "main", &params, depth + 1, base_url)
+            }
+            other => Err(format!("`dest` must be a section, a URL or a document, not {}", kind(&other))),
+        }
+    }
+
+    /// Fetches a document: POST `{call, vars, params, envs}`, answered with JSON or YAML.
+    fn fetch(&self, url: &str, params: &Value) -> Result<Document, String> {
+        let payload = json!({"call": self.call_object, "vars": self.vars, "params": params, "envs": self.envs});
+        let response = hooks::send_json(&Hook::post(url), &payload).map_err(|e| format!("fetching {url}: {e:?}"))?;
+        if !(200..300).contains(&response.status) {
+            return Err(format!("fetching {url}: the server answered {}", response.status));
+        }
+        Document::from_value(&parse_text(&response.body).map_err(|e| format!("{url}: {e}"))?)
+            .map_err(|e| format!("{url}: {e}"))
+    }
+
+    /// `request`: an HTTP request whose outcome goes into variables (`request_result`,
+    /// `request_response_code`, `request_response_body`, and with `save_variables` the answer's JSON as
+    /// `request_response`).
+    fn request(&mut self, args: &Value) -> Result<(), String> {
+        let url = args.get("url").and_then(Value::as_str).ok_or("give the `url`")?;
+        let method = args.get("method").and_then(Value::as_str).unwrap_or("POST").to_ascii_uppercase();
+        if method != "POST" && method != "GET" {
+            return Err(format!("method {method} is not supported (GET or POST)"));
+        }
+        let body = match args.get("body") {
+            None | Some(Value::Null) => json!({}),
+            Some(Value::String(text)) => parse_text(text).unwrap_or_else(|_| json!({"body": text})),
+            Some(other) => other.clone(),
+        };
+        let mut hook = Hook::post(url);
+        hook.method = Some(method);
+        self.set_var("request_url", json!(url));
+        match hooks::send_json(&hook, &body) {
+            Ok(response) => {
+                let ok = (200..300).contains(&response.status);
+                self.set_var("request_result", json!(if ok { "success" } else { "failed" }));
+                self.set_var("return_value", json!(if ok { "success" } else { "failed" }));
+                self.set_var("request_response_code", json!(response.status.to_string()));
+                self.set_var("request_response_body", json!(response.body));
+                if args.get("save_variables").and_then(Value::as_bool) == Some(true)
+                    && let Ok(answer) = parse_text(&response.body)
+                {
+                    self.set_var("request_response", answer);
+                }
+            }
+            Err(error) => {
+                log(Level::Warn, &format!("request to {url} failed: {error:?}"));
+                self.set_var("request_result", json!("failed"));
+                self.set_var("return_value", json!("failed"));
+            }
+        }
+        Ok(())
+    }
+
+    /// `connect`: calls `to` (a SIP URI) with the `dial` verb and bridges it; sets `connect_result`.
+    fn connect(&mut self, args: &Value) -> Result<Ending, String> {
+        let to = args
+            .get("to")
+            .and_then(Value::as_str)
+            .ok_or("give `to` (a SIP URI); parallel and serial dialing are not supported")?;
+        if !to.starts_with("sip:") && !to.starts_with("sips:") {
+            return Err(format!("{to:?}: only SIP URIs can be dialled (no phone numbers without a carrier)"));
+        }
+        let mut dial = json!({"target": [{"type": "sip", "sipUri": to}]});
+        if let Some(from) = args.get("from") {
+            dial["callerId"] = from.clone();
+        }
+        if let Some(timeout) = args.get("timeout") {
+            dial["timeout"] = timeout.clone();
+        }
+        let result = dispatch::run_verb(self.call, "dial", &dial).map_err(|e| format!("dial: {}", e.message()))?;
+        let connected = result["dial_call_status"] == "completed";
+        self.set_var("connect_result", json!(if connected { "connected" } else { "failed" }));
+        self.set_var("return_value", json!(if connected { "connected" } else { "failed" }));
+        Ok(if call_is_over(self.call) { Ending::Stop } else { Ending::Done })
+    }
+}
+
+fn is_label(step: &Value, label: &str) -> bool {
+    step.get("label").and_then(Value::as_str) == Some(label)
+}
+
+fn truthy(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(_) | Value::Object(_) => true,
+    }
+}
+
+/// A URL relative to the document's own (`/next` against `https://a.example/doc` → `https://a.example/next`).
+fn resolve(url: &str, base: Option<&str>) -> String {
+    match (url.starts_with('/'), base) {
+        (true, Some(base)) => {
+            let after_scheme = base.find("://").map_or(0, |i| i + 3);
+            let origin = base[after_scheme..].find('/').map_or(base, |slash| &base[..after_scheme + slash]);
+            format!("{origin}{url}")
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Answers the call unless it is answered already.
+fn answer(call: &Call) -> Result<(), String> {
+    match call.answer(&[], None) {
+        Ok(()) | Err(CallError::InvalidState(_)) => Ok(()),
+        Err(error) => Err(format!("answering the call failed: {error:?}")),
+    }
+}
+
+/// Waits `ms`, answering what the far end sends meanwhile. True when the call ended.
+fn wait(call: &Call, ms: u64) -> bool {
+    let end = clock::now_ms() + ms;
+    loop {
+        let now = clock::now_ms();
+        if now >= end {
+            return false;
+        }
+        match call.next_event(Some((end - now).min(u64::from(u32::MAX)) as u32)) {
+            None => return false,
+            Some(CallEvent::Ended(_)) => return true,
+            Some(CallEvent::Request(request)) => {
+                let ok = matches!(request.method.as_str(), "INFO" | "MESSAGE" | "NOTIFY" | "OPTIONS");
+                let _ = call.respond(request.id, if ok { 200 } else { 501 }, &[], None);
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+fn call_is_over(call: &Call) -> bool {
+    matches!(call.next_event(Some(0)), Some(CallEvent::Ended(_)))
+}
+
+/// The `call` scope, with SignalWire's field names.
+pub fn call_object(info: &CallInfo) -> Value {
+    let direction = match info.direction {
+        Direction::Inbound => "inbound",
+        Direction::Outbound => "outbound",
+    };
+    let headers: Vec<Value> = info.headers.iter().map(|h| json!({"name": h.name, "value": h.value})).collect();
+    json!({
+        "call_id": info.id,
+        "sip_call_id": info.sip_call_id,
+        "type": "sip",
+        "direction": direction,
+        "from": info.from,
+        "to": info.to,
+        "from_number": info.from_user,
+        "to_number": info.to_user,
+        "headers": headers,
+        "project_id": "",
+        "space_id": "",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_names_or_one_method_objects() {
+        assert_eq!(split_step(&json!("hangup")).unwrap(), ("hangup".into(), Value::Null));
+        assert_eq!(split_step(&json!({"sleep": 500})).unwrap(), ("sleep".into(), json!(500)));
+        assert!(split_step(&json!({"a": 1, "b": 2})).unwrap_err().contains("one method"));
+        assert!(split_step(&json!(3)).unwrap_err().contains("not a number"));
+    }
+
+    #[test]
+    fn relative_urls_resolve_against_the_documents_url() {
+        assert_eq!(resolve("/next", Some("http://127.0.0.1:8080/doc?x=1")), "http://127.0.0.1:8080/next");
+        assert_eq!(resolve("/next", None), "/next");
+        assert_eq!(resolve("https://b.example/x", Some("http://a.example/doc")), "https://b.example/x");
+    }
+
+    #[test]
+    fn truthiness_is_javascripts() {
+        for falsy in [json!(null), json!(false), json!(0), json!(""), json!(0.0)] {
+            assert!(!truthy(&falsy), "{falsy}");
+        }
+        for true_ in [json!("0"), json!([]), json!({}), json!(1), json!("false")] {
+            assert!(truthy(&true_), "{true_}");
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! SWML documents end to end, run by the built-in SWML interpreter: the seed's `sip_refer` example with
+//! baresip following the REFER to a SIPp target and a real HTTP server seeing the status callback and the
+//! variables; the control methods; documents that loop or fail.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::baresip::Baresip;
+use support::hooks::HookServer;
+use support::sipp::Sipp;
+use support::{Server, TempDir};
+
+/// How long a test waits for a hook.
+const HOOK_WAIT: Duration = Duration::from_secs(20);
+
+/// An app taking calls to `user` with the SWML `flow`, its hooks allowed to reach `hooks`.
+fn put_app(server: &Server, user: &str, flow: Value, hooks: &HookServer) {
+    let app = json!({"route": {"to_user": user}, "flow": flow, "hooks": {"allow": [hooks.addr().to_string()]}});
+    server.put_app(user, &app.to_string()).assert_status(201);
+}
+
+fn call(server: &Server, user: &str, scenario: &str) {
+    Sipp::client(scenario, server.sip).service(user).timeout(Duration::from_secs(30)).run().assert_all_succeeded(1);
+}
+
+#[test]
+fn the_seed_example_refers_baresip_and_the_next_document_sees_the_variables() {
+    let target = Sipp::server("uas-answer.xml", 0).calls(1).timeout(Duration::from_secs(30)).spawn();
+    let hooks = HookServer::start_with(|request| match request.route() {
+        "/handle_sip_refer_result" => (200, json!({"version": "1.0.0", "sections": {"main": ["hangup"]}}).to_string()),
+        _ => (200, "{}".into()),
+    });
+    let data = TempDir::new("swml-seed");
+    let server = Server::start_in(&data.0, &[]);
+    let to_uri = format!("sip:target@127.0.0.1:{}", target.port());
+    // The seed's document in YAML; its `play` (media, which callwright does not carry) becomes a `set` of
+    // the same text, which the next document then sees.
+    let document = format!(
+        "version: 1.0.0\nsections:\n  main:\n    - sip_refer:\n        to_uri: '{to_uri}'\n        status_url: '{status}'\n    - set:\n        said: 'Connected. The SIP refer result is ${{sip_refer_result}}'\n    - execute:\n        dest: '{next}'\n        params:\n          code: '${{sip_refer_response_code}}'\n",
+        status = hooks.url("/status"),
+        next = hooks.url("/handle_sip_refer_result"),
+    );
+    put_app(&server, "swml", json!({"swml": document}), &hooks);
+
+    let baresip = Baresip::dial(&format!("sip:swml@{}", server.sip), Duration::from_secs(8));
+    let status = hooks.wait_for("/status", 1, HOOK_WAIT)[0].json();
+    assert_eq!(status["event_type"], "calling.call.refer", "{status}");
+    assert!(status["event_channel"].as_str().is_some_and(|c| c.starts_with("swml:")), "{status}");
+    assert!(status["timestamp"].as_f64().is_some(), "{status}");
+    let params = &status["params"];
+    assert_eq!(params["sip_refer_to"], to_uri.as_str(), "{status}");
+    assert_eq!(params["state"], "success", "{status}");
+    assert_eq!(params["sip_refer_response_code"], "202", "{status}");
+    assert_eq!(params["sip_notify_response_code"], "200", "{status}");
+
+    let next = hooks.wait_for("/handle_sip_refer_result", 1, HOOK_WAIT)[0].json();
+    let vars = &next["vars"];
+    assert_eq!(vars["sip_refer_to"], to_uri.as_str(), "{next}");
+    assert_eq!(vars["sip_refer_result"], "success", "{next}");
+    assert_eq!(vars["return_value"], "success", "{next}");
+    assert_eq!(vars["sip_refer_response_code"], "202", "{next}");
+    assert_eq!(vars["sip_refer_to_response_code"], "200", "{next}");
+    assert_eq!(vars["said"], "Connected. The SIP refer result is success", "{next}");
+    assert_eq!(next["params"]["code"], "202", "{next}");
+    assert_eq!(next["call"]["to_number"], "swml", "{next}");
+    assert_eq!(next["call"]["direction"], "inbound", "{next}");
+
+    let log = baresip.wait(Duration::from_secs(15));
+    target.wait().assert_all_succeeded(1);
+    assert!(log.contains("REFER"), "baresip saw no REFER:\n{log}");
+}
+
+#[test]
+fn control_methods_run_as_swml_defines_them() {
+    let hooks = HookServer::start_with(|request| match request.route() {
+        "/lookup" => (200, json!({"answer": 42, "echo": request.json()}).to_string()),
+        _ => (200, "{}".into()),
+    });
+    let data = TempDir::new("swml-control");
+    let server = Server::start_in(&data.0, &[]);
+    let document = json!({"version": "1.0.0", "sections": {
+        "main": [
+            "answer",
+            {"set": {"count": 0, "name": "callwright"}},
+            {"label": "loop"},
+            {"set": {"count": "${count + 1}"}},
+            {"goto": {"label": "loop", "when": "count < 3"}},
+            {"execute": {"dest": "greet", "params": {"who": "${name}"},
+                         "on_return": [{"set": {"greeting": "${return_value}"}}]}},
+            {"switch": {"variable": "count", "case": {"3": [{"set": {"switched": "three"}}]},
+                        "default": [{"set": {"switched": "other"}}]}},
+            {"cond": [{"when": "${greeting == 'hello callwright'}", "then": [{"set": {"cond": "yes"}}]},
+                      {"else": [{"set": {"cond": "no"}}]}]},
+            {"request": {"url": hooks.url("/lookup"), "method": "POST", "body": {"q": "${count * 2}"},
+                         "save_variables": true}},
+            {"set": {"looked_up": "${request_response.answer}", "sent": "${request_response.echo.q}"}},
+            {"unset": "name"},
+            {"sleep": 200},
+            {"set": {"env": "${envs.region}", "caller": "${call.from_number}"}},
+            {"request": {"url": hooks.url("/report"), "method": "POST", "body": {"vars": "${vars}"}}},
+            "hangup",
+        ],
+        "greet": [{"return": "hello ${params.who}"}],
+    }});
+    put_app(&server, "control", json!({"swml": document, "envs": {"region": "eu"}}), &hooks);
+
+    call(&server, "control", "uac-callee-hangs-up.xml");
+    let vars = hooks.wait_for("/report", 1, HOOK_WAIT)[0].json()["vars"].clone();
+    assert_eq!(vars["count"], 3, "{vars}");
+    assert_eq!(vars["greeting"], "hello callwright", "{vars}");
+    assert_eq!(vars["switched"], "three", "{vars}");
+    assert_eq!(vars["cond"], "yes", "{vars}");
+    assert_eq!((vars["looked_up"].clone(), vars["sent"].clone()), (json!(42), json!(6)), "{vars}");
+    assert_eq!(vars["request_result"], "success", "{vars}");
+    assert_eq!(vars["request_response_code"], "200", "{vars}");
+    assert!(vars.get("name").is_none(), "unset: {vars}");
+    assert_eq!(vars["env"], "eu", "{vars}");
+    assert_eq!(vars["caller"], "sipp", "{vars}");
+}
+
+#[test]
+fn loops_are_bounded_and_bad_documents_end_the_call_cleanly() {
+    let hooks = HookServer::start_with(|request| match request.route() {
+        "/garbage" => (200, "- [ not: a document".into()),
+        _ => (200, "{}".into()),
+    });
+    let data = TempDir::new("swml-bad");
+    let server = Server::start_in(&data.0, &[]);
+    // A goto without `max` jumps 100 times, then the document goes on.
+    let looping = json!({"sections": {"main": [
+        "answer", {"set": {"n": 0}}, {"label": "top"}, {"set": {"n": "${n + 1}"}}, {"goto": "top"},
+        {"request": {"url": hooks.url("/after-loop"), "method": "POST", "body": {"n": "${n}"}}}, "hangup",
+    ]}});
+    put_app(&server, "loop", json!({"swml": looping}), &hooks);
+    call(&server, "loop", "uac-callee-hangs-up.xml");
+    assert_eq!(hooks.wait_for("/after-loop", 1, HOOK_WAIT)[0].json()["n"], 101);
+
+    let cases = [
+        ("media", json!({"swml": {"sections": {"main": [{"play": {"url": "say:hello"}}]}}}), "play needs media"),
+        ("nomain", json!({"swml": {"sections": {"other": []}}}), "needs a \"main\" section"),
+        ("nolabel", json!({"swml": {"sections": {"main": [{"goto": "nowhere"}]}}}), "no label \"nowhere\""),
+        ("unknown", json!({"swml": {"sections": {"main": [{"no_such_method": {}}]}}}), "no module provides verb"),
+        ("garbage", json!({"swml_url": hooks.url("/garbage")}), "neither JSON nor YAML"),
+        ("badargs", json!({"swml": {"sections": {"main": [{"sip_refer": {}}]}}}), "\"to_uri\" is required"),
+    ];
+    for (user, flow, expected) in cases {
+        put_app(&server, user, flow, &hooks);
+        // The document fails before anything answered the call: 500, never a hanging call.
+        call(&server, user, "uac-rejected-500.xml");
+        let log = server.log();
+        assert!(log.contains(expected), "{user}: {expected:?} not logged");
+    }
+}
