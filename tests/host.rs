@@ -110,7 +110,7 @@ fn bad_uploads_get_400_naming_the_problem_and_change_nothing() {
     let names: Vec<&str> = listed.iter().filter_map(|m| m["name"].as_str()).collect();
     assert_eq!(
         names,
-        ["builtin-core", "builtin-jambonz", "builtin-swml", "builtin-transfer"],
+        ["builtin-core", "builtin-jambonz", "builtin-swml", "builtin-transfer", "builtin-twiml"],
         "only the built-in modules"
     );
     // An app naming a module that does not exist.

@@ -9,7 +9,16 @@ use std::process::Command;
 const GUEST_WORKSPACES: &[(&str, &[&str])] = &[
     ("guest-examples/rust", &["answer-hangup", "ivr", "blind-transfer", "attended-transfer", "custom-verb"]),
     ("tests/guests", &["sip-behaviours", "hostile", "verb-sample", "verb-sample-v2"]),
-    ("runtime/verbs", &["callwright-verbs-core", "callwright-verbs-transfer", "callwright-jambonz", "callwright-swml"]),
+    (
+        "runtime/verbs",
+        &[
+            "callwright-verbs-core",
+            "callwright-verbs-transfer",
+            "callwright-jambonz",
+            "callwright-swml",
+            "callwright-twiml",
+        ],
+    ),
 ];
 
 fn main() {

@@ -33,6 +33,7 @@ const BUILTIN_MODULES: &[(&str, &[u8])] = &[
     ("builtin-transfer", include_bytes!(env!("GUEST_CALLWRIGHT_VERBS_TRANSFER"))),
     ("builtin-jambonz", include_bytes!(env!("GUEST_CALLWRIGHT_JAMBONZ"))),
     ("builtin-swml", include_bytes!(env!("GUEST_CALLWRIGHT_SWML"))),
+    ("builtin-twiml", include_bytes!(env!("GUEST_CALLWRIGHT_TWIML"))),
 ];
 /// Written in the data directory once the examples were deployed, so deleting them sticks.
 const SEEDED_MARKER: &str = ".examples-deployed";

@@ -23,7 +23,8 @@ pub struct Route {
 /// that runner's module and config: `{"verbs": [ … ]}` (a jambonz verb array) and `{"webhook": …}` (a
 /// jambonz app: the call hook that returns the verbs, a URL or `{"url", "method", "username", "password"}`),
 /// each with an optional `"status_hook"` (jambonz's call status hook), run with [`JAMBONZ_RUNNER`]; and
-/// `{"swml": <document>}` or `{"swml_url": "<url>"}` with optional `"envs"`, run with [`SWML_RUNNER`].
+/// `{"swml": <document>}` or `{"swml_url": "<url>"}` with optional `"envs"`, run with [`SWML_RUNNER`]; and
+/// `{"twiml_url": "<url>"}` with an optional `"twiml_method"` (GET or POST), run with [`TWIML_RUNNER`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "serde_json::Map<String, serde_json::Value>")]
 pub struct FlowSpec {
@@ -40,19 +41,23 @@ pub const JAMBONZ_RUNNER: &str = "builtin-jambonz";
 /// The built-in module that runs SWML documents.
 pub const SWML_RUNNER: &str = "builtin-swml";
 
-/// The document forms of a flow: the key, the runner, and the other keys allowed beside it.
-const DOCUMENT_FORMS: [(&str, &str, &str); 4] = [
+/// The built-in module that runs TwiML.
+pub const TWIML_RUNNER: &str = "builtin-twiml";
+
+/// The document forms of a flow: the key, the runner, and the other key allowed beside it.
+const DOCUMENT_FORMS: [(&str, &str, &str); 5] = [
     ("verbs", JAMBONZ_RUNNER, "status_hook"),
     ("webhook", JAMBONZ_RUNNER, "status_hook"),
     ("swml", SWML_RUNNER, "envs"),
     ("swml_url", SWML_RUNNER, "envs"),
+    ("twiml_url", TWIML_RUNNER, "twiml_method"),
 ];
 
 impl TryFrom<serde_json::Map<String, serde_json::Value>> for FlowSpec {
     type Error = String;
 
     fn try_from(mut fields: serde_json::Map<String, serde_json::Value>) -> Result<FlowSpec, String> {
-        const FORMS: &str = r#"a flow is {"module": "<call-flow module>", "config": …}; or a jambonz app, {"verbs": [ … ]} or {"webhook": "<url>" or {"url": …, "method": …}}, with an optional "status_hook"; or an SWML document, {"swml": <document>} or {"swml_url": "<url>"}, with optional "envs""#;
+        const FORMS: &str = r#"a flow is {"module": "<call-flow module>", "config": …}; or a jambonz app, {"verbs": [ … ]} or {"webhook": "<url>" or {"url": …, "method": …}}, with an optional "status_hook"; or an SWML document, {"swml": <document>} or {"swml_url": "<url>"}, with optional "envs"; or TwiML, {"twiml_url": "<url>"} with an optional "twiml_method""#;
         if fields.contains_key("module") {
             let module = match fields.remove("module") {
                 Some(serde_json::Value::String(module)) => module,

@@ -40,7 +40,7 @@ pub use callwright::voice::call::{
     ReferOutcome, ReferRequest, SipResponse,
 };
 pub use callwright::voice::dispatch::{VerbError, VerbInfo};
-pub use callwright::voice::hooks::{Hook, HookError, HookResponse};
+pub use callwright::voice::hooks::{BodyEncoding, Hook, HookError, HookResponse};
 pub use callwright::voice::types::{Body, CallError, Credentials, Direction, Header};
 pub use verb_world::VerbPre;
 

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::apps::HookSettings;
-use crate::bindings::{Hook, HookError, HookResponse};
+use crate::bindings::{BodyEncoding, Hook, HookError, HookResponse};
 
 /// How long one hook request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,6 +61,8 @@ struct Prepared {
     url: reqwest::Url,
     basic_auth: Option<(String, String)>,
     body: Option<String>,
+    /// The body's content type.
+    content_type: &'static str,
 }
 
 impl CallHooks {
@@ -132,29 +134,41 @@ impl CallHooks {
         };
         let json: serde_json::Value =
             serde_json::from_str(&payload).map_err(|e| HookError::Invalid(format!("the payload is not JSON: {e}")))?;
-        let body = if method == reqwest::Method::GET {
+        let form = matches!(hook.encoding, Some(BodyEncoding::Form));
+        let (body, content_type) = if method == reqwest::Method::GET || form {
             let serde_json::Value::Object(fields) = json else {
-                return Err(HookError::Invalid("a GET hook's payload must be a JSON object".into()));
+                let what = if form { "a form hook's" } else { "a GET hook's" };
+                return Err(HookError::Invalid(format!("{what} payload must be a JSON object")));
             };
-            let mut query = url.query_pairs_mut();
-            for (name, value) in fields {
-                match value {
-                    serde_json::Value::String(text) => query.append_pair(&name, &text),
-                    serde_json::Value::Null => query.append_pair(&name, ""),
-                    other => query.append_pair(&name, &other.to_string()),
-                };
+            if method == reqwest::Method::GET {
+                append_pairs(&mut url, fields);
+                (None, "")
+            } else {
+                let mut encoded = reqwest::Url::parse("http://form.invalid/").expect("a valid URL");
+                append_pairs(&mut encoded, fields);
+                (Some(encoded.query().unwrap_or_default().to_string()), "application/x-www-form-urlencoded")
             }
-            drop(query);
-            None
         } else {
-            Some(payload)
+            (Some(payload), "application/json")
         };
         let basic_auth = match (hook.username, hook.password) {
             (Some(user), password) => Some((user, password.unwrap_or_default())),
             (None, Some(_)) => return Err(HookError::Invalid("a hook password needs a username".into())),
             (None, None) => None,
         };
-        Ok(Prepared { method, url, basic_auth, body })
+        Ok(Prepared { method, url, basic_auth, body, content_type })
+    }
+}
+
+/// Adds an object's fields to a URL's query, strings as they are and other values as JSON.
+fn append_pairs(url: &mut reqwest::Url, fields: serde_json::Map<String, serde_json::Value>) {
+    let mut query = url.query_pairs_mut();
+    for (name, value) in fields {
+        match value {
+            serde_json::Value::String(text) => query.append_pair(&name, &text),
+            serde_json::Value::Null => query.append_pair(&name, ""),
+            other => query.append_pair(&name, &other.to_string()),
+        };
     }
 }
 
@@ -174,7 +188,7 @@ async fn execute(
         request = request.header(SIGNATURE_HEADER, signature(secret, now, &body));
     }
     if prepared.body.is_some() {
-        request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
+        request = request.header(reqwest::header::CONTENT_TYPE, prepared.content_type).body(body);
     }
     request.send().await.map_err(transport_error)
 }
@@ -241,7 +255,7 @@ mod tests {
     }
 
     fn hook(url: &str, method: Option<&str>) -> Hook {
-        Hook { url: url.into(), method: method.map(str::to_string), username: None, password: None }
+        Hook { url: url.into(), method: method.map(str::to_string), username: None, password: None, encoding: None }
     }
 
     #[test]
@@ -276,6 +290,20 @@ mod tests {
             hooks.prepare(hook("http://x/status?app=1", Some("get")), r#"{"a":"b c","n":3}"#.into()).unwrap();
         assert_eq!(prepared.url.as_str(), "http://x/status?app=1&a=b+c&n=3");
         assert!(prepared.body.is_none());
+    }
+
+    #[test]
+    fn form_hooks_post_the_payload_as_form_fields() {
+        let hooks = hooks(&["*"], None);
+        let mut form = hook("http://x/twiml", None);
+        form.encoding = Some(BodyEncoding::Form);
+        let prepared = hooks.prepare(form.clone(), r#"{"CallSid":"c 1","From":"sip:a@b","N":3}"#.into()).unwrap();
+        assert_eq!(prepared.body.as_deref(), Some("CallSid=c+1&From=sip%3Aa%40b&N=3"));
+        assert_eq!(prepared.content_type, "application/x-www-form-urlencoded");
+        assert_eq!(prepared.url.as_str(), "http://x/twiml");
+        assert!(matches!(hooks.prepare(form, "[1]".into()), Err(HookError::Invalid(why)) if why.contains("form hook")));
+        let json = hooks.prepare(hook("http://x/a", None), "{}".into()).unwrap();
+        assert_eq!(json.content_type, "application/json");
     }
 
     #[test]

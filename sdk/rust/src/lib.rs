@@ -81,12 +81,12 @@ pub mod transfer;
 
 /// Webhooks to the app's servers (the app's `hooks.allow` list says which hosts).
 pub mod hooks {
-    pub use crate::bindings::callwright::voice::hooks::{Hook, HookError, HookResponse, notify, send};
+    pub use crate::bindings::callwright::voice::hooks::{BodyEncoding, Hook, HookError, HookResponse, notify, send};
 
     impl Hook {
         /// A POST hook to `url`.
         pub fn post(url: &str) -> Hook {
-            Hook { url: url.to_string(), method: None, username: None, password: None }
+            Hook { url: url.to_string(), method: None, username: None, password: None, encoding: None }
         }
 
         /// A hook from an app's JSON: a URL string, or `{"url": …, "method": …, "username": …,
@@ -101,6 +101,7 @@ pub mod hooks {
                 method: text("method"),
                 username: text("username"),
                 password: text("password"),
+                encoding: None,
             })
         }
     }

@@ -1,0 +1,360 @@
+//! The TwiML runner: a call flow (world `call-flow`) that runs Twilio voice TwiML unchanged.
+//!
+//! Its config is `{"twiml_url": "<url>"}` (optionally `"twiml_method": "GET"`). The runner requests the
+//! URL as Twilio does (a form POST of `CallSid`, `From`, `To`, `CallStatus`, `Direction`, …) and runs the
+//! `<Response>`'s verbs in order:
+//! - `<Refer action method><Sip>uri</Sip></Refer>`: a SIP REFER; the action gets `ReferCallStatus`,
+//!   `ReferSipResponseCode` and `NotifySipResponseCode`, and its TwiML replaces the rest.
+//! - `<Dial action method timeout callerId timeLimit><Sip>uri</Sip></Dial>`: the `dial` verb; the action
+//!   gets `DialCallStatus`, `DialCallSid`, `DialCallDuration` and `DialSipResponseCode`.
+//! - `<Hangup/>`, `<Reject reason="busy|rejected"/>` (486 or 603), `<Pause length/>`, `<Redirect>`.
+//!
+//! Twilio answers a call before its first verb unless that verb is `<Reject>`; so does this runner, except
+//! that a `<Dial>` answers the caller only when the callee answers (passing the callee's SDP through).
+//! Verbs that need media (`<Say>`, `<Play>`, `<Gather>`, …) stop the call with a clear error.
+
+#![forbid(unsafe_code)]
+
+use callwright_sdk::hooks::{BodyEncoding, Hook, send_json};
+use callwright_sdk::serde_json::{Map, Value, json};
+use callwright_sdk::{Call, CallError, CallInfo, Config, Flow, Level, ReferRequest, dispatch, log};
+
+/// Verbs one call may run in total (a redirect loop ends here).
+pub const MAX_VERBS_PER_CALL: usize = 1_000;
+
+/// TwiML verbs that need media, which callwright does not carry yet.
+pub const MEDIA_VERBS: [&str; 12] =
+    ["Say", "Play", "Gather", "Record", "Connect", "Enqueue", "Leave", "Stream", "Start", "Stop", "Pay", "Prompt"];
+
+/// One verb of a TwiML document: its name, attributes and the text of its `<Sip>` child (or its own text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verb {
+    /// The element name (`Refer`, `Dial`, …).
+    pub name: String,
+    /// Its attributes.
+    pub attributes: Vec<(String, String)>,
+    /// Its `<Sip>` child's text, when it has one.
+    pub sip: Option<String>,
+    /// Its own text (a `<Redirect>`'s URL), trimmed.
+    pub text: String,
+    /// The names of its other child elements (`<Number>`, `<Client>`, …).
+    pub other_children: Vec<String>,
+}
+
+impl Verb {
+    fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
+}
+
+/// Parses a TwiML document into its verbs.
+pub fn parse(text: &str) -> Result<Vec<Verb>, String> {
+    let document = roxmltree::Document::parse(text).map_err(|e| format!("the TwiML is not XML: {e}"))?;
+    let root = document.root_element();
+    if root.tag_name().name() != "Response" {
+        return Err(format!("the TwiML's root element is <{}>, not <Response>", root.tag_name().name()));
+    }
+    Ok(root
+        .children()
+        .filter(roxmltree::Node::is_element)
+        .map(|node| {
+            let children: Vec<roxmltree::Node<'_, '_>> = node.children().filter(roxmltree::Node::is_element).collect();
+            let sip = children.iter().find(|c| c.tag_name().name() == "Sip").map(|c| text_of(c));
+            Verb {
+                name: node.tag_name().name().to_string(),
+                attributes: node.attributes().map(|a| (a.name().to_string(), a.value().to_string())).collect(),
+                sip,
+                text: text_of(&node),
+                other_children: children
+                    .iter()
+                    .map(|c| c.tag_name().name().to_string())
+                    .filter(|name| name != "Sip")
+                    .collect(),
+            }
+        })
+        .collect())
+}
+
+fn text_of(node: &roxmltree::Node<'_, '_>) -> String {
+    node.children().filter(roxmltree::Node::is_text).filter_map(|t| t.text()).collect::<String>().trim().to_string()
+}
+
+/// The runner.
+pub struct TwimlRunner;
+
+impl Flow for TwimlRunner {
+    fn handle(call: Call, config: Config) -> Result<(), String> {
+        let url = config.get_str("twiml_url").ok_or(r#"the app gives no "twiml_url""#)?.to_string();
+        let method = config.get_str("twiml_method").unwrap_or("POST").to_ascii_uppercase();
+        let mut runner = Runner { call: &call, info: call.info(), answered: false, executed: 0 };
+        let result = runner.run(&url, &method);
+        if let Err(error) = &result {
+            log(Level::Error, &format!("TwiML: {error}"));
+        }
+        result
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+mod export {
+    callwright_sdk::flow!(super::TwimlRunner);
+}
+
+struct Runner<'a> {
+    call: &'a Call,
+    info: CallInfo,
+    answered: bool,
+    executed: usize,
+}
+
+/// What a verb asks for next.
+enum Next {
+    Continue,
+    /// Fetch this URL (with this method and extra parameters) and run its TwiML instead.
+    Fetch(String, String, Map<String, Value>),
+    Stop,
+}
+
+impl Runner<'_> {
+    fn run(&mut self, url: &str, method: &str) -> Result<(), String> {
+        let (mut verbs, mut base) = (self.fetch(url, method, Map::new())?, url.to_string());
+        let mut index = 0;
+        while let Some(verb) = verbs.get(index).cloned() {
+            index += 1;
+            self.executed += 1;
+            if self.executed > MAX_VERBS_PER_CALL {
+                return Err(format!("more than {MAX_VERBS_PER_CALL} verbs ran on this call (a redirect loop?)"));
+            }
+            match self.run_verb(&verb, &base).map_err(|e| format!("<{}>: {e}", verb.name))? {
+                Next::Continue => {}
+                Next::Stop => return Ok(()),
+                Next::Fetch(next, method, extra) => {
+                    verbs = self.fetch(&next, &method, extra)?;
+                    base = next;
+                    index = 0;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn run_verb(&mut self, verb: &Verb, base: &str) -> Result<Next, String> {
+        if MEDIA_VERBS.contains(&verb.name.as_str()) {
+            return Err("needs media, which callwright does not carry yet".into());
+        }
+        // `<Dial>` answers the caller itself, with the callee's session description.
+        if verb.name != "Reject" && verb.name != "Dial" {
+            self.answer()?;
+        }
+        let action = |verb: &Verb, extra: Map<String, Value>| match verb.attribute("action") {
+            Some(action) => {
+                let method = verb.attribute("method").unwrap_or("POST").to_ascii_uppercase();
+                Next::Fetch(resolve(action, base), method, extra)
+            }
+            None => Next::Continue,
+        };
+        match verb.name.as_str() {
+            "Hangup" => {
+                run_verb(self.call, "hangup", json!({}))?;
+                Ok(Next::Stop)
+            }
+            "Reject" => {
+                let status = if verb.attribute("reason") == Some("busy") { 486 } else { 603 };
+                run_verb(self.call, "sip:decline", json!({"status": status}))?;
+                Ok(Next::Stop)
+            }
+            "Pause" => {
+                let length: f64 =
+                    verb.attribute("length").map_or(Ok(1.0), str::parse).map_err(|_| "length must be a number")?;
+                if length > 0.0 {
+                    let result = run_verb(self.call, "pause", json!({"length": length}))?;
+                    if result["call_ended"] == true {
+                        return Ok(Next::Stop);
+                    }
+                }
+                Ok(Next::Continue)
+            }
+            "Redirect" => {
+                if verb.text.is_empty() {
+                    return Err("give the URL as the element's text".into());
+                }
+                let method = verb.attribute("method").unwrap_or("POST").to_ascii_uppercase();
+                Ok(Next::Fetch(resolve(&verb.text, base), method, Map::new()))
+            }
+            "Refer" => {
+                let target = verb.sip.as_deref().ok_or("give the target as <Sip>uri</Sip>")?;
+                let refer = self.call.sip_refer(&ReferRequest::to(target)).map_err(|e| format!("{e:?}"))?;
+                let report = refer.follow(|_| {});
+                log(Level::Info, &format!("<Refer> to {target}: {}", report.outcome_name()));
+                let extra = report.twilio_action_params().into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+                Ok(action(verb, extra))
+            }
+            "Dial" => {
+                if !verb.other_children.is_empty() || verb.sip.is_none() {
+                    return Err("only <Sip> targets can be dialled (no <Number> or <Client>: no carrier)".into());
+                }
+                let mut args = json!({"target": [{"type": "sip", "sipUri": verb.sip}]});
+                for (attribute, field) in [("timeout", "timeout"), ("timeLimit", "timeLimit")] {
+                    if let Some(value) = verb.attribute(attribute) {
+                        args[field] = json!(value.parse::<f64>().map_err(|_| format!("{attribute} must be a number"))?);
+                    }
+                }
+                if let Some(caller) = verb.attribute("callerId") {
+                    args["callerId"] = json!(caller);
+                }
+                let result = run_verb(self.call, "dial", args)?;
+                self.answered = true;
+                Ok(action(verb, dial_params(&result)))
+            }
+            other => Err(format!("<{other}> is not a TwiML voice verb callwright knows")),
+        }
+    }
+
+    fn answer(&mut self) -> Result<(), String> {
+        if self.answered {
+            return Ok(());
+        }
+        match self.call.answer(&[], None) {
+            Ok(()) | Err(CallError::InvalidState(_)) => {
+                self.answered = true;
+                Ok(())
+            }
+            Err(error) => Err(format!("answering the call failed: {error:?}")),
+        }
+    }
+
+    /// Requests TwiML as Twilio does: the call's parameters (and `extra`) as a form POST or a GET query.
+    fn fetch(&self, url: &str, method: &str, extra: Map<String, Value>) -> Result<Vec<Verb>, String> {
+        let mut params = call_params(&self.info, if self.answered { "in-progress" } else { "ringing" });
+        params.extend(extra);
+        let hook = Hook {
+            url: url.to_string(),
+            method: Some(method.to_string()),
+            username: None,
+            password: None,
+            encoding: Some(BodyEncoding::Form),
+        };
+        let response = send_json(&hook, &Value::Object(params)).map_err(|e| format!("requesting {url}: {e:?}"))?;
+        if !(200..300).contains(&response.status) {
+            return Err(format!("requesting {url}: the server answered {}", response.status));
+        }
+        parse(&response.body).map_err(|e| format!("{url}: {e}"))
+    }
+}
+
+fn run_verb(call: &Call, name: &str, args: Value) -> Result<Value, String> {
+    dispatch::run_verb(call, name, &args).map_err(|e| e.message().to_string())
+}
+
+/// A `<Dial>` action's parameters from the `dial` verb's result.
+pub fn dial_params(result: &Value) -> Map<String, Value> {
+    let status = match result["dial_call_status"].as_str() {
+        Some("completed") => "completed",
+        Some("busy") => "busy",
+        Some("no-answer") => "no-answer",
+        _ => "failed",
+    };
+    let mut params = Map::new();
+    params.insert("DialCallStatus".into(), json!(status));
+    if let Some(sid) = result["dial_call_sid"].as_str() {
+        params.insert("DialCallSid".into(), json!(sid));
+    }
+    if let Some(duration) = result["dial_call_duration"].as_u64() {
+        params.insert("DialCallDuration".into(), json!(duration.to_string()));
+    }
+    if let Some(code) = result["dial_sip_status"].as_u64() {
+        params.insert("DialSipResponseCode".into(), json!(code.to_string()));
+    }
+    params
+}
+
+/// The parameters Twilio sends with every request about a call.
+pub fn call_params(info: &CallInfo, call_status: &str) -> Map<String, Value> {
+    let (from, to) = (uri_of(&info.from), uri_of(&info.to));
+    let mut params = Map::new();
+    for (name, value) in [
+        ("CallSid", info.id.as_str()),
+        ("AccountSid", ""),
+        ("From", from.as_str()),
+        ("To", to.as_str()),
+        ("Caller", from.as_str()),
+        ("Called", to.as_str()),
+        ("CallStatus", call_status),
+        ("Direction", "inbound"),
+        ("ApiVersion", "2010-04-01"),
+        ("SipCallId", info.sip_call_id.as_str()),
+    ] {
+        params.insert(name.into(), json!(value));
+    }
+    params
+}
+
+/// The URI of a From or To header field, without display name, brackets or parameters.
+fn uri_of(field: &str) -> String {
+    let inner = match (field.find('<'), field.find('>')) {
+        (Some(open), Some(close)) if open < close => &field[open + 1..close],
+        _ => field.split(';').next().unwrap_or(field),
+    };
+    inner.trim().to_string()
+}
+
+/// A URL relative to the document's own.
+fn resolve(url: &str, base: &str) -> String {
+    if !url.starts_with('/') {
+        return url.to_string();
+    }
+    let after_scheme = base.find("://").map_or(0, |i| i + 3);
+    let origin = base[after_scheme..].find('/').map_or(base, |slash| &base[..after_scheme + slash]);
+    format!("{origin}{url}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbs_with_attributes_and_sip_targets() {
+        let verbs = parse(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+            <Response>
+              <Refer action="/refer-done" method="POST"><Sip>sip:alice@example.com</Sip></Refer>
+              <Pause length="2"/>
+              <Redirect method="GET"> https://a.example/next </Redirect>
+              <Dial timeout="10"><Number>+15551234567</Number></Dial>
+            </Response>"#,
+        )
+        .unwrap();
+        assert_eq!(verbs.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), ["Refer", "Pause", "Redirect", "Dial"]);
+        assert_eq!(verbs[0].sip.as_deref(), Some("sip:alice@example.com"));
+        assert_eq!(verbs[0].attribute("action"), Some("/refer-done"));
+        assert_eq!(verbs[1].attribute("length"), Some("2"));
+        assert_eq!(verbs[2].text, "https://a.example/next");
+        assert_eq!(verbs[3].other_children, ["Number"]);
+    }
+
+    #[test]
+    fn bad_documents_are_named() {
+        assert!(parse("<Response><Hangup></Response>").unwrap_err().contains("not XML"));
+        assert!(parse("<Document/>").unwrap_err().contains("<Document>, not <Response>"));
+        assert!(parse("{}").unwrap_err().contains("not XML"));
+    }
+
+    #[test]
+    fn urls_and_parameters() {
+        assert_eq!(resolve("/next", "http://127.0.0.1:9/doc?x=1"), "http://127.0.0.1:9/next");
+        assert_eq!(resolve("https://b/x", "http://a/doc"), "https://b/x");
+        assert_eq!(uri_of(r#""Alice" <sip:alice@example.com>;tag=1"#), "sip:alice@example.com");
+        assert_eq!(uri_of("sip:bob@example.com;tag=2"), "sip:bob@example.com");
+        let params = dial_params(&json!({"dial_call_status": "completed", "dial_call_sid": "call-9",
+                                         "dial_call_duration": 12, "dial_sip_status": 200}));
+        assert_eq!(
+            Value::Object(params),
+            json!({"DialCallStatus": "completed", "DialCallSid": "call-9", "DialCallDuration": "12",
+                   "DialSipResponseCode": "200"})
+        );
+        assert_eq!(
+            dial_params(&json!({"dial_call_status": "no-answer", "dial_sip_status": 487}))["DialCallStatus"],
+            "no-answer"
+        );
+    }
+}

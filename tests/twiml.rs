@@ -1,0 +1,154 @@
+//! TwiML end to end, run by the built-in TwiML runner: a real HTTP server serves the TwiML and records
+//! Twilio's request parameters; SIPp plays the caller, the transferee and the dialled party.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::json;
+use support::hooks::{HookRequest, HookServer};
+use support::sipp::Sipp;
+use support::{Server, TempDir};
+
+/// How long a test waits for a request.
+const HOOK_WAIT: Duration = Duration::from_secs(20);
+
+fn put_app(server: &Server, user: &str, hooks: &HookServer, path: &str) {
+    let app = json!({"route": {"to_user": user}, "flow": {"twiml_url": hooks.url(path)},
+                     "hooks": {"allow": [hooks.addr().to_string()]}});
+    server.put_app(user, &app.to_string()).assert_status(201);
+}
+
+fn call(server: &Server, user: &str, scenario: &str) {
+    Sipp::client(scenario, server.sip).service(user).timeout(Duration::from_secs(30)).run().assert_all_succeeded(1);
+}
+
+/// The form parameters of a request: its body for a POST, its query for a GET.
+fn params(request: &HookRequest) -> HashMap<String, String> {
+    let encoded = if request.method == "GET" {
+        request.path.split_once('?').map(|(_, query)| query.to_string()).unwrap_or_default()
+    } else {
+        assert_eq!(request.header("Content-Type"), Some("application/x-www-form-urlencoded"), "{request:?}");
+        request.text()
+    };
+    encoded
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(name), decode(value))
+        })
+        .collect()
+}
+
+fn decode(text: &str) -> String {
+    let bytes = text.replace('+', " ").into_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+            out.push(u8::from_str_radix(hex, 16).unwrap());
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+fn twiml(body: &str) -> (u16, String) {
+    (200, format!(r#"<?xml version="1.0" encoding="UTF-8"?><Response>{body}</Response>"#))
+}
+
+#[test]
+fn refer_reports_twilios_parameters_to_the_action_and_its_twiml_runs() {
+    let hooks = HookServer::start_with(|request| match request.route() {
+        "/voice" => twiml(r#"<Refer action="/refer-done"><Sip>sip:target@127.0.0.1:9</Sip></Refer><Say>never</Say>"#),
+        "/refer-done" => twiml(r#"<Pause length="0.2"/><Hangup/>"#),
+        _ => (404, String::new()),
+    });
+    let data = TempDir::new("twiml-refer");
+    let server = Server::start_in(&data.0, &[]);
+    put_app(&server, "twiml", &hooks, "/voice");
+
+    call(&server, "twiml", "uac-refer-accept.xml");
+    let voice = params(&hooks.wait_for("/voice", 1, HOOK_WAIT)[0]);
+    assert_eq!(voice["CallStatus"], "ringing", "{voice:?}");
+    assert_eq!(voice["Direction"], "inbound");
+    assert_eq!(voice["ApiVersion"], "2010-04-01");
+    assert!(voice["From"].starts_with("sip:sipp@"), "{voice:?}");
+    assert!(voice["To"].starts_with("sip:twiml@"), "{voice:?}");
+    assert!(!voice["CallSid"].is_empty() && !voice["SipCallId"].is_empty(), "{voice:?}");
+    let done = params(&hooks.wait_for("/refer-done", 1, HOOK_WAIT)[0]);
+    assert_eq!(done["ReferCallStatus"], "in-progress", "{done:?}");
+    assert_eq!(done["ReferSipResponseCode"], "202", "{done:?}");
+    assert_eq!(done["NotifySipResponseCode"], "200", "{done:?}");
+    assert_eq!(done["CallStatus"], "in-progress", "{done:?}");
+    assert_eq!(done["CallSid"], voice["CallSid"]);
+}
+
+#[test]
+fn reject_redirect_and_hangup() {
+    let hooks = HookServer::start_with(|request| match request.route() {
+        "/busy" => twiml(r#"<Reject reason="busy"/>"#),
+        "/redirect" => twiml(r#"<Redirect method="GET">/next</Redirect>"#),
+        "/next" => twiml("<Pause length=\"0.3\"/><Hangup/>"),
+        _ => (404, String::new()),
+    });
+    let data = TempDir::new("twiml-basic");
+    let server = Server::start_in(&data.0, &[]);
+    put_app(&server, "busy", &hooks, "/busy");
+    put_app(&server, "redirect", &hooks, "/redirect");
+
+    call(&server, "busy", "uac-busy.xml");
+    call(&server, "redirect", "uac-callee-hangs-up.xml");
+    let next = &hooks.wait_for("/next", 1, HOOK_WAIT)[0];
+    assert_eq!(next.method, "GET");
+    assert_eq!(params(next)["CallStatus"], "in-progress");
+}
+
+#[test]
+fn dial_bridges_a_sip_target_and_reports_the_dial_status() {
+    let target = Sipp::server("uas-answer-then-bye.xml", 0).calls(1).timeout(Duration::from_secs(30)).spawn();
+    let port = target.port();
+    let hooks = HookServer::start_with(move |request| match request.route() {
+        "/dial" => twiml(&format!(r#"<Dial action="/dial-done"><Sip>sip:target@127.0.0.1:{port}</Sip></Dial>"#)),
+        "/dial-done" => twiml("<Hangup/>"),
+        _ => (404, String::new()),
+    });
+    let data = TempDir::new("twiml-dial");
+    let server = Server::start_in(&data.0, &[]);
+    put_app(&server, "dial", &hooks, "/dial");
+
+    // The target answers, hangs up after 1 s; the action's <Hangup/> then ends the caller's call.
+    call(&server, "dial", "uac-callee-hangs-up.xml");
+    target.wait().assert_all_succeeded(1);
+    let done = params(&hooks.wait_for("/dial-done", 1, HOOK_WAIT)[0]);
+    assert_eq!(done["DialCallStatus"], "completed", "{done:?}");
+    assert_eq!(done["DialSipResponseCode"], "200", "{done:?}");
+    assert!(!done["DialCallSid"].is_empty(), "{done:?}");
+}
+
+#[test]
+fn media_verbs_and_bad_twiml_end_the_call_cleanly() {
+    let hooks = HookServer::start_with(|request| match request.route() {
+        "/say" => twiml("<Say>Hello</Say>"),
+        "/garbage" => (200, "this is not XML".into()),
+        "/number" => twiml("<Dial><Number>+15551234567</Number></Dial>"),
+        _ => (404, String::new()),
+    });
+    let data = TempDir::new("twiml-bad");
+    let server = Server::start_in(&data.0, &[]);
+    for (user, expected) in [
+        ("say", "<Say>: needs media"),
+        ("garbage", "the TwiML is not XML"),
+        ("number", "only <Sip> targets can be dialled"),
+    ] {
+        put_app(&server, user, &hooks, &format!("/{user}"));
+        call(&server, user, "uac-rejected-500.xml");
+        assert!(server.log().contains(expected), "{user}: {expected:?} not logged");
+    }
+}
