@@ -121,6 +121,41 @@ fn control_methods_run_as_swml_defines_them() {
 }
 
 #[test]
+fn inline_execute_connect_and_transfer() {
+    let target = Sipp::server("uas-answer-then-bye.xml", 0).calls(1).timeout(Duration::from_secs(30)).spawn();
+    let hooks = HookServer::start();
+    let data = TempDir::new("swml-connect");
+    let server = Server::start_in(&data.0, &[]);
+    let inline = json!({"version": "1.0.0", "sections": {"main": [{"set": {"inline": "ran"}}, {"return": "from inline"}]}});
+    let document = json!({"version": "1.0.0", "sections": {
+        "main": [
+            {"execute": {"dest": inline}},
+            {"set": {"inline_returned": "${return_value}"}},
+            {"connect": {"to": format!("sip:target@127.0.0.1:{}", target.port()), "timeout": 10}},
+            {"transfer": {"dest": "finish", "params": {"how": "transferred"}}},
+            {"set": {"after_transfer": "must not run"}},
+        ],
+        "finish": [
+            {"request": {"url": hooks.url("/report"), "method": "POST", "body": {"vars": "${vars}", "how": "${params.how}"}}},
+            "hangup",
+        ],
+    }});
+    put_app(&server, "connect", json!({"swml": document}), &hooks);
+
+    // connect answers the caller with the target's answer; the target hangs up after 1 s; the document
+    // goes on, transfers to `finish`, reports and hangs up.
+    call(&server, "connect", "uac-callee-hangs-up.xml");
+    target.wait().assert_all_succeeded(1);
+    let report = hooks.wait_for("/report", 1, HOOK_WAIT)[0].json();
+    let vars = &report["vars"];
+    assert_eq!(vars["inline"], "ran", "{report}");
+    assert_eq!(vars["inline_returned"], "from inline", "{report}");
+    assert_eq!(vars["connect_result"], "connected", "{report}");
+    assert!(vars.get("after_transfer").is_none(), "{report}");
+    assert_eq!(report["how"], "transferred", "{report}");
+}
+
+#[test]
 fn loops_are_bounded_and_bad_documents_end_the_call_cleanly() {
     let hooks = HookServer::start_with(|request| match request.route() {
         "/garbage" => (200, "- [ not: a document".into()),

@@ -125,9 +125,50 @@ fn inline_verbs_in_both_forms_run_in_order() {
 }
 
 #[test]
+fn sip_request_and_dial_verbs_in_a_jambonz_array() {
+    let target = Sipp::server("uas-answer-then-bye.xml", 0).calls(1).timeout(Duration::from_secs(30)).spawn();
+    let hooks = HookServer::start();
+    let data = TempDir::new("verbs-request-dial");
+    let server = Server::start_in(&data.0, &[]);
+    let info = json!([
+        {"verb": "answer"},
+        {"verb": "sip:request", "method": "INFO", "body": "hello", "headers": {"Content-Type": "text/plain"},
+         "actionHook": hooks.url("/request")},
+        {"verb": "hangup"},
+    ]);
+    put_app(&server, "info", "info", json!({"verbs": info}), &hooks);
+    let dial = json!([
+        {"verb": "dial", "target": [{"type": "sip", "sipUri": format!("sip:target@127.0.0.1:{}", target.port())}],
+         "callerId": "+15550001", "actionHook": hooks.url("/dial")},
+        {"verb": "hangup"},
+    ]);
+    put_app(&server, "dial", "dial", json!({"verbs": dial}), &hooks);
+
+    // The caller checks the INFO's body and content type, answers 200, then takes our BYE.
+    call(&server, "info", "uac-answers-info.xml");
+    let request = hooks.wait_for("/request", 1, HOOK_WAIT)[0].json();
+    assert_eq!((request["result"].as_str(), request["sip_status"].as_u64()), (Some("success"), Some(200)), "{request}");
+    assert_eq!(request["call_status"], "in-progress", "{request}");
+
+    // The target answers the bridged call and hangs up after 1 s; then `hangup` ends the caller's call.
+    call(&server, "dial", "uac-callee-hangs-up.xml");
+    target.wait().assert_all_succeeded(1);
+    let dialled = hooks.wait_for("/dial", 1, HOOK_WAIT)[0].json();
+    assert_eq!(dialled["dial_call_status"], "completed", "{dialled}");
+    assert_eq!(dialled["dial_sip_status"], 200, "{dialled}");
+    assert!(dialled["dial_call_sid"].as_str().is_some_and(|sid| !sid.is_empty()), "{dialled}");
+    assert!(dialled["dial_call_duration"].as_u64().is_some_and(|seconds| seconds <= 5), "{dialled}");
+}
+
+#[test]
 fn bad_documents_end_the_call_cleanly_and_tell_the_status_hook() {
     let hooks = HookServer::start_with(|request| match request.route() {
         "/garbage" => (200, "this is not JSON".into()),
+        "/slow" => {
+            // Longer than the hook timeout (10 s).
+            std::thread::sleep(Duration::from_secs(12));
+            (200, "[]".into())
+        }
         "/object" => (200, json!({"verb": "hangup"}).to_string()),
         _ => (200, "{}".into()),
     });
@@ -145,6 +186,7 @@ fn bad_documents_end_the_call_cleanly_and_tell_the_status_hook() {
         ("shape", json!({"verbs": [{"pause": 3}]}), r#"a verb is {\"verb\": \"<name>\""#),
         ("garbage", json!({"webhook": hooks.url("/garbage")}), "answered with something that is not JSON"),
         ("object", json!({"webhook": hooks.url("/object")}), "must be a JSON array of verbs, not an object"),
+        ("slow", json!({"webhook": hooks.url("/slow")}), "Timeout"),
     ];
     for (user, flow, _) in &cases {
         let mut flow = flow.clone();
@@ -206,10 +248,19 @@ fn the_custom_verb_example_looks_the_number_up_and_refers_through_the_built_in_v
     let verbs = json!([{"verb": "lookup:refer", "lookupHook": hooks.url("/lookup"), "actionHook": hooks.url("/action"),
                         "eventHook": hooks.url("/event")}]);
     put_app(&server, "lookup", "4000", json!({"verbs": verbs}), &hooks);
+    // The same verb as an SWML method.
+    let swml = json!({"sections": {"main": [
+        {"lookup:refer": {"lookupHook": hooks.url("/lookup"), "actionHook": hooks.url("/swml-action")}},
+    ]}});
+    put_app(&server, "lookup-swml", "4001", json!({"swml": swml}), &hooks);
+
+    call(&server, "4001", "uac-refer-accept.xml");
+    let action = hooks.wait_for("/swml-action", 1, HOOK_WAIT)[0].json();
+    assert_eq!((action["refer_status"].as_u64(), action["final_referred_call_status"].as_u64()), (Some(202), Some(200)));
 
     call(&server, "4000", "uac-refer-accept.xml");
-    let lookup = hooks.wait_for("/lookup", 1, HOOK_WAIT)[0].json();
-    assert_eq!(lookup["number"], "4000", "{lookup}");
+    let lookups = hooks.wait_for("/lookup", 2, HOOK_WAIT);
+    assert_eq!((lookups[0].json()["number"].clone(), lookups[1].json()["number"].clone()), (json!("4001"), json!("4000")));
     let action = hooks.wait_for("/action", 1, HOOK_WAIT)[0].json();
     assert_eq!(
         (action["refer_status"].as_u64(), action["final_referred_call_status"].as_u64()),

@@ -218,6 +218,49 @@ pub mod dispatch {
     }
 }
 
+/// Helpers for guests that run documents (jambonz arrays, SWML, TwiML).
+pub mod documents {
+    /// The JSON type of a value, with its article, for error messages ("a string", "an object").
+    pub fn kind(value: &serde_json::Value) -> &'static str {
+        use serde_json::Value;
+        match value {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Number(_) => "a number",
+            Value::String(_) => "a string",
+            Value::Array(_) => "an array",
+            Value::Object(_) => "an object",
+        }
+    }
+
+    /// `url` resolved against the URL of the document it came from when it is a path (`/next` against
+    /// `https://a.example/doc` is `https://a.example/next`); anything else as it is.
+    pub fn resolve_url(url: &str, base: Option<&str>) -> String {
+        match (url.starts_with('/'), base) {
+            (true, Some(base)) => {
+                let after_scheme = base.find("://").map_or(0, |i| i + 3);
+                let origin = base[after_scheme..].find('/').map_or(base, |slash| &base[..after_scheme + slash]);
+                format!("{origin}{url}")
+            }
+            _ => url.to_string(),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn relative_urls_resolve_against_the_documents_origin() {
+            assert_eq!(resolve_url("/next", Some("http://127.0.0.1:8080/doc?x=1")), "http://127.0.0.1:8080/next");
+            assert_eq!(resolve_url("/next", Some("https://a.example")), "https://a.example/next");
+            assert_eq!(resolve_url("/next", None), "/next");
+            assert_eq!(resolve_url("https://b.example/x", Some("http://a.example/doc")), "https://b.example/x");
+            assert_eq!(kind(&serde_json::json!({})), "an object");
+        }
+    }
+}
+
 /// Per-call variables shared by every module running on the call.
 pub mod variables {
     pub use crate::bindings::callwright::voice::variables::{entries, get, remove, set};
@@ -281,6 +324,41 @@ impl Body {
 }
 
 impl Call {
+    /// Answers the call unless it is answered already: an answered call stays as it is.
+    pub fn answer_if_needed(&self) -> Result<(), CallError> {
+        match self.answer(&[], None) {
+            Ok(()) | Err(CallError::InvalidState(_)) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Answers a request the far end sent while nothing in particular expects one (a verb waiting, a
+    /// document between steps): INFO, MESSAGE, NOTIFY and OPTIONS get 200, as a SIP server answers them;
+    /// anything else gets 501.
+    pub fn answer_routine_request(&self, request: &IncomingRequest) {
+        let status =
+            if matches!(request.method.as_str(), "INFO" | "MESSAGE" | "NOTIFY" | "OPTIONS") { 200 } else { 501 };
+        let _ = self.respond(request.id, status, &[], None);
+    }
+
+    /// Waits up to `timeout_ms` for the call to end, answering routine requests meanwhile. True when it
+    /// ended.
+    pub fn wait_for_end(&self, timeout_ms: u64) -> bool {
+        let end = clock::now_ms() + timeout_ms;
+        loop {
+            let now = clock::now_ms();
+            if now >= end {
+                return false;
+            }
+            match self.next_event(Some((end - now).min(u64::from(u32::MAX)) as u32)) {
+                None => return false,
+                Some(CallEvent::Ended(_)) => return true,
+                Some(CallEvent::Request(request)) => self.answer_routine_request(&request),
+                Some(_) => {}
+            }
+        }
+    }
+
     /// Waits up to `timeout_ms` for an event that matters to a flow waiting on the call: the end, or a
     /// request from the far end (INFO, MESSAGE, …). `Confirmed` is skipped. `None` when the time ran out.
     pub fn next_event_until_end(&self, timeout_ms: u64) -> Option<CallEvent> {

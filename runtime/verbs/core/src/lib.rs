@@ -119,10 +119,7 @@ mod export {
 
 /// Answers the call; an answered call stays as it is.
 fn answer(call: &Call) -> Result<Value, String> {
-    match call.answer(&[], None) {
-        Ok(()) | Err(CallError::InvalidState(_)) => Ok(json!({})),
-        Err(error) => Err(error.to_string()),
-    }
+    call.answer_if_needed().map(|()| json!({})).map_err(|error| error.to_string())
 }
 
 /// A call that is already over needs no hanging up.
@@ -169,31 +166,10 @@ fn report(call: &Call, args: &Value, verb: &str, result: Map<String, Value>) -> 
     Value::Object(result)
 }
 
-/// Answers what the far end sends in the middle of a verb that waits: INFO, MESSAGE, NOTIFY and OPTIONS get
-/// 200 (as jambonz's SIP server answers them), anything else 501.
-fn answer_request(call: &Call, event: &CallEvent) {
-    if let CallEvent::Request(request) = event {
-        let status =
-            if matches!(request.method.as_str(), "INFO" | "MESSAGE" | "NOTIFY" | "OPTIONS") { 200 } else { 501 };
-        let _ = call.respond(request.id, status, &[], None);
-    }
-}
-
 /// Waits `length` seconds, or until the call ends.
 fn pause(call: &Call, args: &Value) -> Result<Value, String> {
     let length_ms = (args["length"].as_f64().unwrap_or(0.0) * 1000.0) as u64;
-    let end = clock::now_ms() + length_ms;
-    loop {
-        let now = clock::now_ms();
-        if now >= end {
-            return Ok(json!({}));
-        }
-        match call.next_event(Some((end - now).min(u64::from(u32::MAX)) as u32)) {
-            None => return Ok(json!({})),
-            Some(CallEvent::Ended(_)) => return Ok(json!({"call_ended": true})),
-            Some(event) => answer_request(call, &event),
-        }
-    }
+    Ok(if call.wait_for_end(length_ms) { json!({"call_ended": true}) } else { json!({}) })
 }
 
 /// Keeps `data` for the app's later hooks (`customer_data`).
@@ -318,13 +294,13 @@ fn bridge(caller: &Call, callee: &Call, started: u64, limit_ms: Option<u64>) -> 
         }
         match caller.next_event(Some(BRIDGE_POLL_MS)) {
             Some(CallEvent::Ended(_)) => return true,
-            Some(event) => answer_request(caller, &event),
-            None => {}
+            Some(CallEvent::Request(request)) => caller.answer_routine_request(&request),
+            _ => {}
         }
         match callee.next_event(Some(0)) {
             Some(CallEvent::Ended(_)) => return false,
-            Some(event) => answer_request(callee, &event),
-            None => {}
+            Some(CallEvent::Request(request)) => callee.answer_routine_request(&request),
+            _ => {}
         }
     }
 }

@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use callwright_sdk::hooks::{self, Hook};
 use callwright_sdk::serde_json::{Map, Value, json};
 use callwright_sdk::transfer::jambonz_call_fields;
-use callwright_sdk::{Call, CallError, CallEvent, CallInfo, Config, Flow, Level, dispatch, log, variables};
+use callwright_sdk::{Call, CallError, CallEvent, CallInfo, Config, Flow, Level, dispatch, documents, log, variables};
 
 /// Verbs one call may run in total (a redirect loop ends here).
 pub const MAX_VERBS_PER_CALL: usize = 1_000;
@@ -100,18 +100,7 @@ fn run_app(call: &Call, info: &CallInfo, config: &Value) -> Result<(), String> {
 fn verb_array(document: &Value, source: &str) -> Result<Vec<Value>, String> {
     match document {
         Value::Array(verbs) => Ok(verbs.clone()),
-        other => Err(format!("{source} must be a JSON array of verbs, not {}", kind(other))),
-    }
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+        other => Err(format!("{source} must be a JSON array of verbs, not {}", documents::kind(other))),
     }
 }
 
@@ -126,8 +115,8 @@ pub fn run_verbs(call: &Call, verbs: Vec<Value>, base_url: Option<&str>) -> Resu
             return Err(format!("more than {MAX_VERBS_PER_CALL} verbs ran on this call (a redirect loop?)"));
         }
         if NEEDS_ANSWERED_CALL.contains(&name.as_str()) {
-            match call.answer(&[], None) {
-                Ok(()) | Err(CallError::InvalidState(_)) => {}
+            match call.answer_if_needed() {
+                Ok(()) => {}
                 Err(CallError::CallEnded) => return Ok(()),
                 Err(error) => return Err(format!("verb {executed} ({name}): answering the call failed: {error:?}")),
             }
@@ -171,7 +160,7 @@ fn checked(verbs: Vec<Value>, base_url: Option<&str>, offset: usize) -> Result<V
 /// Splits a verb into its name and arguments: `{"verb": "x", …}` or `{"x": {…}}`.
 pub fn normalize(verb: &Value) -> Result<(String, Value), String> {
     let Value::Object(fields) = verb else {
-        return Err(format!("a verb must be a JSON object, not {}", kind(verb)));
+        return Err(format!("a verb must be a JSON object, not {}", documents::kind(verb)));
     };
     if let Some(name) = fields.get("verb") {
         let name = name.as_str().ok_or(r#""verb" must be a string"#)?;
@@ -200,18 +189,7 @@ fn absolutize_hooks(args: &mut Value, base: &str) {
             },
             _ => continue,
         };
-        if url.starts_with('/') {
-            *url = format!("{}{url}", origin(base));
-        }
-    }
-}
-
-/// `scheme://host:port` of a URL.
-fn origin(url: &str) -> &str {
-    let after_scheme = url.find("://").map_or(0, |i| i + 3);
-    match url[after_scheme..].find('/') {
-        Some(slash) => &url[..after_scheme + slash],
-        None => url,
+        *url = documents::resolve_url(url, Some(base));
     }
 }
 
@@ -222,10 +200,7 @@ fn call_is_over(call: &Call) -> bool {
         match call.next_event(Some(0)) {
             None => return false,
             Some(CallEvent::Ended(_)) => return true,
-            Some(CallEvent::Request(request)) => {
-                let ok = matches!(request.method.as_str(), "INFO" | "MESSAGE" | "NOTIFY" | "OPTIONS");
-                let _ = call.respond(request.id, if ok { 200 } else { 501 }, &[], None);
-            }
+            Some(CallEvent::Request(request)) => call.answer_routine_request(&request),
             Some(_) => {}
         }
     }
@@ -294,7 +269,6 @@ mod tests {
         assert_eq!(args["eventHook"]["url"], "http://127.0.0.1:8080/events");
         assert_eq!(args["referTo"], "/not-a-hook");
         assert_eq!(args["statusHook"], "https://other.example/s");
-        assert_eq!(origin("https://a.example"), "https://a.example");
     }
 
     #[test]

@@ -22,9 +22,7 @@ use std::collections::HashMap;
 
 use callwright_sdk::hooks::{self, Hook};
 use callwright_sdk::serde_json::{Map, Value, json};
-use callwright_sdk::{
-    Call, CallError, CallEvent, CallInfo, Config, Direction, Flow, Level, clock, dispatch, log, variables,
-};
+use callwright_sdk::{Call, CallEvent, CallInfo, Config, Direction, Flow, Level, dispatch, documents, log, variables};
 
 use crate::document::{Document, parse_text};
 use crate::expression::{Scope, substitute, substitute_all};
@@ -69,7 +67,10 @@ impl Flow for SwmlRunner {
         let envs = config.get("envs").cloned().unwrap_or_else(|| json!({}));
         let mut machine = Machine::new(&call, envs);
         let (document, base_url) = load(&machine, &config)?;
-        let outcome = machine.run_section(&document, "main", &json!({}), 0, base_url.as_deref());
+        let outcome = machine.run_section(
+            Frame { document: &document, params: &json!({}), depth: 0, base_url: base_url.as_deref() },
+            "main",
+        );
         match outcome {
             Ok(_) => Ok(()),
             Err(error) => {
@@ -108,6 +109,23 @@ enum Ending {
     Stop,
 }
 
+/// Where steps run: their document, the current `execute` params, how deep `execute` nests, and the URL
+/// the document came from (for relative URLs).
+#[derive(Clone, Copy)]
+struct Frame<'d> {
+    document: &'d Document,
+    params: &'d Value,
+    depth: usize,
+    base_url: Option<&'d str>,
+}
+
+impl<'d> Frame<'d> {
+    /// The frame of an `execute` from this one.
+    fn enter<'e>(&self, document: &'e Document, params: &'e Value, base_url: Option<&'e str>) -> Frame<'e> {
+        Frame { document, params, depth: self.depth + 1, base_url }
+    }
+}
+
 struct Machine<'a> {
     call: &'a Call,
     /// The `call` scope.
@@ -136,17 +154,6 @@ impl Scope for StepScope<'_> {
     }
 }
 
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// A variable's text as the call's variables keep it: strings as they are, anything else as JSON.
 fn variable_text(value: &Value) -> String {
     match value {
@@ -163,7 +170,7 @@ pub fn split_step(step: &Value) -> Result<(String, Value), String> {
             let (method, args) = fields.iter().next().expect("one field");
             Ok((method.clone(), args.clone()))
         }
-        other => Err(format!("a step is a method name or an object with one method, not {}", kind(other))),
+        other => Err(format!("a step is a method name or an object with one method, not {}", documents::kind(other))),
     }
 }
 
@@ -206,30 +213,16 @@ impl<'a> Machine<'a> {
         Ok(truthy(&value))
     }
 
-    fn run_section(
-        &mut self,
-        document: &Document,
-        section: &str,
-        params: &Value,
-        depth: usize,
-        base_url: Option<&str>,
-    ) -> Result<Ending, String> {
-        let steps = document.section(section).ok_or_else(|| format!("no section {section:?}"))?;
-        let ending = self.run_steps(document, steps, params, depth, base_url)?;
+    fn run_section(&mut self, frame: Frame<'_>, section: &str) -> Result<Ending, String> {
+        let steps = frame.document.section(section).ok_or_else(|| format!("no section {section:?}"))?;
+        let ending = self.run_steps(frame, steps)?;
         match ending {
             Ending::Goto(label) => Err(format!("goto: no label {label:?} in section {section:?}")),
             other => Ok(other),
         }
     }
 
-    fn run_steps(
-        &mut self,
-        document: &Document,
-        steps: &[Value],
-        params: &Value,
-        depth: usize,
-        base_url: Option<&str>,
-    ) -> Result<Ending, String> {
+    fn run_steps(&mut self, frame: Frame<'_>, steps: &[Value]) -> Result<Ending, String> {
         let mut gotos: HashMap<String, u64> = HashMap::new();
         let mut index = 0;
         while let Some(step) = steps.get(index) {
@@ -239,7 +232,7 @@ impl<'a> Machine<'a> {
                 return Err(format!("the document ran more than {MAX_STEPS} steps (a loop?)"));
             }
             self.refresh_vars();
-            let ending = self.run_step(document, step, params, depth, base_url, &mut gotos)?;
+            let ending = self.run_step(frame, step, &mut gotos)?;
             match ending {
                 Ending::Done => {}
                 Ending::Goto(label) => match steps.iter().position(|s| is_label(s, &label)) {
@@ -252,22 +245,15 @@ impl<'a> Machine<'a> {
         Ok(Ending::Done)
     }
 
-    fn run_step(
-        &mut self,
-        document: &Document,
-        step: &Value,
-        params: &Value,
-        depth: usize,
-        base_url: Option<&str>,
-        gotos: &mut HashMap<String, u64>,
-    ) -> Result<Ending, String> {
+    fn run_step(&mut self, frame: Frame<'_>, step: &Value, gotos: &mut HashMap<String, u64>) -> Result<Ending, String> {
+        let params = frame.params;
         let (method, raw_args) = split_step(step)?;
         let context = |error: String| format!("{method}: {error}");
         match method.as_str() {
             "label" => Ok(Ending::Done),
             "goto" => self.goto(&raw_args, params, gotos).map_err(context),
-            "cond" => self.cond(document, &raw_args, params, depth, base_url).map_err(context),
-            "switch" => self.switch(document, &raw_args, params, depth, base_url).map_err(context),
+            "cond" => self.cond(frame, &raw_args).map_err(context),
+            "switch" => self.switch(frame, &raw_args).map_err(context),
             "set" => {
                 let Value::Object(assignments) = self.substitute(&raw_args, params)? else {
                     return Err(context("give an object of variable names to values".into()));
@@ -281,7 +267,9 @@ impl<'a> Machine<'a> {
                 let names = match &raw_args {
                     Value::String(name) => vec![name.clone()],
                     Value::Array(names) => names.iter().filter_map(Value::as_str).map(str::to_string).collect(),
-                    other => return Err(context(format!("give a name or a list of names, not {}", kind(other)))),
+                    other => {
+                        return Err(context(format!("give a name or a list of names, not {}", documents::kind(other))));
+                    }
                 };
                 for name in names {
                     variables::remove(&name);
@@ -292,7 +280,7 @@ impl<'a> Machine<'a> {
             "return" => Ok(Ending::Return(self.substitute(&raw_args, params)?)),
             "execute" | "transfer" => {
                 let args = self.substitute_except(&raw_args, params, &["on_return"])?;
-                let ending = self.execute(document, &args, depth, base_url).map_err(context)?;
+                let ending = self.execute(frame, &args).map_err(context)?;
                 if method == "transfer" || ending == Ending::Stop {
                     return Ok(Ending::Stop);
                 }
@@ -302,7 +290,7 @@ impl<'a> Machine<'a> {
                 };
                 self.set_var("return_value", value);
                 match raw_args.get("on_return").and_then(Value::as_array) {
-                    Some(steps) => match self.run_steps(document, steps, params, depth, base_url)? {
+                    Some(steps) => match self.run_steps(frame, steps)? {
                         Ending::Done => Ok(Ending::Done),
                         other => Ok(other),
                     },
@@ -314,7 +302,7 @@ impl<'a> Machine<'a> {
                 let ms = args.as_f64().or_else(|| args.get("duration").and_then(Value::as_f64)).ok_or_else(|| {
                     context("give the time in milliseconds, e.g. `sleep: 1000` or `{duration: 1000}`".into())
                 })?;
-                Ok(if wait(self.call, ms.max(0.0) as u64) { Ending::Stop } else { Ending::Done })
+                Ok(if self.call.wait_for_end(ms.max(0.0) as u64) { Ending::Stop } else { Ending::Done })
             }
             "request" => {
                 let args = self.substitute(&raw_args, params)?;
@@ -359,7 +347,7 @@ impl<'a> Machine<'a> {
         if verb == "sip_refer" {
             // Checked before the answer, so a bad step does not answer the call for nothing.
             dispatch::check_verb(verb, args).map_err(|e| format!("{verb}: {}", e.message()))?;
-            answer(self.call)?;
+            self.call.answer_if_needed().map_err(|e| format!("answering the call failed: {e:?}"))?;
         }
         let result = dispatch::run_verb(self.call, verb, args).map_err(|e| format!("{verb}: {}", e.message()))?;
         self.refresh_vars();
@@ -380,7 +368,7 @@ impl<'a> Machine<'a> {
                 fields.get("when"),
                 fields.get("max").and_then(Value::as_u64).unwrap_or(DEFAULT_GOTO_MAX),
             ),
-            other => return Err(format!("give a label or {{label, when, max}}, not {}", kind(other))),
+            other => return Err(format!("give a label or {{label, when, max}}, not {}", documents::kind(other))),
         };
         if let Some(condition) = when
             && !self.condition(condition, params)?
@@ -395,16 +383,10 @@ impl<'a> Machine<'a> {
         Ok(Ending::Goto(label))
     }
 
-    fn cond(
-        &mut self,
-        document: &Document,
-        args: &Value,
-        params: &Value,
-        depth: usize,
-        base_url: Option<&str>,
-    ) -> Result<Ending, String> {
+    fn cond(&mut self, frame: Frame<'_>, args: &Value) -> Result<Ending, String> {
+        let params = frame.params;
         let Value::Array(branches) = args else {
-            return Err(format!("give a list of {{when, then}} and {{else}}, not {}", kind(args)));
+            return Err(format!("give a list of {{when, then}} and {{else}}, not {}", documents::kind(args)));
         };
         for branch in branches {
             let steps = if let Some(when) = branch.get("when") {
@@ -417,51 +399,32 @@ impl<'a> Machine<'a> {
             } else {
                 return Err("each branch has `when` (with `then`) or `else`".into());
             };
-            return self.run_branch(document, steps, params, depth, base_url);
+            return self.run_branch(frame, steps);
         }
         Ok(Ending::Done)
     }
 
-    fn switch(
-        &mut self,
-        document: &Document,
-        args: &Value,
-        params: &Value,
-        depth: usize,
-        base_url: Option<&str>,
-    ) -> Result<Ending, String> {
+    fn switch(&mut self, frame: Frame<'_>, args: &Value) -> Result<Ending, String> {
+        let params = frame.params;
         let variable = args.get("variable").and_then(Value::as_str).ok_or("give the `variable` to switch on")?;
         let value = expression::evaluate(variable, &StepScope { machine: self, params }).map_err(|e| e.to_string())?;
         let key = variable_text(&value);
         let steps = args.get("case").and_then(|cases| cases.get(&key)).or_else(|| args.get("default"));
-        self.run_branch(document, steps, params, depth, base_url)
+        self.run_branch(frame, steps)
     }
 
     /// Runs a `then`/`else`/`case` branch: a list of steps, or one step.
-    fn run_branch(
-        &mut self,
-        document: &Document,
-        steps: Option<&Value>,
-        params: &Value,
-        depth: usize,
-        base_url: Option<&str>,
-    ) -> Result<Ending, String> {
+    fn run_branch(&mut self, frame: Frame<'_>, steps: Option<&Value>) -> Result<Ending, String> {
         match steps {
             None | Some(Value::Null) => Ok(Ending::Done),
-            Some(Value::Array(steps)) => self.run_steps(document, steps, params, depth, base_url),
-            Some(step) => self.run_steps(document, std::slice::from_ref(step), params, depth, base_url),
+            Some(Value::Array(steps)) => self.run_steps(frame, steps),
+            Some(step) => self.run_steps(frame, std::slice::from_ref(step)),
         }
     }
 
     /// Runs `dest` (a section, a URL returning a document, or an inline document) with `params`.
-    fn execute(
-        &mut self,
-        document: &Document,
-        args: &Value,
-        depth: usize,
-        base_url: Option<&str>,
-    ) -> Result<Ending, String> {
-        if depth >= MAX_EXECUTE_DEPTH {
+    fn execute(&mut self, frame: Frame<'_>, args: &Value) -> Result<Ending, String> {
+        if frame.depth >= MAX_EXECUTE_DEPTH {
             return Err(format!("execute nests deeper than {MAX_EXECUTE_DEPTH}"));
         }
         let (dest, params) = match args {
@@ -470,33 +433,35 @@ impl<'a> Machine<'a> {
                 fields.get("dest").cloned().ok_or("give `dest`: a section, a URL or a document")?,
                 fields.get("params").cloned().unwrap_or_else(|| json!({})),
             ),
-            other => return Err(format!("give a section, a URL or {{dest, params}}, not {}", kind(other))),
+            other => return Err(format!("give a section, a URL or {{dest, params}}, not {}", documents::kind(other))),
         };
         match dest {
-            Value::String(dest) if document.sections.contains_key(&dest) => {
-                self.run_section(document, &dest, &params, depth + 1, base_url)
+            Value::String(dest) if frame.document.sections.contains_key(&dest) => {
+                self.run_section(frame.enter(frame.document, &params, frame.base_url), &dest)
             }
             Value::String(dest)
                 if dest.starts_with("http://") || dest.starts_with("https://") || dest.starts_with('/') =>
             {
-                let url = resolve(&dest, base_url);
+                let url = documents::resolve_url(&dest, frame.base_url);
                 let fetched = self.fetch(&url, &params)?;
-                self.run_section(&fetched, "main", &params, depth + 1, Some(&url))
+                self.run_section(frame.enter(&fetched, &params, Some(&url)), "main")
             }
             Value::String(text) if text.trim_start().starts_with('{') || text.contains("sections") => {
                 let inline = Document::parse(&text)?;
-                self.run_section(&inline, "main", &params, depth + 1, base_url)
+                self.run_section(frame.enter(&inline, &params, frame.base_url), "main")
             }
             Value::String(dest) => Err(format!("{dest:?} is neither a section of this document nor a URL")),
-            Value::Array(steps) => Ok(match self.run_steps(document, &steps, &params, depth + 1, base_url)? {
-                Ending::Goto(label) => return Err(format!("goto: no label {label:?}")),
-                other => other,
-            }),
+            Value::Array(steps) => {
+                Ok(match self.run_steps(frame.enter(frame.document, &params, frame.base_url), &steps)? {
+                    Ending::Goto(label) => return Err(format!("goto: no label {label:?}")),
+                    other => other,
+                })
+            }
             inline @ Value::Object(_) => {
                 let inline = Document::from_value(&inline)?;
-                self.run_section(&inline, "main", &params, depth + 1, base_url)
+                self.run_section(frame.enter(&inline, &params, frame.base_url), "main")
             }
-            other => Err(format!("`dest` must be a section, a URL or a document, not {}", kind(&other))),
+            other => Err(format!("`dest` must be a section, a URL or a document, not {}", documents::kind(&other))),
         }
     }
 
@@ -588,46 +553,6 @@ fn truthy(value: &Value) -> bool {
     }
 }
 
-/// A URL relative to the document's own (`/next` against `https://a.example/doc` → `https://a.example/next`).
-fn resolve(url: &str, base: Option<&str>) -> String {
-    match (url.starts_with('/'), base) {
-        (true, Some(base)) => {
-            let after_scheme = base.find("://").map_or(0, |i| i + 3);
-            let origin = base[after_scheme..].find('/').map_or(base, |slash| &base[..after_scheme + slash]);
-            format!("{origin}{url}")
-        }
-        _ => url.to_string(),
-    }
-}
-
-/// Answers the call unless it is answered already.
-fn answer(call: &Call) -> Result<(), String> {
-    match call.answer(&[], None) {
-        Ok(()) | Err(CallError::InvalidState(_)) => Ok(()),
-        Err(error) => Err(format!("answering the call failed: {error:?}")),
-    }
-}
-
-/// Waits `ms`, answering what the far end sends meanwhile. True when the call ended.
-fn wait(call: &Call, ms: u64) -> bool {
-    let end = clock::now_ms() + ms;
-    loop {
-        let now = clock::now_ms();
-        if now >= end {
-            return false;
-        }
-        match call.next_event(Some((end - now).min(u64::from(u32::MAX)) as u32)) {
-            None => return false,
-            Some(CallEvent::Ended(_)) => return true,
-            Some(CallEvent::Request(request)) => {
-                let ok = matches!(request.method.as_str(), "INFO" | "MESSAGE" | "NOTIFY" | "OPTIONS");
-                let _ = call.respond(request.id, if ok { 200 } else { 501 }, &[], None);
-            }
-            Some(_) => {}
-        }
-    }
-}
-
 fn call_is_over(call: &Call) -> bool {
     matches!(call.next_event(Some(0)), Some(CallEvent::Ended(_)))
 }
@@ -664,13 +589,6 @@ mod tests {
         assert_eq!(split_step(&json!({"sleep": 500})).unwrap(), ("sleep".into(), json!(500)));
         assert!(split_step(&json!({"a": 1, "b": 2})).unwrap_err().contains("one method"));
         assert!(split_step(&json!(3)).unwrap_err().contains("not a number"));
-    }
-
-    #[test]
-    fn relative_urls_resolve_against_the_documents_url() {
-        assert_eq!(resolve("/next", Some("http://127.0.0.1:8080/doc?x=1")), "http://127.0.0.1:8080/next");
-        assert_eq!(resolve("/next", None), "/next");
-        assert_eq!(resolve("https://b.example/x", Some("http://a.example/doc")), "https://b.example/x");
     }
 
     #[test]

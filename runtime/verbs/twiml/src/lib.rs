@@ -17,7 +17,7 @@
 
 use callwright_sdk::hooks::{BodyEncoding, Hook, send_json};
 use callwright_sdk::serde_json::{Map, Value, json};
-use callwright_sdk::{Call, CallError, CallInfo, Config, Flow, Level, ReferRequest, dispatch, log};
+use callwright_sdk::{Call, CallInfo, Config, Flow, Level, ReferRequest, dispatch, documents, log};
 
 /// Verbs one call may run in total (a redirect loop ends here).
 pub const MAX_VERBS_PER_CALL: usize = 1_000;
@@ -149,7 +149,7 @@ impl Runner<'_> {
         let action = |verb: &Verb, extra: Map<String, Value>| match verb.attribute("action") {
             Some(action) => {
                 let method = verb.attribute("method").unwrap_or("POST").to_ascii_uppercase();
-                Next::Fetch(resolve(action, base), method, extra)
+                Next::Fetch(documents::resolve_url(action, Some(base)), method, extra)
             }
             None => Next::Continue,
         };
@@ -179,7 +179,7 @@ impl Runner<'_> {
                     return Err("give the URL as the element's text".into());
                 }
                 let method = verb.attribute("method").unwrap_or("POST").to_ascii_uppercase();
-                Ok(Next::Fetch(resolve(&verb.text, base), method, Map::new()))
+                Ok(Next::Fetch(documents::resolve_url(&verb.text, Some(base)), method, Map::new()))
             }
             "Refer" => {
                 let target = verb.sip.as_deref().ok_or("give the target as <Sip>uri</Sip>")?;
@@ -214,13 +214,9 @@ impl Runner<'_> {
         if self.answered {
             return Ok(());
         }
-        match self.call.answer(&[], None) {
-            Ok(()) | Err(CallError::InvalidState(_)) => {
-                self.answered = true;
-                Ok(())
-            }
-            Err(error) => Err(format!("answering the call failed: {error:?}")),
-        }
+        self.call.answer_if_needed().map_err(|error| format!("answering the call failed: {error:?}"))?;
+        self.answered = true;
+        Ok(())
     }
 
     /// Requests TwiML as Twilio does: the call's parameters (and `extra`) as a form POST or a GET query.
@@ -298,16 +294,6 @@ fn uri_of(field: &str) -> String {
     inner.trim().to_string()
 }
 
-/// A URL relative to the document's own.
-fn resolve(url: &str, base: &str) -> String {
-    if !url.starts_with('/') {
-        return url.to_string();
-    }
-    let after_scheme = base.find("://").map_or(0, |i| i + 3);
-    let origin = base[after_scheme..].find('/').map_or(base, |slash| &base[..after_scheme + slash]);
-    format!("{origin}{url}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,8 +327,7 @@ mod tests {
 
     #[test]
     fn urls_and_parameters() {
-        assert_eq!(resolve("/next", "http://127.0.0.1:9/doc?x=1"), "http://127.0.0.1:9/next");
-        assert_eq!(resolve("https://b/x", "http://a/doc"), "https://b/x");
+        assert_eq!(documents::resolve_url("/next", Some("http://127.0.0.1:9/doc")), "http://127.0.0.1:9/next");
         assert_eq!(uri_of(r#""Alice" <sip:alice@example.com>;tag=1"#), "sip:alice@example.com");
         assert_eq!(uri_of("sip:bob@example.com;tag=2"), "sip:bob@example.com");
         let params = dial_params(&json!({"dial_call_status": "completed", "dial_call_sid": "call-9",
