@@ -126,7 +126,8 @@ fn inline_execute_connect_and_transfer() {
     let hooks = HookServer::start();
     let data = TempDir::new("swml-connect");
     let server = Server::start_in(&data.0, &[]);
-    let inline = json!({"version": "1.0.0", "sections": {"main": [{"set": {"inline": "ran"}}, {"return": "from inline"}]}});
+    let inline =
+        json!({"version": "1.0.0", "sections": {"main": [{"set": {"inline": "ran"}}, {"return": "from inline"}]}});
     let document = json!({"version": "1.0.0", "sections": {
         "main": [
             {"execute": {"dest": inline}},

@@ -256,11 +256,17 @@ fn the_custom_verb_example_looks_the_number_up_and_refers_through_the_built_in_v
 
     call(&server, "4001", "uac-refer-accept.xml");
     let action = hooks.wait_for("/swml-action", 1, HOOK_WAIT)[0].json();
-    assert_eq!((action["refer_status"].as_u64(), action["final_referred_call_status"].as_u64()), (Some(202), Some(200)));
+    assert_eq!(
+        (action["refer_status"].as_u64(), action["final_referred_call_status"].as_u64()),
+        (Some(202), Some(200))
+    );
 
     call(&server, "4000", "uac-refer-accept.xml");
     let lookups = hooks.wait_for("/lookup", 2, HOOK_WAIT);
-    assert_eq!((lookups[0].json()["number"].clone(), lookups[1].json()["number"].clone()), (json!("4001"), json!("4000")));
+    assert_eq!(
+        (lookups[0].json()["number"].clone(), lookups[1].json()["number"].clone()),
+        (json!("4001"), json!("4000"))
+    );
     let action = hooks.wait_for("/action", 1, HOOK_WAIT)[0].json();
     assert_eq!(
         (action["refer_status"].as_u64(), action["final_referred_call_status"].as_u64()),
