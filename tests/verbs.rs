@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::hooks::{HookRequest, HookServer};
 use support::sipp::Sipp;
-use support::{CUSTOM_VERB, Server, TRANSFER_VERBS, TempDir, VERB_SAMPLE, VERB_SAMPLE_V2};
+use support::{CUSTOM_VERB, LOOKUP_FLOW, Server, TRANSFER_VERBS, TempDir, VERB_SAMPLE, VERB_SAMPLE_V2};
 
 /// How long a test waits for a hook.
 const HOOK_WAIT: Duration = Duration::from_secs(20);

@@ -7,7 +7,10 @@ use std::process::Command;
 
 /// Guest workspaces, relative to the repository root, and the crates in each.
 const GUEST_WORKSPACES: &[(&str, &[&str])] = &[
-    ("guest-examples/rust", &["answer-hangup", "ivr", "blind-transfer", "attended-transfer", "custom-verb"]),
+    (
+        "guest-examples/rust",
+        &["answer-hangup", "ivr", "blind-transfer", "attended-transfer", "custom-verb", "lookup-flow"],
+    ),
     ("tests/guests", &["sip-behaviours", "hostile", "verb-sample", "verb-sample-v2"]),
     (
         "runtime/verbs",

@@ -28,6 +28,7 @@ pub const VERB_SAMPLE_V2: &str = env!("GUEST_VERB_SAMPLE_V2");
 pub const BLIND_TRANSFER: &str = env!("GUEST_BLIND_TRANSFER");
 pub const ATTENDED_TRANSFER: &str = env!("GUEST_ATTENDED_TRANSFER");
 pub const CUSTOM_VERB: &str = env!("GUEST_CUSTOM_VERB");
+pub const LOOKUP_FLOW: &str = env!("GUEST_LOOKUP_FLOW");
 pub const TRANSFER_VERBS: &str = env!("GUEST_CALLWRIGHT_VERBS_TRANSFER");
 
 /// A port free for both UDP and TCP on 127.0.0.1.
