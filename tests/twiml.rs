@@ -14,9 +14,12 @@ use support::{Server, TempDir};
 /// How long a test waits for a request.
 const HOOK_WAIT: Duration = Duration::from_secs(20);
 
+/// The app's secret: Twilio's auth token, which signs every request.
+const AUTH_TOKEN: &str = "test-twilio-auth-token";
+
 fn put_app(server: &Server, user: &str, hooks: &HookServer, path: &str) {
     let app = json!({"route": {"to_user": user}, "flow": {"twiml_url": hooks.url(path)},
-                     "hooks": {"allow": [hooks.addr().to_string()]}});
+                     "hooks": {"allow": [hooks.addr().to_string()], "secret": AUTH_TOKEN}});
     server.put_app(user, &app.to_string()).assert_status(201);
 }
 
@@ -40,6 +43,15 @@ fn params(request: &HookRequest) -> HashMap<String, String> {
             (decode(name), decode(value))
         })
         .collect()
+}
+
+/// Checks `X-Twilio-Signature` as Twilio's SDKs do: over the URL and the sorted POST parameters.
+fn assert_signed(request: &HookRequest, url: &str) {
+    let params: Vec<(String, String)> =
+        if request.method == "GET" { Vec::new() } else { params(request).into_iter().collect() };
+    let expected = callwright_host::hooks::twilio_signature(AUTH_TOKEN, url, &params);
+    assert_eq!(request.header("X-Twilio-Signature"), Some(expected.as_str()), "{request:?}");
+    assert!(request.header("Jambonz-Signature").is_none(), "{request:?}");
 }
 
 fn decode(text: &str) -> String {
@@ -75,14 +87,18 @@ fn refer_reports_twilios_parameters_to_the_action_and_its_twiml_runs() {
     put_app(&server, "twiml", &hooks, "/voice");
 
     call(&server, "twiml", "uac-refer-accept.xml");
-    let voice = params(&hooks.wait_for("/voice", 1, HOOK_WAIT)[0]);
+    let voice_request = &hooks.wait_for("/voice", 1, HOOK_WAIT)[0];
+    assert_signed(voice_request, &hooks.url("/voice"));
+    let voice = params(voice_request);
     assert_eq!(voice["CallStatus"], "ringing", "{voice:?}");
     assert_eq!(voice["Direction"], "inbound");
     assert_eq!(voice["ApiVersion"], "2010-04-01");
     assert!(voice["From"].starts_with("sip:sipp@"), "{voice:?}");
     assert!(voice["To"].starts_with("sip:twiml@"), "{voice:?}");
     assert!(!voice["CallSid"].is_empty() && !voice["SipCallId"].is_empty(), "{voice:?}");
-    let done = params(&hooks.wait_for("/refer-done", 1, HOOK_WAIT)[0]);
+    let done_request = &hooks.wait_for("/refer-done", 1, HOOK_WAIT)[0];
+    assert_signed(done_request, &hooks.url("/refer-done"));
+    let done = params(done_request);
     assert_eq!(done["ReferCallStatus"], "in-progress", "{done:?}");
     assert_eq!(done["ReferSipResponseCode"], "202", "{done:?}");
     assert_eq!(done["NotifySipResponseCode"], "200", "{done:?}");
@@ -107,6 +123,7 @@ fn reject_redirect_and_hangup() {
     call(&server, "redirect", "uac-callee-hangs-up.xml");
     let next = &hooks.wait_for("/next", 1, HOOK_WAIT)[0];
     assert_eq!(next.method, "GET");
+    assert_signed(next, &hooks.url(&next.path));
     assert_eq!(params(next)["CallStatus"], "in-progress");
 }
 

@@ -253,25 +253,26 @@ fn the_custom_verb_example_looks_the_number_up_and_refers_through_the_built_in_v
         {"lookup:refer": {"lookupHook": hooks.url("/lookup"), "actionHook": hooks.url("/swml-action")}},
     ]}});
     put_app(&server, "lookup-swml", "4001", json!({"swml": swml}), &hooks);
+    // And from a Rust flow (the lookup-flow example).
+    server.deploy("lookup-flow", LOOKUP_FLOW).assert_status(201);
+    let rust_flow = json!({"module": "lookup-flow",
+                           "config": {"lookup_hook": hooks.url("/lookup"), "action_hook": hooks.url("/rust-action")}});
+    put_app(&server, "lookup-rust", "4002", rust_flow, &hooks);
 
+    let referred = |path: &str| {
+        let action = hooks.wait_for(path, 1, HOOK_WAIT)[0].json();
+        (action["refer_status"].as_u64(), action["final_referred_call_status"].as_u64())
+    };
     call(&server, "4001", "uac-refer-accept.xml");
-    let action = hooks.wait_for("/swml-action", 1, HOOK_WAIT)[0].json();
-    assert_eq!(
-        (action["refer_status"].as_u64(), action["final_referred_call_status"].as_u64()),
-        (Some(202), Some(200))
-    );
-
+    assert_eq!(referred("/swml-action"), (Some(202), Some(200)));
+    call(&server, "4002", "uac-refer-accept.xml");
+    assert_eq!(referred("/rust-action"), (Some(202), Some(200)));
     call(&server, "4000", "uac-refer-accept.xml");
-    let lookups = hooks.wait_for("/lookup", 2, HOOK_WAIT);
-    assert_eq!(
-        (lookups[0].json()["number"].clone(), lookups[1].json()["number"].clone()),
-        (json!("4001"), json!("4000"))
-    );
-    let action = hooks.wait_for("/action", 1, HOOK_WAIT)[0].json();
-    assert_eq!(
-        (action["refer_status"].as_u64(), action["final_referred_call_status"].as_u64()),
-        (Some(202), Some(200))
-    );
+    assert_eq!(referred("/action"), (Some(202), Some(200)));
+
+    let numbers: Vec<Value> =
+        hooks.wait_for("/lookup", 3, HOOK_WAIT).iter().map(|r| r.json()["number"].clone()).collect();
+    assert_eq!(numbers, ["4001", "4002", "4000"]);
     assert_eq!(hooks.wait_for("/event", 2, HOOK_WAIT).len(), 2);
     assert!(server.log().contains("lookup:refer: 4000 goes to sip:sales@127.0.0.1:9"), "the verb logged its choice");
 }

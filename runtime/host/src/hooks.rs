@@ -9,6 +9,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
+use sha1::Sha1;
 use sha2::Sha256;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -32,6 +33,8 @@ const FIRST_RETRY_DELAY: Duration = Duration::from_millis(500);
 const MAX_QUEUED_NOTIFICATIONS: usize = 256;
 /// The header jambonz servers verify.
 const SIGNATURE_HEADER: &str = "Jambonz-Signature";
+/// The header Twilio's SDKs verify, on form requests (TwiML).
+const TWILIO_SIGNATURE_HEADER: &str = "X-Twilio-Signature";
 
 /// The HTTP client every call shares (connection pooling), built once per runtime.
 pub fn http_client() -> anyhow::Result<reqwest::Client> {
@@ -63,6 +66,9 @@ struct Prepared {
     body: Option<String>,
     /// The body's content type.
     content_type: &'static str,
+    /// For a Twilio-style (form) request: the POST parameters its signature covers (none for a GET).
+    /// `None`: a JSON request, signed the jambonz way.
+    twilio_params: Option<Vec<(String, String)>>,
 }
 
 impl CallHooks {
@@ -135,41 +141,46 @@ impl CallHooks {
         let json: serde_json::Value =
             serde_json::from_str(&payload).map_err(|e| HookError::Invalid(format!("the payload is not JSON: {e}")))?;
         let form = matches!(hook.encoding, Some(BodyEncoding::Form));
-        let (body, content_type) = if method == reqwest::Method::GET || form {
+        let (body, content_type, twilio_params) = if method == reqwest::Method::GET || form {
             let serde_json::Value::Object(fields) = json else {
                 let what = if form { "a form hook's" } else { "a GET hook's" };
                 return Err(HookError::Invalid(format!("{what} payload must be a JSON object")));
             };
+            let pairs = text_pairs(fields);
             if method == reqwest::Method::GET {
-                append_pairs(&mut url, fields);
-                (None, "")
+                url.query_pairs_mut().extend_pairs(&pairs);
+                (None, "", form.then(Vec::new))
             } else {
                 let mut encoded = reqwest::Url::parse("http://form.invalid/").expect("a valid URL");
-                append_pairs(&mut encoded, fields);
-                (Some(encoded.query().unwrap_or_default().to_string()), "application/x-www-form-urlencoded")
+                encoded.query_pairs_mut().extend_pairs(&pairs);
+                let body = encoded.query().unwrap_or_default().to_string();
+                (Some(body), "application/x-www-form-urlencoded", Some(pairs))
             }
         } else {
-            (Some(payload), "application/json")
+            (Some(payload), "application/json", None)
         };
         let basic_auth = match (hook.username, hook.password) {
             (Some(user), password) => Some((user, password.unwrap_or_default())),
             (None, Some(_)) => return Err(HookError::Invalid("a hook password needs a username".into())),
             (None, None) => None,
         };
-        Ok(Prepared { method, url, basic_auth, body, content_type })
+        Ok(Prepared { method, url, basic_auth, body, content_type, twilio_params })
     }
 }
 
-/// Adds an object's fields to a URL's query, strings as they are and other values as JSON.
-fn append_pairs(url: &mut reqwest::Url, fields: serde_json::Map<String, serde_json::Value>) {
-    let mut query = url.query_pairs_mut();
-    for (name, value) in fields {
-        match value {
-            serde_json::Value::String(text) => query.append_pair(&name, &text),
-            serde_json::Value::Null => query.append_pair(&name, ""),
-            other => query.append_pair(&name, &other.to_string()),
-        };
-    }
+/// An object's fields as text pairs: strings as they are, null as empty, other values as JSON.
+fn text_pairs(fields: serde_json::Map<String, serde_json::Value>) -> Vec<(String, String)> {
+    fields
+        .into_iter()
+        .map(|(name, value)| {
+            let text = match value {
+                serde_json::Value::String(text) => text,
+                serde_json::Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            (name, text)
+        })
+        .collect()
 }
 
 /// Sends one request, signed when the app has a secret.
@@ -184,13 +195,35 @@ async fn execute(
     }
     let body = prepared.body.clone().unwrap_or_default();
     if let Some(secret) = &settings.secret {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        request = request.header(SIGNATURE_HEADER, signature(secret, now, &body));
+        request = match &prepared.twilio_params {
+            Some(params) => {
+                request.header(TWILIO_SIGNATURE_HEADER, twilio_signature(secret, prepared.url.as_str(), params))
+            }
+            None => {
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+                request.header(SIGNATURE_HEADER, signature(secret, now, &body))
+            }
+        };
     }
     if prepared.body.is_some() {
         request = request.header(reqwest::header::CONTENT_TYPE, prepared.content_type).body(body);
     }
     request.send().await.map_err(transport_error)
+}
+
+/// Twilio's `X-Twilio-Signature`: Base64 of the HMAC-SHA1, keyed with the auth token (the app's secret), of
+/// the full URL followed by each POST parameter's name and value, sorted by name.
+pub fn twilio_signature(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
+    use base64::Engine;
+    let mut sorted: Vec<&(String, String)> = params.iter().collect();
+    sorted.sort();
+    let mut mac = Hmac::<Sha1>::new_from_slice(auth_token.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(url.as_bytes());
+    for (name, value) in sorted {
+        mac.update(name.as_bytes());
+        mac.update(value.as_bytes());
+    }
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
 /// `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" keyed with the secret>`, as jambonz signs.
@@ -304,6 +337,25 @@ mod tests {
         assert!(matches!(hooks.prepare(form, "[1]".into()), Err(HookError::Invalid(why)) if why.contains("form hook")));
         let json = hooks.prepare(hook("http://x/a", None), "{}".into()).unwrap();
         assert_eq!(json.content_type, "application/json");
+    }
+
+    #[test]
+    fn twilio_signatures_match_twilios_reference() {
+        // Twilio's published example (as in its SDKs' tests), checked with Python's hmac as well.
+        let params: Vec<(String, String)> = [
+            ("CallSid", "CA1234567890ABCDE"),
+            ("Caller", "+14158675309"),
+            ("Digits", "1234"),
+            ("From", "+14158675309"),
+            ("To", "+18005551212"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .rev()
+        .collect();
+        let url = "https://mycompany.com/myapp.php?foo=1&bar=2";
+        assert_eq!(twilio_signature("12345", url, &params), "RSOYDt4T1cUTdK1PDd93/VVr8B8=");
+        assert_eq!(twilio_signature("12345", url, &[]), "zYQTYrRWXE7LtzbG4PfP7/bkkGo=");
     }
 
     #[test]
