@@ -161,6 +161,29 @@ fn sip_request_and_dial_verbs_in_a_jambonz_array() {
 }
 
 #[test]
+fn config_sends_routine_requests_to_its_hook() {
+    let hooks = HookServer::start();
+    let data = TempDir::new("verbs-config");
+    let server = Server::start_in(&data.0, &[]);
+    let verbs = json!([
+        {"config": {"sipRequestWithinDialogHook": hooks.url("/sip-request"), "synthesizer": {"vendor": "google"}}},
+        {"verb": "answer"},
+        {"pause": {"length": 2}},
+        {"verb": "hangup"},
+    ]);
+    put_app(&server, "config", "config", json!({"verbs": verbs}), &hooks);
+
+    // The caller sends an INFO during the pause; it is answered 200 and posted to the hook.
+    call(&server, "config", "uac-sends-info.xml");
+    let posted = hooks.wait_for("/sip-request", 1, HOOK_WAIT)[0].json();
+    assert_eq!(posted["sip_method"], "INFO", "{posted}");
+    assert!(posted["sip_body"].as_str().is_some_and(|body| body.contains("Signal=5")), "{posted}");
+    assert_eq!(posted["sip_headers"]["content-type"], "application/dtmf-relay", "{posted}");
+    assert!(posted["call_sid"].as_str().is_some_and(|sid| !sid.is_empty()), "{posted}");
+    assert!(server.log().contains("configure media"), "the ignored media settings are logged");
+}
+
+#[test]
 fn bad_documents_end_the_call_cleanly_and_tell_the_status_hook() {
     let hooks = HookServer::start_with(|request| match request.route() {
         "/garbage" => (200, "this is not JSON".into()),

@@ -261,6 +261,10 @@ pub mod documents {
     }
 }
 
+/// The call variable holding a hook (JSON) that routine in-dialog requests are posted to; see
+/// [`Call::answer_routine_request`].
+pub const ROUTINE_REQUEST_HOOK: &str = "jambonz.sip_request_hook";
+
 /// Per-call variables shared by every module running on the call.
 pub mod variables {
     pub use crate::bindings::callwright::voice::variables::{entries, get, remove, set};
@@ -334,11 +338,27 @@ impl Call {
 
     /// Answers a request the far end sent while nothing in particular expects one (a verb waiting, a
     /// document between steps): INFO, MESSAGE, NOTIFY and OPTIONS get 200, as a SIP server answers them;
-    /// anything else gets 501.
+    /// anything else gets 501. When the call's variable [`ROUTINE_REQUEST_HOOK`] holds a hook (jambonz
+    /// `config`'s `sipRequestWithinDialogHook`), each request answered 200 is also queued to it: the
+    /// call's jambonz fields with `sip_method`, `sip_headers` (lower-case names) and `sip_body`.
     pub fn answer_routine_request(&self, request: &IncomingRequest) {
-        let status =
-            if matches!(request.method.as_str(), "INFO" | "MESSAGE" | "NOTIFY" | "OPTIONS") { 200 } else { 501 };
-        let _ = self.respond(request.id, status, &[], None);
+        let routine = matches!(request.method.as_str(), "INFO" | "MESSAGE" | "NOTIFY" | "OPTIONS");
+        let _ = self.respond(request.id, if routine { 200 } else { 501 }, &[], None);
+        let hook = variables::get(ROUTINE_REQUEST_HOOK)
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .and_then(|value| hooks::Hook::from_json(&value));
+        if let (true, Some(hook)) = (routine, hook) {
+            let mut payload = transfer::jambonz_call_fields(&self.info(), "in-progress");
+            let headers: serde_json::Map<String, serde_json::Value> =
+                request.headers.iter().map(|h| (h.name.to_ascii_lowercase(), h.value.clone().into())).collect();
+            let body = request.body.as_ref().map(|b| String::from_utf8_lossy(&b.data).into_owned());
+            payload.insert("sip_method".into(), request.method.clone().into());
+            payload.insert("sip_headers".into(), headers.into());
+            payload.insert("sip_body".into(), body.unwrap_or_default().into());
+            if let Err(error) = hooks::notify_json(&hook, &serde_json::Value::Object(payload)) {
+                log(Level::Warn, &format!("sipRequestWithinDialogHook {} not queued: {error:?}", hook.url));
+            }
+        }
     }
 
     /// Waits up to `timeout_ms` for the call to end, answering routine requests meanwhile. True when it

@@ -1,5 +1,5 @@
 //! The built-in call-control verbs of jambonz apps, as a callwright verb module (world `verb`):
-//! `answer`, `hangup`, `pause`, `tag`, `redirect`, `sip:decline`, `sip:request` and `dial`.
+//! `answer`, `hangup`, `pause`, `tag`, `config`, `redirect`, `sip:decline`, `sip:request` and `dial`.
 //!
 //! The host checks every verb's arguments against the schema below before the verb runs, so the code here
 //! reads fields it knows are there and of the right type. Verbs with an `actionHook` post it themselves,
@@ -12,12 +12,16 @@ use callwright_sdk::hooks::{self, Hook};
 use callwright_sdk::serde_json::{Map, Value, json};
 use callwright_sdk::transfer::jambonz_call_fields;
 use callwright_sdk::{
-    Body, Call, CallError, CallEvent, Credentials, DialError, DialRequest, Header, Level, VerbSpec, Verbs, clock,
-    dial as place_call, log, variables,
+    Body, Call, CallError, CallEvent, Credentials, DialError, DialRequest, Header, Level, ROUTINE_REQUEST_HOOK,
+    VerbSpec, Verbs, clock, dial as place_call, log, variables,
 };
 
 /// The variable `tag` keeps its data in (JSON); the jambonz runner sends it as `customer_data`.
 pub const CUSTOMER_DATA: &str = "jambonz.customer_data";
+/// The variable `config` keeps the session's settings in (JSON).
+pub const SESSION_CONFIG: &str = "jambonz.config";
+/// The `config` settings callwright acts on; the others configure media, which callwright does not carry.
+const APPLIED_SETTINGS: [&str; 2] = ["sipRequestWithinDialogHook", "reset"];
 /// How long `dial` rings when the document gives no `timeout` (jambonz's default).
 const DIAL_TIMEOUT_SECONDS: f64 = 60.0;
 /// How often `dial` looks at each side of a bridged call (there is no wait-for-either primitive yet).
@@ -51,6 +55,14 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
         ("hangup", object(json!({"headers": headers}), &[])),
         ("pause", object(json!({"length": {"type": "number", "exclusiveMinimum": 0, "maximum": 86_400}}), &["length"])),
         ("tag", object(json!({"data": {"type": "object"}}), &["data"])),
+        (
+            "config",
+            object(
+                json!({"sipRequestWithinDialogHook": hook,
+                       "reset": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}}),
+                &[],
+            ),
+        ),
         ("redirect", object(json!({"actionHook": hook}), &["actionHook"])),
         (
             "sip:decline",
@@ -102,6 +114,7 @@ impl Verbs for CoreVerbs {
             "hangup" => call.hangup().map(|()| json!({})).or_else(ended_is_done),
             "pause" => pause(call, &args),
             "tag" => tag(&args),
+            "config" => Ok(config(&args)),
             "redirect" => Ok(redirect(call, &args)),
             "sip:decline" => decline(call, &args),
             "sip:request" => Ok(sip_request(call, &args)),
@@ -177,6 +190,42 @@ fn tag(args: &Value) -> Result<Value, String> {
     let data = &args["data"];
     variables::set(CUSTOMER_DATA, &data.to_string());
     Ok(json!({ "customer_data": data }))
+}
+
+/// Session settings: `sipRequestWithinDialogHook` gets the routine requests (INFO, MESSAGE, NOTIFY,
+/// OPTIONS) the far end sends from now on; `reset` clears settings by name. Media settings (synthesizer,
+/// recognizer, bargeIn, …) are kept but have no effect: the verbs that would use them are refused.
+fn config(args: &Value) -> Value {
+    let mut settings: Map<String, Value> = variables::get(SESSION_CONFIG)
+        .and_then(|text| callwright_sdk::serde_json::from_str(&text).ok())
+        .unwrap_or_default();
+    let reset: Vec<&str> = match &args["reset"] {
+        Value::String(name) => vec![name.as_str()],
+        Value::Array(names) => names.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    for name in reset {
+        settings.remove(name);
+        if name == "sipRequestWithinDialogHook" {
+            variables::remove(ROUTINE_REQUEST_HOOK);
+        }
+    }
+    let Value::Object(given) = args else { return json!({}) };
+    for (name, value) in given.iter().filter(|(name, _)| name.as_str() != "reset") {
+        settings.insert(name.clone(), value.clone());
+    }
+    if let Some(hook) = given.get("sipRequestWithinDialogHook") {
+        variables::set(ROUTINE_REQUEST_HOOK, &hook.to_string());
+    }
+    let unapplied: Vec<&String> = given.keys().filter(|name| !APPLIED_SETTINGS.contains(&name.as_str())).collect();
+    if !unapplied.is_empty() {
+        log(
+            Level::Info,
+            &format!("config: {unapplied:?} configure media, which callwright does not carry; kept, no effect"),
+        );
+    }
+    variables::set(SESSION_CONFIG, &Value::Object(settings.clone()).to_string());
+    json!({ "config": settings })
 }
 
 /// Asks the actionHook for new verbs.
@@ -313,7 +362,10 @@ mod tests {
     fn every_verb_has_an_object_schema() {
         let verbs = CoreVerbs::verbs();
         let names: Vec<&str> = verbs.iter().map(|verb| verb.name.as_str()).collect();
-        assert_eq!(names, ["answer", "hangup", "pause", "tag", "redirect", "sip:decline", "sip:request", "dial"]);
+        assert_eq!(
+            names,
+            ["answer", "hangup", "pause", "tag", "config", "redirect", "sip:decline", "sip:request", "dial"]
+        );
         for verb in verbs {
             let schema: Value = callwright_sdk::serde_json::from_str(&verb.schema).unwrap();
             assert_eq!(schema["type"], "object", "{}", verb.name);
