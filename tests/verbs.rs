@@ -184,6 +184,22 @@ fn config_sends_routine_requests_to_its_hook() {
 }
 
 #[test]
+fn a_call_that_runs_out_of_time_inside_a_verb_is_still_hung_up() {
+    let hooks = HookServer::start();
+    let data = TempDir::new("verbs-max-duration");
+    let config = data.0.with_extension("toml");
+    std::fs::write(&config, "max_call_duration_s = 2\n").expect("write the config file");
+    let server = Server::start_in(&data.0, &["--config", config.to_str().expect("UTF-8 path")]);
+    // The verb holds the call when its 2 s run out: the host must still end it with a BYE.
+    let verbs = json!([{"verb": "answer"}, {"pause": {"length": 60}}]);
+    put_app(&server, "long", "long", json!({"verbs": verbs}), &hooks);
+    let started = std::time::Instant::now();
+    call(&server, "long", "uac-callee-hangs-up.xml");
+    assert!(started.elapsed() < Duration::from_secs(8), "hung up after {:?}", started.elapsed());
+    let _ = std::fs::remove_file(config);
+}
+
+#[test]
 fn bad_documents_end_the_call_cleanly_and_tell_the_status_hook() {
     let hooks = HookServer::start_with(|request| match request.route() {
         "/garbage" => (200, "this is not JSON".into()),

@@ -31,12 +31,16 @@ pub const CUSTOM_VERB: &str = env!("GUEST_CUSTOM_VERB");
 pub const LOOKUP_FLOW: &str = env!("GUEST_LOOKUP_FLOW");
 pub const TRANSFER_VERBS: &str = env!("GUEST_CALLWRIGHT_VERBS_TRANSFER");
 
-/// A port free for both UDP and TCP on 127.0.0.1.
+/// A port free for both UDP and TCP on 127.0.0.1, never handed out twice in this process (tests run in
+/// parallel threads, and a port is free again between this check and the server binding it).
 pub fn free_port() -> u16 {
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     for _ in 0..50 {
         let udp = UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
         let port = udp.local_addr().expect("local addr").port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.push(port);
             return port;
         }
     }

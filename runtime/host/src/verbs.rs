@@ -7,7 +7,7 @@
 //! the arguments against the schema and runs the verb in a fresh instance that borrows the caller's call
 //! state (legs, variables, hooks, CPU budget) and gives it back when the verb returns.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use callwright_sip::CallHandle;
@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use wasmtime::Store;
 
 use crate::bindings::{VerbError, VerbInfo, VerbPre};
-use crate::call_state::{CallResource, CallState, CpuMeter, finish_legs};
+use crate::call_state::{CallResource, CallState, CpuMeter, Leg, finish_legs};
 use crate::engine::HostEngine;
 use crate::modules::{LoadedModule, ModuleSet};
 use crate::schema;
@@ -165,6 +165,22 @@ pub(crate) fn check_verb(
     Ok((module, verb))
 }
 
+/// Keeps the caller's legs safe while a verb holds them: if the verb's future is dropped (the call ran out
+/// of time while the verb waited), every leg the verb held goes back to the caller, whose teardown then
+/// ends them.
+struct LegsGuard<'c> {
+    store: Option<Store<CallState>>,
+    caller_legs: &'c mut HashMap<CallHandle, Leg>,
+}
+
+impl Drop for LegsGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(store) = self.store.as_mut() {
+            self.caller_legs.extend(store.data_mut().legs.drain());
+        }
+    }
+}
+
 /// Runs verb `name` on `call` for the guest whose state is `caller`.
 pub(crate) async fn run_verb(
     caller: &mut CallState,
@@ -210,15 +226,18 @@ pub(crate) async fn run_verb(
     state.verb_depth = caller.verb_depth + 1;
     let lent: HashSet<CallHandle> = state.legs.keys().copied().collect();
 
-    let mut store = context.engine.store(state);
+    let mut guard = LegsGuard { store: Some(context.engine.store(state)), caller_legs: &mut caller.legs };
+    let store = guard.store.as_mut().expect("set above");
     let outcome = async {
-        let instance = pre.instantiate_async(&mut store).await?;
+        let instance = pre.instantiate_async(&mut *store).await?;
         let resource = store.data_mut().table.push(CallResource { handle: call })?;
-        instance.callwright_voice_verbs().call_run(&mut store, resource, name, args).await
+        instance.callwright_voice_verbs().call_run(&mut *store, resource, name, args).await
     }
     .await;
 
     // Give back what was lent; the calls the verb placed itself end with it.
+    let store = guard.store.take().expect("taken once");
+    drop(guard);
     let mut state = store.into_data();
     caller.cpu.used += state.cpu.used;
     let (returned, placed): (Vec<_>, Vec<_>) = state.legs.drain().partition(|(handle, _)| lent.contains(handle));
