@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use support::baresip::Baresip;
 use support::hooks::HookServer;
 use support::sipp::Sipp;
@@ -14,16 +14,6 @@ use support::{Server, TempDir};
 
 /// How long a test waits for a hook.
 const HOOK_WAIT: Duration = Duration::from_secs(20);
-
-/// An app taking calls to `user` with the SWML `flow`, its hooks allowed to reach `hooks`.
-fn put_app(server: &Server, user: &str, flow: Value, hooks: &HookServer) {
-    let app = json!({"route": {"to_user": user}, "flow": flow, "hooks": {"allow": [hooks.addr().to_string()]}});
-    server.put_app(user, &app.to_string()).assert_status(201);
-}
-
-fn call(server: &Server, user: &str, scenario: &str) {
-    Sipp::client(scenario, server.sip).service(user).timeout(Duration::from_secs(30)).run().assert_all_succeeded(1);
-}
 
 #[test]
 fn the_seed_example_refers_baresip_and_the_next_document_sees_the_variables() {
@@ -42,7 +32,7 @@ fn the_seed_example_refers_baresip_and_the_next_document_sees_the_variables() {
         status = hooks.url("/status"),
         next = hooks.url("/handle_sip_refer_result"),
     );
-    put_app(&server, "swml", json!({"swml": document}), &hooks);
+    server.put_app_with_hooks("swml", "swml", json!({"swml": document}), &hooks, None);
 
     let baresip = Baresip::dial(&format!("sip:swml@{}", server.sip), Duration::from_secs(8));
     let status = hooks.wait_for("/status", 1, HOOK_WAIT)[0].json();
@@ -104,9 +94,9 @@ fn control_methods_run_as_swml_defines_them() {
         ],
         "greet": [{"return": "hello ${params.who}"}],
     }});
-    put_app(&server, "control", json!({"swml": document, "envs": {"region": "eu"}}), &hooks);
+    server.put_app_with_hooks("control", "control", json!({"swml": document, "envs": {"region": "eu"}}), &hooks, None);
 
-    call(&server, "control", "uac-callee-hangs-up.xml");
+    server.call("control", "uac-callee-hangs-up.xml");
     let vars = hooks.wait_for("/report", 1, HOOK_WAIT)[0].json()["vars"].clone();
     assert_eq!(vars["count"], 3, "{vars}");
     assert_eq!(vars["greeting"], "hello callwright", "{vars}");
@@ -141,11 +131,11 @@ fn inline_execute_connect_and_transfer() {
             "hangup",
         ],
     }});
-    put_app(&server, "connect", json!({"swml": document}), &hooks);
+    server.put_app_with_hooks("connect", "connect", json!({"swml": document}), &hooks, None);
 
     // connect answers the caller with the target's answer; the target hangs up after 1 s; the document
     // goes on, transfers to `finish`, reports and hangs up.
-    call(&server, "connect", "uac-callee-hangs-up.xml");
+    server.call("connect", "uac-callee-hangs-up.xml");
     target.wait().assert_all_succeeded(1);
     let report = hooks.wait_for("/report", 1, HOOK_WAIT)[0].json();
     let vars = &report["vars"];
@@ -169,8 +159,8 @@ fn loops_are_bounded_and_bad_documents_end_the_call_cleanly() {
         "answer", {"set": {"n": 0}}, {"label": "top"}, {"set": {"n": "${n + 1}"}}, {"goto": "top"},
         {"request": {"url": hooks.url("/after-loop"), "method": "POST", "body": {"n": "${n}"}}}, "hangup",
     ]}});
-    put_app(&server, "loop", json!({"swml": looping}), &hooks);
-    call(&server, "loop", "uac-callee-hangs-up.xml");
+    server.put_app_with_hooks("loop", "loop", json!({"swml": looping}), &hooks, None);
+    server.call("loop", "uac-callee-hangs-up.xml");
     assert_eq!(hooks.wait_for("/after-loop", 1, HOOK_WAIT)[0].json()["n"], 101);
 
     let cases = [
@@ -182,9 +172,9 @@ fn loops_are_bounded_and_bad_documents_end_the_call_cleanly() {
         ("badargs", json!({"swml": {"sections": {"main": [{"sip_refer": {}}]}}}), "\"to_uri\" is required"),
     ];
     for (user, flow, expected) in cases {
-        put_app(&server, user, flow, &hooks);
+        server.put_app_with_hooks(user, user, flow, &hooks, None);
         // The document fails before anything answered the call: 500, never a hanging call.
-        call(&server, user, "uac-rejected-500.xml");
+        server.call(user, "uac-rejected-500.xml");
         let log = server.log();
         assert!(log.contains(expected), "{user}: {expected:?} not logged");
     }

@@ -18,13 +18,7 @@ const HOOK_WAIT: Duration = Duration::from_secs(20);
 const AUTH_TOKEN: &str = "test-twilio-auth-token";
 
 fn put_app(server: &Server, user: &str, hooks: &HookServer, path: &str) {
-    let app = json!({"route": {"to_user": user}, "flow": {"twiml_url": hooks.url(path)},
-                     "hooks": {"allow": [hooks.addr().to_string()], "secret": AUTH_TOKEN}});
-    server.put_app(user, &app.to_string()).assert_status(201);
-}
-
-fn call(server: &Server, user: &str, scenario: &str) {
-    Sipp::client(scenario, server.sip).service(user).timeout(Duration::from_secs(30)).run().assert_all_succeeded(1);
+    server.put_app_with_hooks(user, user, json!({"twiml_url": hooks.url(path)}), hooks, Some(AUTH_TOKEN));
 }
 
 /// The form parameters of a request: its body for a POST, its query for a GET.
@@ -86,7 +80,7 @@ fn refer_reports_twilios_parameters_to_the_action_and_its_twiml_runs() {
     let server = Server::start_in(&data.0, &[]);
     put_app(&server, "twiml", &hooks, "/voice");
 
-    call(&server, "twiml", "uac-refer-accept.xml");
+    server.call("twiml", "uac-refer-accept.xml");
     let voice_request = &hooks.wait_for("/voice", 1, HOOK_WAIT)[0];
     assert_signed(voice_request, &hooks.url("/voice"));
     let voice = params(voice_request);
@@ -119,8 +113,8 @@ fn reject_redirect_and_hangup() {
     put_app(&server, "busy", &hooks, "/busy");
     put_app(&server, "redirect", &hooks, "/redirect");
 
-    call(&server, "busy", "uac-busy.xml");
-    call(&server, "redirect", "uac-callee-hangs-up.xml");
+    server.call("busy", "uac-busy.xml");
+    server.call("redirect", "uac-callee-hangs-up.xml");
     let next = &hooks.wait_for("/next", 1, HOOK_WAIT)[0];
     assert_eq!(next.method, "GET");
     assert_signed(next, &hooks.url(&next.path));
@@ -141,7 +135,7 @@ fn dial_bridges_a_sip_target_and_reports_the_dial_status() {
     put_app(&server, "dial", &hooks, "/dial");
 
     // The target answers, hangs up after 1 s; the action's <Hangup/> then ends the caller's call.
-    call(&server, "dial", "uac-callee-hangs-up.xml");
+    server.call("dial", "uac-callee-hangs-up.xml");
     target.wait().assert_all_succeeded(1);
     let done = params(&hooks.wait_for("/dial-done", 1, HOOK_WAIT)[0]);
     assert_eq!(done["DialCallStatus"], "completed", "{done:?}");
@@ -165,7 +159,7 @@ fn media_verbs_and_bad_twiml_end_the_call_cleanly() {
         ("number", "only <Sip> targets can be dialled"),
     ] {
         put_app(&server, user, &hooks, &format!("/{user}"));
-        call(&server, user, "uac-rejected-500.xml");
+        server.call(user, "uac-rejected-500.xml");
         assert!(server.log().contains(expected), "{user}: {expected:?} not logged");
     }
 }

@@ -14,21 +14,6 @@ use support::{CUSTOM_VERB, LOOKUP_FLOW, Server, TRANSFER_VERBS, TempDir, VERB_SA
 /// How long a test waits for a hook.
 const HOOK_WAIT: Duration = Duration::from_secs(20);
 
-/// An app taking calls to `user` with `flow`, its hooks allowed to reach `hooks`.
-fn put_app(server: &Server, name: &str, user: &str, flow: Value, hooks: &HookServer) {
-    let app = json!({
-        "route": {"to_user": user},
-        "flow": flow,
-        "hooks": {"allow": [hooks.addr().to_string()]},
-    });
-    server.put_app(name, &app.to_string()).assert_status(201);
-}
-
-/// One SIPp call to `user` with `scenario`, which must succeed.
-fn call(server: &Server, user: &str, scenario: &str) {
-    Sipp::client(scenario, server.sip).service(user).timeout(Duration::from_secs(30)).run().assert_all_succeeded(1);
-}
-
 fn bodies(requests: &[HookRequest]) -> Vec<Value> {
     requests.iter().map(HookRequest::json).collect()
 }
@@ -57,10 +42,10 @@ fn a_jambonz_webhook_app_runs_its_verbs_and_the_action_hook_replaces_the_rest() 
     let data = TempDir::new("verbs-webhook");
     let server = Server::start_in(&data.0, &[]);
     let flow = json!({"webhook": {"url": hooks.url("/call"), "method": "POST"}, "status_hook": hooks.url("/status")});
-    put_app(&server, "jambonz", "jambonz", flow, &hooks);
+    server.put_app_with_hooks("jambonz", "jambonz", flow, &hooks, None);
 
     // The transferee accepts the REFER, sends NOTIFY 100 and 200, then expects our BYE.
-    call(&server, "jambonz", "uac-refer-accept.xml");
+    server.call("jambonz", "uac-refer-accept.xml");
 
     let call_hook = hooks.wait_for("/call", 1, HOOK_WAIT)[0].json();
     assert_eq!(call_hook["call_status"], "trying", "{call_hook}");
@@ -102,17 +87,18 @@ fn inline_verbs_in_both_forms_run_in_order() {
     let data = TempDir::new("verbs-inline");
     let server = Server::start_in(&data.0, &[]);
     let verbs = json!([{"verb": "answer"}, {"pause": {"length": 0.5}}, {"verb": "hangup"}]);
-    put_app(&server, "hangs-up", "hangs-up", json!({"verbs": verbs, "status_hook": hooks.url("/status")}), &hooks);
-    put_app(
-        &server,
-        "busy",
-        "busy",
-        json!({"verbs": [{"sip:decline": {"status": 486, "reason": "Busy Here"}}]}),
+    server.put_app_with_hooks(
+        "hangs-up",
+        "hangs-up",
+        json!({"verbs": verbs, "status_hook": hooks.url("/status")}),
         &hooks,
+        None,
     );
+    let busy = json!({"verbs": [{"sip:decline": {"status": 486, "reason": "Busy Here"}}]});
+    server.put_app_with_hooks("busy", "busy", busy, &hooks, None);
 
     let started = std::time::Instant::now();
-    call(&server, "hangs-up", "uac-callee-hangs-up.xml");
+    server.call("hangs-up", "uac-callee-hangs-up.xml");
     assert!(started.elapsed() >= Duration::from_millis(500), "the pause did not wait");
     let statuses = bodies(&hooks.wait_for("/status", 2, HOOK_WAIT));
     assert_eq!(
@@ -121,7 +107,7 @@ fn inline_verbs_in_both_forms_run_in_order() {
     );
     assert!(statuses[1].get("error").is_none(), "{}", statuses[1]);
 
-    call(&server, "busy", "uac-busy.xml");
+    server.call("busy", "uac-busy.xml");
 }
 
 #[test]
@@ -136,22 +122,22 @@ fn sip_request_and_dial_verbs_in_a_jambonz_array() {
          "actionHook": hooks.url("/request")},
         {"verb": "hangup"},
     ]);
-    put_app(&server, "info", "info", json!({"verbs": info}), &hooks);
+    server.put_app_with_hooks("info", "info", json!({"verbs": info}), &hooks, None);
     let dial = json!([
         {"verb": "dial", "target": [{"type": "sip", "sipUri": format!("sip:target@127.0.0.1:{}", target.port())}],
          "callerId": "+15550001", "actionHook": hooks.url("/dial")},
         {"verb": "hangup"},
     ]);
-    put_app(&server, "dial", "dial", json!({"verbs": dial}), &hooks);
+    server.put_app_with_hooks("dial", "dial", json!({"verbs": dial}), &hooks, None);
 
     // The caller checks the INFO's body and content type, answers 200, then takes our BYE.
-    call(&server, "info", "uac-answers-info.xml");
+    server.call("info", "uac-answers-info.xml");
     let request = hooks.wait_for("/request", 1, HOOK_WAIT)[0].json();
     assert_eq!((request["result"].as_str(), request["sip_status"].as_u64()), (Some("success"), Some(200)), "{request}");
     assert_eq!(request["call_status"], "in-progress", "{request}");
 
     // The target answers the bridged call and hangs up after 1 s; then `hangup` ends the caller's call.
-    call(&server, "dial", "uac-callee-hangs-up.xml");
+    server.call("dial", "uac-callee-hangs-up.xml");
     target.wait().assert_all_succeeded(1);
     let dialled = hooks.wait_for("/dial", 1, HOOK_WAIT)[0].json();
     assert_eq!(dialled["dial_call_status"], "completed", "{dialled}");
@@ -171,10 +157,10 @@ fn config_sends_routine_requests_to_its_hook() {
         {"pause": {"length": 2}},
         {"verb": "hangup"},
     ]);
-    put_app(&server, "config", "config", json!({"verbs": verbs}), &hooks);
+    server.put_app_with_hooks("config", "config", json!({"verbs": verbs}), &hooks, None);
 
     // The caller sends an INFO during the pause; it is answered 200 and posted to the hook.
-    call(&server, "config", "uac-sends-info.xml");
+    server.call("config", "uac-sends-info.xml");
     let posted = hooks.wait_for("/sip-request", 1, HOOK_WAIT)[0].json();
     assert_eq!(posted["sip_method"], "INFO", "{posted}");
     assert!(posted["sip_body"].as_str().is_some_and(|body| body.contains("Signal=5")), "{posted}");
@@ -192,9 +178,9 @@ fn a_call_that_runs_out_of_time_inside_a_verb_is_still_hung_up() {
     let server = Server::start_in(&data.0, &["--config", config.to_str().expect("UTF-8 path")]);
     // The verb holds the call when its 2 s run out: the host must still end it with a BYE.
     let verbs = json!([{"verb": "answer"}, {"pause": {"length": 60}}]);
-    put_app(&server, "long", "long", json!({"verbs": verbs}), &hooks);
+    server.put_app_with_hooks("long", "long", json!({"verbs": verbs}), &hooks, None);
     let started = std::time::Instant::now();
-    call(&server, "long", "uac-callee-hangs-up.xml");
+    server.call("long", "uac-callee-hangs-up.xml");
     assert!(started.elapsed() < Duration::from_secs(8), "hung up after {:?}", started.elapsed());
     let _ = std::fs::remove_file(config);
 }
@@ -230,11 +216,11 @@ fn bad_documents_end_the_call_cleanly_and_tell_the_status_hook() {
     for (user, flow, _) in &cases {
         let mut flow = flow.clone();
         flow["status_hook"] = json!(hooks.url(&format!("/status/{user}")));
-        put_app(&server, user, user, flow, &hooks);
+        server.put_app_with_hooks(user, user, flow, &hooks, None);
     }
     for (user, _, expected) in &cases {
         // Nothing answered the call: it is rejected with 500 (the app failed), never left hanging.
-        call(&server, user, "uac-rejected-500.xml");
+        server.call(user, "uac-rejected-500.xml");
         let statuses = bodies(&hooks.wait_for(&format!("/status/{user}"), 2, HOOK_WAIT));
         assert_eq!(statuses[1]["call_status"], "failed", "{user}: {}", statuses[1]);
         let error = statuses[1]["error"].to_string();
@@ -250,10 +236,16 @@ fn a_custom_verb_uploaded_while_running_serves_the_next_call_and_a_replacement_s
     let server = Server::start_in(&data.0, &[]);
     let report = json!({"verb": "sample:report", "hook": hooks.url("/report")});
     let verbs = json!([report, {"verb": "answer"}, {"pause": {"length": 2}}, report, {"verb": "hangup"}]);
-    put_app(&server, "custom", "custom", json!({"verbs": verbs, "status_hook": hooks.url("/status")}), &hooks);
+    server.put_app_with_hooks(
+        "custom",
+        "custom",
+        json!({"verbs": verbs, "status_hook": hooks.url("/status")}),
+        &hooks,
+        None,
+    );
 
     // Before the upload the verb does not exist.
-    call(&server, "custom", "uac-rejected-500.xml");
+    server.call("custom", "uac-rejected-500.xml");
     let failed = hooks.wait_for("/status", 2, HOOK_WAIT)[1].json();
     assert!(failed["error"].as_str().is_some_and(|e| e.contains("sample:report")), "{failed}");
 
@@ -263,7 +255,7 @@ fn a_custom_verb_uploaded_while_running_serves_the_next_call_and_a_replacement_s
     hooks.wait_for("/report", 1, HOOK_WAIT);
     // Replaced while the first call runs: the first call keeps version 1, the next one gets version 2.
     server.deploy("sample", VERB_SAMPLE_V2).assert_status(201);
-    call(&server, "custom", "uac-callee-hangs-up.xml");
+    server.call("custom", "uac-callee-hangs-up.xml");
     first.wait().assert_all_succeeded(1);
 
     let reports = bodies(&hooks.wait_for("/report", 4, HOOK_WAIT));
@@ -286,27 +278,27 @@ fn the_custom_verb_example_looks_the_number_up_and_refers_through_the_built_in_v
     server.deploy("lookup", CUSTOM_VERB).assert_status(201);
     let verbs = json!([{"verb": "lookup:refer", "lookupHook": hooks.url("/lookup"), "actionHook": hooks.url("/action"),
                         "eventHook": hooks.url("/event")}]);
-    put_app(&server, "lookup", "4000", json!({"verbs": verbs}), &hooks);
+    server.put_app_with_hooks("lookup", "4000", json!({"verbs": verbs}), &hooks, None);
     // The same verb as an SWML method.
     let swml = json!({"sections": {"main": [
         {"lookup:refer": {"lookupHook": hooks.url("/lookup"), "actionHook": hooks.url("/swml-action")}},
     ]}});
-    put_app(&server, "lookup-swml", "4001", json!({"swml": swml}), &hooks);
+    server.put_app_with_hooks("lookup-swml", "4001", json!({"swml": swml}), &hooks, None);
     // And from a Rust flow (the lookup-flow example).
     server.deploy("lookup-flow", LOOKUP_FLOW).assert_status(201);
     let rust_flow = json!({"module": "lookup-flow",
                            "config": {"lookup_hook": hooks.url("/lookup"), "action_hook": hooks.url("/rust-action")}});
-    put_app(&server, "lookup-rust", "4002", rust_flow, &hooks);
+    server.put_app_with_hooks("lookup-rust", "4002", rust_flow, &hooks, None);
 
     let referred = |path: &str| {
         let action = hooks.wait_for(path, 1, HOOK_WAIT)[0].json();
         (action["refer_status"].as_u64(), action["final_referred_call_status"].as_u64())
     };
-    call(&server, "4001", "uac-refer-accept.xml");
+    server.call("4001", "uac-refer-accept.xml");
     assert_eq!(referred("/swml-action"), (Some(202), Some(200)));
-    call(&server, "4002", "uac-refer-accept.xml");
+    server.call("4002", "uac-refer-accept.xml");
     assert_eq!(referred("/rust-action"), (Some(202), Some(200)));
-    call(&server, "4000", "uac-refer-accept.xml");
+    server.call("4000", "uac-refer-accept.xml");
     assert_eq!(referred("/action"), (Some(202), Some(200)));
 
     let numbers: Vec<Value> =

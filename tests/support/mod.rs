@@ -162,6 +162,33 @@ impl Server {
     pub fn put_app(&self, name: &str, json: &str) -> HttpResponse {
         self.api("PUT", &format!("/v1/apps/{name}"), json.as_bytes())
     }
+
+    /// Creates app `name` for calls to `user` running `flow` (a module and config, or a document), its hooks
+    /// allowed to reach `hooks` and signed with `secret` when given.
+    pub fn put_app_with_hooks(
+        &self,
+        name: &str,
+        user: &str,
+        flow: serde_json::Value,
+        hooks: &hooks::HookServer,
+        secret: Option<&str>,
+    ) {
+        let mut settings = serde_json::json!({"allow": [hooks.addr().to_string()]});
+        if let Some(secret) = secret {
+            settings["secret"] = secret.into();
+        }
+        let app = serde_json::json!({"route": {"to_user": user}, "flow": flow, "hooks": settings});
+        self.put_app(name, &app.to_string()).assert_status(201);
+    }
+
+    /// One SIPp call to `user` with `scenario` (a file of `tests/sipp/`), which must succeed.
+    pub fn call(&self, user: &str, scenario: &str) {
+        sipp::Sipp::client(scenario, self.sip)
+            .service(user)
+            .timeout(Duration::from_secs(30))
+            .run()
+            .assert_all_succeeded(1);
+    }
 }
 
 impl Drop for Server {

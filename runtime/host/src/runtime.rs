@@ -19,7 +19,7 @@ use crate::call_state::{CallResource, CallState, Registrar, Registration, finish
 use crate::engine::HostEngine;
 use crate::hooks::CallHooks;
 use crate::host_impl::{body_of, headers_of};
-use crate::modules::{LoadedModule, ModuleStore};
+use crate::modules::{LoadedModule, ModuleSet, ModuleStore};
 use crate::verbs::VerbContext;
 
 /// Events queued for one call's guest before the router starts refusing its far end's requests.
@@ -202,7 +202,9 @@ impl Runtime {
             info!(%call, %to_user, "no app takes this call");
             return self.refuse(call, 404, "No app for this number");
         };
-        let Some(module) = self.modules.get(&app.flow.module) else {
+        // The call's modules: its flow, and the verbs it runs, all from the set loaded now.
+        let modules = self.modules.snapshot();
+        let Some(module) = modules.get(&app.flow.module) else {
             error!(%call, app = %app_name, module = %app.flow.module, "the app's module does not exist");
             return self.refuse(call, 500, "App module missing");
         };
@@ -233,9 +235,9 @@ impl Runtime {
         info!(%call, app = %app_name, module = %app.flow.module, "call started");
         let runtime = self.clone();
         let local_ip = flow.local.ip();
-        tokio::spawn(
-            async move { runtime.run_call(call, module, app, (info, local_ip), (events, ended), permit).await },
-        );
+        tokio::spawn(async move {
+            runtime.run_call(call, (module, modules), app, (info, local_ip), (events, ended), permit).await
+        });
     }
 
     fn refuse(&self, call: CallHandle, status: u16, reason: &'static str) {
@@ -247,17 +249,16 @@ impl Runtime {
     async fn run_call(
         self: Arc<Self>,
         call: CallHandle,
-        module: Arc<LoadedModule>,
-        app: AppDefinition,
+        (module, modules): (Arc<LoadedModule>, Arc<ModuleSet>),
+        mut app: AppDefinition,
         (info, local_ip): (CallInfo, std::net::IpAddr),
         (events, ended): (mpsc::Receiver<Event>, oneshot::Receiver<()>),
         _permit: OwnedSemaphorePermit,
     ) {
         let limits = self.engine.limits.clone();
-        let hooks = CallHooks::new(self.hook_client.clone(), app.hooks.clone(), call.to_string());
+        let hooks = CallHooks::new(self.hook_client.clone(), std::mem::take(&mut app.hooks), call.to_string());
         let mut state = CallState::new(self.sip.clone(), &limits, call.to_string(), self.registrar.clone(), hooks);
-        let pinned = app.verbs.clone();
-        let modules = self.modules.snapshot();
+        let pinned = std::mem::take(&mut app.verbs);
         state.verbs = Some(Arc::new(VerbContext { engine: self.engine.clone(), modules, pinned }));
         let mut store = self.engine.store(state);
         store.data_mut().add_leg(call, info, local_ip, events);

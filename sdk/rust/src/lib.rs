@@ -361,6 +361,19 @@ impl Call {
         }
     }
 
+    /// True when the call has ended. Reads the events already queued without waiting, answering routine
+    /// requests among them (see [`Call::answer_routine_request`]).
+    pub fn has_ended(&self) -> bool {
+        loop {
+            match self.next_event(Some(0)) {
+                None => return false,
+                Some(CallEvent::Ended(_)) => return true,
+                Some(CallEvent::Request(request)) => self.answer_routine_request(&request),
+                Some(_) => {}
+            }
+        }
+    }
+
     /// Waits up to `timeout_ms` for the call to end, answering routine requests meanwhile. True when it
     /// ended.
     pub fn wait_for_end(&self, timeout_ms: u64) -> bool {

@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use callwright_sdk::hooks::{self, Hook};
 use callwright_sdk::serde_json::{Map, Value, json};
 use callwright_sdk::transfer::jambonz_call_fields;
-use callwright_sdk::{Call, CallError, CallEvent, CallInfo, Config, Flow, Level, dispatch, documents, log, variables};
+use callwright_sdk::{Call, CallError, CallInfo, Config, Flow, Level, dispatch, documents, log, variables};
 
 /// Verbs one call may run in total (a redirect loop ends here).
 pub const MAX_VERBS_PER_CALL: usize = 1_000;
@@ -128,7 +128,7 @@ pub fn run_verbs(call: &Call, verbs: Vec<Value>, base_url: Option<&str>) -> Resu
         {
             queue = checked(next.clone(), base_url, executed)?;
         }
-        if matches!(name.as_str(), "hangup" | "sip:decline") || call_is_over(call) {
+        if matches!(name.as_str(), "hangup" | "sip:decline") || call.has_ended() {
             return Ok(());
         }
     }
@@ -190,19 +190,6 @@ fn absolutize_hooks(args: &mut Value, base: &str) {
             _ => continue,
         };
         *url = documents::resolve_url(url, Some(base));
-    }
-}
-
-/// True when the call has ended. Reads the call's pending events: in-dialog requests get answered (INFO,
-/// MESSAGE, NOTIFY, OPTIONS with 200, others 501) as they would be while a verb waits.
-fn call_is_over(call: &Call) -> bool {
-    loop {
-        match call.next_event(Some(0)) {
-            None => return false,
-            Some(CallEvent::Ended(_)) => return true,
-            Some(CallEvent::Request(request)) => call.answer_routine_request(&request),
-            Some(_) => {}
-        }
     }
 }
 

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 
 use callwright_sdk::hooks::{self, Hook};
 use callwright_sdk::serde_json::{Map, Value, json};
-use callwright_sdk::{Call, CallEvent, CallInfo, Config, Direction, Flow, Level, dispatch, documents, log, variables};
+use callwright_sdk::{Call, CallInfo, Config, Direction, Flow, Level, dispatch, documents, log, variables};
 
 use crate::document::{Document, parse_text};
 use crate::expression::{Scope, substitute, substitute_all};
@@ -33,6 +33,9 @@ pub const MAX_STEPS: usize = 10_000;
 pub const MAX_EXECUTE_DEPTH: usize = 32;
 /// How often a `goto` jumps when its `max` is not given (SWML's default).
 pub const DEFAULT_GOTO_MAX: u64 = 100;
+
+/// Methods that act on an answered call: the interpreter answers first, as SignalWire does.
+const NEEDS_ANSWERED_CALL: [&str; 1] = ["sip_refer"];
 
 /// SWML methods that need a media path, which callwright does not have yet.
 pub const MEDIA_METHODS: [&str; 20] = [
@@ -342,20 +345,24 @@ impl<'a> Machine<'a> {
         }
     }
 
-    /// A verb by dispatch; `hangup` ends the document.
+    /// A verb by dispatch; `hangup` ends the document. The verb's result becomes `return_value` (its own
+    /// `return_value` field when it has one, as `sip_refer`'s result does).
     fn run_verb(&mut self, verb: &str, args: &Value) -> Result<Ending, String> {
-        if verb == "sip_refer" {
+        if NEEDS_ANSWERED_CALL.contains(&verb) {
             // Checked before the answer, so a bad step does not answer the call for nothing.
             dispatch::check_verb(verb, args).map_err(|e| format!("{verb}: {}", e.message()))?;
             self.call.answer_if_needed().map_err(|e| format!("answering the call failed: {e:?}"))?;
         }
-        let result = dispatch::run_verb(self.call, verb, args).map_err(|e| format!("{verb}: {}", e.message()))?;
-        self.refresh_vars();
+        let mut result = dispatch::run_verb(self.call, verb, args).map_err(|e| format!("{verb}: {}", e.message()))?;
         if verb == "hangup" {
             return Ok(Ending::Stop);
         }
-        if verb != "sip_refer" && !result.is_null() {
-            self.set_var("return_value", result);
+        let value = match result.get_mut("return_value") {
+            Some(value) => value.take(),
+            None => result,
+        };
+        if !value.is_null() {
+            self.set_var("return_value", value);
         }
         Ok(Ending::Done)
     }
@@ -535,7 +542,7 @@ impl<'a> Machine<'a> {
         let connected = result["dial_call_status"] == "completed";
         self.set_var("connect_result", json!(if connected { "connected" } else { "failed" }));
         self.set_var("return_value", json!(if connected { "connected" } else { "failed" }));
-        Ok(if call_is_over(self.call) { Ending::Stop } else { Ending::Done })
+        Ok(if self.call.has_ended() { Ending::Stop } else { Ending::Done })
     }
 }
 
@@ -551,10 +558,6 @@ fn truthy(value: &Value) -> bool {
         Value::String(s) => !s.is_empty(),
         Value::Array(_) | Value::Object(_) => true,
     }
-}
-
-fn call_is_over(call: &Call) -> bool {
-    matches!(call.next_event(Some(0)), Some(CallEvent::Ended(_)))
 }
 
 /// The `call` scope, with SignalWire's field names.
