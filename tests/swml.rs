@@ -170,6 +170,11 @@ fn loops_are_bounded_and_bad_documents_end_the_call_cleanly() {
         ("unknown", json!({"swml": {"sections": {"main": [{"no_such_method": {}}]}}}), "no module provides verb"),
         ("garbage", json!({"swml_url": hooks.url("/garbage")}), "neither JSON nor YAML"),
         ("badargs", json!({"swml": {"sections": {"main": [{"sip_refer": {}}]}}}), "\"to_uri\" is required"),
+        (
+            "steps",
+            json!({"swml": {"sections": {"main": [{"label": "top"}, {"goto": {"label": "top", "max": 20000}}]}}}),
+            "ran more than 10000 steps",
+        ),
     ];
     for (user, flow, expected) in cases {
         server.put_app_with_hooks(user, user, flow, &hooks, None);

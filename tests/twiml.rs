@@ -104,6 +104,7 @@ fn refer_reports_twilios_parameters_to_the_action_and_its_twiml_runs() {
 fn reject_redirect_and_hangup() {
     let hooks = HookServer::start_with(|request| match request.route() {
         "/busy" => twiml(r#"<Reject reason="busy"/>"#),
+        "/rejected" => twiml("<Reject/>"),
         "/redirect" => twiml(r#"<Redirect method="GET">/next</Redirect>"#),
         "/next" => twiml("<Pause length=\"0.3\"/><Hangup/>"),
         _ => (404, String::new()),
@@ -113,7 +114,16 @@ fn reject_redirect_and_hangup() {
     put_app(&server, "busy", &hooks, "/busy");
     put_app(&server, "redirect", &hooks, "/redirect");
 
+    // Fetched with GET when the app asks for it; a <Reject> without a reason is 603.
+    let rejected = json!({"twiml_url": hooks.url("/rejected"), "twiml_method": "GET"});
+    server.put_app_with_hooks("rejected", "rejected", rejected, &hooks, Some(AUTH_TOKEN));
+
     server.call("busy", "uac-busy.xml");
+    server.call("rejected", "uac-rejected-603.xml");
+    let fetched = &hooks.wait_for("/rejected", 1, HOOK_WAIT)[0];
+    assert_eq!(fetched.method, "GET");
+    assert_eq!(params(fetched)["CallStatus"], "ringing");
+    assert_signed(fetched, &hooks.url(&fetched.path));
     server.call("redirect", "uac-callee-hangs-up.xml");
     let next = &hooks.wait_for("/next", 1, HOOK_WAIT)[0];
     assert_eq!(next.method, "GET");

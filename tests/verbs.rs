@@ -158,7 +158,17 @@ fn config_sends_routine_requests_to_its_hook() {
         {"verb": "hangup"},
     ]);
     server.put_app_with_hooks("config", "config", json!({"verbs": verbs}), &hooks, None);
+    // The same hook, reset before the call is answered: nothing is posted to it.
+    let reset = json!([
+        {"config": {"sipRequestWithinDialogHook": hooks.url("/reset-hook")}},
+        {"config": {"reset": ["sipRequestWithinDialogHook"]}},
+        {"verb": "answer"},
+        {"pause": {"length": 2}},
+        {"verb": "hangup"},
+    ]);
+    server.put_app_with_hooks("reset", "reset", json!({"verbs": reset}), &hooks, None);
 
+    server.call("reset", "uac-sends-info.xml");
     // The caller sends an INFO during the pause; it is answered 200 and posted to the hook.
     server.call("config", "uac-sends-info.xml");
     let posted = hooks.wait_for("/sip-request", 1, HOOK_WAIT)[0].json();
@@ -167,6 +177,8 @@ fn config_sends_routine_requests_to_its_hook() {
     assert_eq!(posted["sip_headers"]["content-type"], "application/dtmf-relay", "{posted}");
     assert!(posted["call_sid"].as_str().is_some_and(|sid| !sid.is_empty()), "{posted}");
     assert!(server.log().contains("configure media"), "the ignored media settings are logged");
+    // The reset call's INFO came first; had it been posted, it would have arrived before this one.
+    assert!(hooks.requests().iter().all(|r| r.route() != "/reset-hook"), "posted after the reset");
 }
 
 #[test]
@@ -306,6 +318,38 @@ fn the_custom_verb_example_looks_the_number_up_and_refers_through_the_built_in_v
     assert_eq!(numbers, ["4001", "4002", "4000"]);
     assert_eq!(hooks.wait_for("/event", 2, HOOK_WAIT).len(), 2);
     assert!(server.log().contains("lookup:refer: 4000 goes to sip:sales@127.0.0.1:9"), "the verb logged its choice");
+}
+
+#[test]
+fn a_verb_that_runs_itself_stops_at_the_nesting_limit() {
+    let hooks = HookServer::start();
+    let data = TempDir::new("verbs-nesting");
+    let server = Server::start_in(&data.0, &[]);
+    server.deploy("sample", VERB_SAMPLE).assert_status(201);
+    let flow = json!({"verbs": [{"verb": "sample:recurse"}], "status_hook": hooks.url("/status")});
+    server.put_app_with_hooks("recurse", "recurse", flow, &hooks, None);
+    server.call("recurse", "uac-rejected-500.xml");
+    let failed = hooks.wait_for("/status", 2, HOOK_WAIT)[1].json();
+    assert!(failed["error"].as_str().is_some_and(|e| e.contains("verbs nest deeper than 8")), "{failed}");
+}
+
+#[test]
+fn a_call_a_verb_places_ends_with_the_verb() {
+    let target = Sipp::server("uas-answer.xml", 0).calls(1).timeout(Duration::from_secs(30)).spawn();
+    let hooks = HookServer::start();
+    let data = TempDir::new("verbs-placed");
+    let server = Server::start_in(&data.0, &[]);
+    server.deploy("sample", VERB_SAMPLE).assert_status(201);
+    let target_uri = format!("sip:target@127.0.0.1:{}", target.port());
+    let verbs = json!([{"verb": "answer"}, {"verb": "sample:dial", "target": target_uri}, {"pause": {"length": 3}}]);
+    server.put_app_with_hooks("placed", "placed", json!({"verbs": verbs}), &hooks, None);
+    let started = std::time::Instant::now();
+    // The target answers, and gets its BYE when the verb returns, long before the caller's call ends.
+    let caller =
+        Sipp::client("uac-callee-hangs-up.xml", server.sip).service("placed").timeout(Duration::from_secs(30)).spawn();
+    target.wait().assert_all_succeeded(1);
+    assert!(started.elapsed() < Duration::from_secs(3), "the placed call lasted {:?}", started.elapsed());
+    caller.wait().assert_all_succeeded(1);
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! Test guest for the verb world: implements `sample:answer`, `sample:echo` and `sample:report` (which
-//! posts this module's version to a hook). `verb-sample-v2` is the same module with another version, to
+//! Test guest for the verb world: implements `sample:answer`, `sample:echo`, `sample:recurse` (which runs
+//! itself, for the nesting limit), `sample:dial` (which leaves the call it places up) and `sample:report` (which posts this module's version to a hook). `verb-sample-v2` is the same module with another version, to
 //! replace this one while calls run.
 
 const VERSION: u32 = 1;

@@ -2,7 +2,7 @@
 
 use callwright_sdk::hooks::{Hook, send_json};
 use callwright_sdk::serde_json::{self, Value, json};
-use callwright_sdk::{Call, VerbSpec, Verbs, verbs};
+use callwright_sdk::{Call, DialRequest, VerbSpec, Verbs, dial, dispatch, verbs};
 
 struct Sample;
 
@@ -13,6 +13,12 @@ impl Verbs for Sample {
             VerbSpec {
                 name: "sample:echo".into(),
                 schema: r#"{"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}"#
+                    .into(),
+            },
+            VerbSpec { name: "sample:recurse".into(), schema: r#"{"type": "object"}"#.into() },
+            VerbSpec {
+                name: "sample:dial".into(),
+                schema: r#"{"type": "object", "properties": {"target": {"type": "string"}}, "required": ["target"]}"#
                     .into(),
             },
             VerbSpec {
@@ -26,6 +32,13 @@ impl Verbs for Sample {
     fn run(call: &Call, name: &str, args: Value) -> Result<Value, String> {
         match name {
             "sample:answer" => call.answer(&[], None).map(|()| json!({})).map_err(|e| e.to_string()),
+            // Places a call and returns without hanging it up: the host must end it with the verb.
+            "sample:dial" => {
+                let callee = dial(&DialRequest::to(args["target"].as_str().unwrap_or_default())).map_err(|e| format!("{e:?}"))?;
+                Ok(json!({ "dialled": callee.info().id }))
+            }
+            // Runs itself: the host's nesting limit must end it.
+            "sample:recurse" => dispatch::run_verb(call, "sample:recurse", &json!({})).map_err(|e| e.message().to_string()),
             "sample:echo" => Ok(json!({ "text": args["text"], "call": call.info().id, "version": VERSION })),
             "sample:report" => {
                 let hook = Hook::post(args["hook"].as_str().unwrap_or_default());
