@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use support::serde_like::app;
 use support::sipp::{Sipp, Transport};
-use support::{ANSWER_HANGUP, HOSTILE, Server, TOKEN, TRANSFER_VERBS, TempDir, VERB_SAMPLE, http};
+use support::{ANSWER_HANGUP, HOSTILE, STUBBED_IMPORT, Server, TOKEN, TRANSFER_VERBS, TempDir, VERB_SAMPLE, http};
 
 #[test]
 fn uploaded_module_answers_calls_and_is_listed() {
@@ -330,4 +330,39 @@ fn over_the_call_limit_new_calls_get_503() {
     }
     Sipp::client("uac-rejected-503.xml", server.sip).service("2").calls(1).run().assert_all_succeeded(1);
     first.wait().assert_all_succeeded(1);
+}
+
+#[test]
+fn an_import_the_host_lacks_is_stubbed_and_traps_only_when_called() {
+    let data = TempDir::new("host-stubbed");
+    let server = Server::start_in(&data.0, &[]);
+    let uploaded = server.deploy("stubbed", STUBBED_IMPORT);
+    uploaded.assert_status(201);
+    let meta: serde_json::Value = serde_json::from_str(&uploaded.body).unwrap();
+    assert_eq!(meta["stubbed_imports"], serde_json::json!(["callwright-test:absent/lookup"]), "{meta}");
+    server.put_app("calm", &app("stubbed", Some("calm"), "{\"hangup_after_ms\": 300}")).assert_status(201);
+    server.put_app("uses", &app("stubbed", Some("uses"), "{\"use_absent\": true}")).assert_status(201);
+    // Never calling the stub, the module runs like any other: it hangs up after 300 ms.
+    Sipp::client("uac-callee-hangs-up.xml", server.sip).service("calm").calls(2).run().assert_all_succeeded(2);
+    // Calling it traps after the answer: the host ends the call with a BYE.
+    Sipp::client("uac-callee-hangs-up.xml", server.sip).service("uses").calls(1).run().assert_all_succeeded(1);
+    let log = server.log();
+    assert!(log.contains("`callwright-test:absent/lookup#version` is not available"), "{log}");
+    assert!(!log.contains("the absent interface answered"), "{log}");
+    assert_eq!(log.matches("guest stopped").count(), 1, "{log}");
+}
+
+#[test]
+fn uploading_the_same_bytes_again_reuses_the_compiled_module() {
+    let data = TempDir::new("host-reuse");
+    let server = Server::start_in(&data.0, &[]);
+    let compile_ms = |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap()["compile_ms"].as_u64();
+    let first = server.deploy("first", ANSWER_HANGUP);
+    first.assert_status(201);
+    assert!(compile_ms(&first.body).is_some_and(|ms| ms > 0), "{}", first.body);
+    let second = server.deploy("second", ANSWER_HANGUP);
+    second.assert_status(201);
+    assert_eq!(compile_ms(&second.body), Some(0), "{}", second.body);
+    server.put_app("demo", &app("second", None, "{\"hangup_after_ms\": 300}")).assert_status(201);
+    Sipp::client("uac-callee-hangs-up.xml", server.sip).service("1").calls(1).run().assert_all_succeeded(1);
 }

@@ -18,6 +18,7 @@ pub mod verbs;
 
 mod call_state;
 mod host_impl;
+mod imports;
 mod outbound;
 mod refer;
 mod sdp;

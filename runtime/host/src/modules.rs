@@ -12,11 +12,12 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
-use wasmtime::component::{Component, InstancePre};
+use wasmtime::component::Component;
 
 use crate::bindings::{CallFlowPre, VerbPre, export_names};
 use crate::call_state::CallState;
 use crate::engine::HostEngine;
+use crate::imports::link_with_stubs;
 use crate::verbs::{VerbDefinition, list_verbs};
 
 /// Which callwright world a module targets.
@@ -52,6 +53,14 @@ pub struct ModuleMeta {
     /// The verbs a verb module implements.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub verbs: Vec<String>,
+    /// Imports the host does not provide, stubbed so the module loads: calling one traps (see
+    /// the `imports` module).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stubbed_imports: Vec<String>,
+    /// How long compiling the upload took, in milliseconds (0 when it reused the compiled form of the
+    /// same bytes uploaded before).
+    #[serde(default)]
+    pub compile_ms: u64,
 }
 
 /// The name prefix of the modules shipped with the runtime.
@@ -65,6 +74,8 @@ pub struct LoadedModule {
     pub(crate) verb: Option<VerbPre<CallState>>,
     /// The verbs of a verb module, with their schemas.
     pub verbs: Vec<VerbDefinition>,
+    /// The compiled component, reused when the same bytes are uploaded again.
+    component: Component,
 }
 
 /// What linking a component gives: the pre-instantiated form of its world, and its verbs.
@@ -72,6 +83,7 @@ struct Prepared {
     flow: Option<CallFlowPre<CallState>>,
     verb: Option<VerbPre<CallState>>,
     verbs: Vec<VerbDefinition>,
+    stubbed_imports: Vec<String>,
 }
 
 /// Why an upload was refused; every variant names the problem for the 400 answer.
@@ -251,29 +263,30 @@ impl ModuleStore {
             write_atomically(&artifact, &component.serialize()?)?;
             component
         };
-        let Prepared { flow, verb, verbs } =
+        let Prepared { flow, verb, verbs, .. } =
             self.prepare(&component, meta.world).map_err(|e| anyhow::anyhow!(e.to_string()))?;
         info!(module = %name, world = ?meta.world, "module loaded");
-        Ok(LoadedModule { meta, flow, verb, verbs })
+        Ok(LoadedModule { meta, flow, verb, verbs, component })
     }
 
-    /// Links the component against the host (every import must be satisfiable, whatever the world) and
-    /// keeps the pre-instantiated form calls start from; a verb module is asked for its verbs.
+    /// Links the component against the host (imports outside `callwright:voice` that the host lacks are
+    /// stubbed, whatever the world) and keeps the pre-instantiated form calls start from; a verb module
+    /// is asked for its verbs.
     fn prepare(&self, component: &Component, world: ModuleWorld) -> Result<Prepared, UploadError> {
-        let pre: InstancePre<CallState> = self
-            .engine
-            .linker
-            .instantiate_pre(component)
+        let (pre, stubbed_imports) = link_with_stubs(&self.engine.linker, component)
             .map_err(|e| UploadError::UnsatisfiedImports(format!("{e:#}")))?;
         let invalid = |e: wasmtime::Error| UploadError::NotAComponent(format!("{e:#}"));
         Ok(match world {
-            ModuleWorld::CallFlow => {
-                Prepared { flow: Some(CallFlowPre::new(pre).map_err(invalid)?), verb: None, verbs: vec![] }
-            }
+            ModuleWorld::CallFlow => Prepared {
+                flow: Some(CallFlowPre::new(pre).map_err(invalid)?),
+                verb: None,
+                verbs: vec![],
+                stubbed_imports,
+            },
             ModuleWorld::Verb => {
                 let verb = VerbPre::new(pre).map_err(invalid)?;
                 let verbs = list_verbs(&self.engine, &verb).map_err(UploadError::BadVerbs)?;
-                Prepared { flow: None, verb: Some(verb), verbs }
+                Prepared { flow: None, verb: Some(verb), verbs, stubbed_imports }
             }
         })
     }
@@ -311,8 +324,16 @@ impl ModuleStore {
                 "this is a core wasm module; build a component (e.g. the wasm32-wasip2 target, or `wasm-tools component new`)".into(),
             ));
         }
-        let component =
-            Component::new(&self.engine.engine, bytes).map_err(|e| UploadError::NotAComponent(format!("{e:#}")))?;
+        let sha256 = format!("{:x}", Sha256::digest(bytes));
+        let started = std::time::Instant::now();
+        let (component, compile_ms) = match self.compiled(&sha256) {
+            Some(component) => (component, 0),
+            None => {
+                let component = Component::new(&self.engine.engine, bytes)
+                    .map_err(|e| UploadError::NotAComponent(format!("{e:#}")))?;
+                (component, (started.elapsed().as_millis() as u64).max(1))
+            }
+        };
         let ty = component.component_type();
         let engine = &self.engine.engine;
         let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
@@ -324,24 +345,35 @@ impl ModuleStore {
         } else {
             return Err(UploadError::NoCallwrightWorld { exports });
         };
-        let Prepared { flow, verb, verbs } = self.prepare(&component, world)?;
+        let Prepared { flow, verb, verbs, stubbed_imports } = self.prepare(&component, world)?;
+        if !stubbed_imports.is_empty() {
+            warn!(module = %name, stubbed = ?stubbed_imports, "imports the host does not provide are stubbed: calling one traps");
+        }
         let meta = ModuleMeta {
             name: name.to_string(),
             world,
             exports,
             imports,
             size: bytes.len(),
-            sha256: format!("{:x}", Sha256::digest(bytes)),
+            sha256,
             uploaded_at: now_secs(),
             builtin,
             verbs: verbs.iter().map(|verb| verb.name.clone()).collect(),
+            stubbed_imports,
+            compile_ms,
         };
         let serialized = component.serialize().map_err(|e| UploadError::NotAComponent(format!("{e:#}")))?;
         self.write(name, bytes, &serialized, &meta).map_err(UploadError::Storage)?;
-        let module = Arc::new(LoadedModule { meta: meta.clone(), flow, verb, verbs });
+        let module = Arc::new(LoadedModule { meta: meta.clone(), flow, verb, verbs, component });
         self.change(|modules| modules.insert(name.to_string(), module));
-        info!(module = %name, world = ?world, size = bytes.len(), "module stored");
+        info!(module = %name, world = ?world, size = bytes.len(), compile_ms, "module stored");
         Ok(meta)
+    }
+
+    /// The compiled form of a loaded module with these bytes (by SHA-256), if any: uploading the same
+    /// component again, under any name, skips the compile.
+    fn compiled(&self, sha256: &str) -> Option<Component> {
+        self.snapshot().0.values().find(|module| module.meta.sha256 == sha256).map(|module| module.component.clone())
     }
 
     /// Writes a module's files: component and artifact first, the record last, into a fresh directory

@@ -1,0 +1,93 @@
+//! Imports the host does not provide. Components built by other languages' toolchains import WASI
+//! interfaces they may never call (StarlingMonkey's JavaScript imports `wasi:http`, for one). Such an
+//! import is stubbed: the module loads, and a guest that calls the stub traps with a message naming it,
+//! which ends its call like any other trap. `callwright:voice` imports are never stubbed: a guest built
+//! against a callwright interface the host does not have is refused at upload.
+
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, InstancePre, Linker, LinkerInstance, ResourceType};
+
+use crate::call_state::CallState;
+
+/// Imports under this prefix must be satisfied by the host itself.
+const OWN_PACKAGE: &str = "callwright:voice/";
+
+/// The host type behind every stubbed resource: no value of it is ever created.
+struct StubbedResource;
+
+/// Links `component` against `linker`, stubbing each import the linker cannot satisfy. Returns the
+/// pre-instantiated component and the names of the stubbed imports (empty when the linker satisfied
+/// everything), or the link error that stubbing cannot fix.
+pub(crate) fn link_with_stubs(
+    linker: &Linker<CallState>,
+    component: &Component,
+) -> Result<(InstancePre<CallState>, Vec<String>), wasmtime::Error> {
+    let engine = component.engine();
+    let imports: Vec<(String, ComponentItem)> =
+        component.component_type().imports(engine).map(|(name, item)| (name.to_string(), item.ty)).collect();
+    let mut stubbed: Vec<String> = Vec::new();
+    let mut stubbing: Option<Linker<CallState>> = None;
+    loop {
+        let error = match stubbing.as_ref().unwrap_or(linker).instantiate_pre(component) {
+            Ok(pre) => return Ok((pre, stubbed)),
+            Err(error) => error,
+        };
+        let Some((name, item)) = unsatisfied_import(&format!("{error:#}"), &imports) else {
+            return Err(error);
+        };
+        if name.starts_with(OWN_PACKAGE) || stubbed.contains(name) {
+            return Err(error);
+        }
+        let extended = stubbing.get_or_insert_with(|| linker.clone());
+        stub(&mut extended.root(), name, item, name, engine)?;
+        stubbed.push(name.clone());
+    }
+}
+
+/// The import a link error is about: of the names the error quotes, the one it quotes first.
+fn unsatisfied_import<'a>(
+    message: &str,
+    imports: &'a [(String, ComponentItem)],
+) -> Option<&'a (String, ComponentItem)> {
+    imports
+        .iter()
+        .filter_map(|import| message.find(&format!("`{}`", import.0)).map(|at| (at, import)))
+        .min_by_key(|(at, _)| *at)
+        .map(|(_, import)| import)
+}
+
+/// Defines `item` as `name` in `instance`: functions that trap when called, resources no one can create.
+fn stub(
+    instance: &mut LinkerInstance<'_, CallState>,
+    name: &str,
+    item: &ComponentItem,
+    path: &str,
+    engine: &wasmtime::Engine,
+) -> Result<(), wasmtime::Error> {
+    match item {
+        ComponentItem::ComponentInstance(nested) => {
+            let mut nested_linker = instance.instance(name)?;
+            for (export, export_item) in nested.exports(engine) {
+                stub(&mut nested_linker, export, &export_item.ty, &format!("{path}#{export}"), engine)?;
+            }
+        }
+        ComponentItem::ComponentFunc(func) => {
+            let message = format!("`{path}` is not available in callwright (the host stubs this import)");
+            if func.async_() {
+                instance.func_new_concurrent(name, move |_, _, _, _| {
+                    let message = message.clone();
+                    Box::pin(async move { Err(wasmtime::Error::msg(message)) })
+                })?;
+            } else {
+                instance.func_new(name, move |_, _, _, _| Err(wasmtime::Error::msg(message.clone())))?;
+            }
+        }
+        ComponentItem::Resource(_) => {
+            instance.resource(name, ResourceType::host::<StubbedResource>(), |_, _| Ok(()))?;
+        }
+        // Types need no definition; core modules, components and core functions are not imported by the
+        // toolchains we support, and stay unsatisfied (the upload is refused with the linker's error).
+        _ => {}
+    }
+    Ok(())
+}
