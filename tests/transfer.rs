@@ -8,59 +8,23 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::baresip::Baresip;
-use support::hooks::{HookRequest, HookServer};
+use support::hooks::HookServer;
 use support::sipp::Sipp;
+use support::transfer::{
+    HOOK_WAIT, assert_call_fields, assert_signed, event_statuses, put_transfer_app, transferee_call,
+};
 use support::{BLIND_TRANSFER, Server, TempDir};
 
-/// The webhook secret of the test apps.
-const SECRET: &str = "test-webhook-secret";
-/// How long a test waits for a hook.
-const HOOK_WAIT: Duration = Duration::from_secs(25);
+/// The user the transfer apps answer.
+const USER: &str = "transfer";
 
-/// A server running `blind-transfer` for calls to user "transfer", with `config` merged into its config
-/// and hooks going to `hooks` (signed with [`SECRET`]).
+/// A server running `blind-transfer` for calls to [`USER`], with `config` merged into its config and
+/// hooks going to `hooks`.
 fn transfer_server(data: &TempDir, hooks: &HookServer, config: Value) -> Server {
     let server = Server::start_in(&data.0, &[]);
     server.deploy("blind-transfer", BLIND_TRANSFER).assert_status(201);
-    let mut flow_config = json!({
-        "action_hook": hooks.url("/action"),
-        "event_hook": { "url": hooks.url("/event"), "method": "POST" },
-    });
-    for (key, value) in config.as_object().expect("config object") {
-        flow_config[key] = value.clone();
-    }
-    let app = json!({
-        "route": { "to_user": "transfer" },
-        "flow": { "module": "blind-transfer", "config": flow_config },
-        "hooks": { "allow": [hooks.addr().to_string()], "secret": SECRET },
-    });
-    server.put_app("transfer", &app.to_string()).assert_status(201);
+    put_transfer_app(&server, hooks, "blind-transfer", USER, config);
     server
-}
-
-/// The `call_status` of every event hook, in order.
-fn event_statuses(hooks: &HookServer) -> Vec<String> {
-    hooks
-        .requests()
-        .iter()
-        .filter(|r| r.path == "/event")
-        .map(|r| {
-            let body = r.json();
-            assert_eq!(body["event"], "transfer-status", "{body}");
-            body["call_status"].as_str().expect("call_status is a string").to_string()
-        })
-        .collect()
-}
-
-/// Checks the jambonz signature of a hook request against its body.
-fn assert_signed(request: &HookRequest) {
-    let header = request.header("Jambonz-Signature").expect("hooks are signed");
-    let t: u64 = header
-        .strip_prefix("t=")
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|t| t.parse().ok())
-        .unwrap_or_else(|| panic!("signature header {header:?}"));
-    assert_eq!(header, callwright_host::hooks::signature(SECRET, t, &request.text()), "signature of {request:?}");
 }
 
 /// Runs one SIPp transferee scenario against a blind-transfer server; returns the action hooks' payloads
@@ -73,21 +37,8 @@ fn refer_scenario(scenario: &str, config: Value, sipp_args: &[&str]) -> (Vec<Val
 fn refer_scenario_with(scenario: &str, config: Value, sipp_args: &[&str], actions: usize) -> (Vec<Value>, Vec<String>) {
     let data = TempDir::new("transfer");
     let hooks = HookServer::start();
-    let mut config = config;
-    if config.get("target").is_none() {
-        config["target"] = json!("sip:target@127.0.0.1:9");
-    }
     let server = transfer_server(&data, &hooks, config);
-    let mut sipp = Sipp::client(scenario, server.sip).service("transfer").timeout(Duration::from_secs(40));
-    for arg in sipp_args {
-        sipp = sipp.arg(arg);
-    }
-    sipp.run().assert_all_succeeded(1);
-    let actions = hooks.wait_for("/action", actions, HOOK_WAIT);
-    for request in hooks.requests() {
-        assert_signed(&request);
-    }
-    (actions.iter().map(HookRequest::json).collect(), event_statuses(&hooks))
+    transferee_call(&server, &hooks, USER, scenario, sipp_args, actions)
 }
 
 #[test]
@@ -98,17 +49,13 @@ fn baresip_follows_the_refer_to_a_sipp_target_and_the_hooks_see_it() {
     let config = json!({ "target": format!("sip:target@127.0.0.1:{}", target.port()) });
     let server = transfer_server(&data, &hooks, config);
 
-    let baresip = Baresip::dial(&format!("sip:transfer@{}", server.sip), Duration::from_secs(8));
-    let action = hooks.wait_for("/action", 1, HOOK_WAIT)[0].json();
+    let baresip = Baresip::dial(&format!("sip:{USER}@{}", server.sip), Duration::from_secs(8));
+    let action = hooks.wait_for(&format!("/{USER}/action"), 1, HOOK_WAIT)[0].json();
     assert_eq!(action["refer_status"], 202, "{action}");
     assert_eq!(action["final_referred_call_status"], 200, "{action}");
     assert_eq!(action["transfer_outcome"], "success", "{action}");
-    assert_eq!(action["direction"], "inbound", "{action}");
-    assert_eq!(action["from"], "baresip", "{action}");
-    assert_eq!(action["to"], "transfer", "{action}");
-    assert!(action["call_sid"].as_str().is_some_and(|s| !s.is_empty()), "{action}");
-    assert!(action["call_id"].as_str().is_some_and(|s| !s.is_empty()), "{action}");
-    assert_eq!(event_statuses(&hooks), ["100", "200"]);
+    assert_call_fields(&action, "baresip", USER);
+    assert_eq!(event_statuses(&hooks, USER), ["100", "200"]);
     for request in hooks.requests() {
         assert_signed(&request);
     }
@@ -121,6 +68,7 @@ fn baresip_follows_the_refer_to_a_sipp_target_and_the_hooks_see_it() {
 #[test]
 fn an_accepted_transfer_reports_each_notify_then_success() {
     let (actions, events) = refer_scenario("uac-refer-accept.xml", json!({}), &[]);
+    assert_call_fields(&actions[0], "sipp", USER);
     assert_eq!(actions[0]["refer_status"], 202);
     assert_eq!(actions[0]["final_referred_call_status"], 200);
     assert_eq!(actions[0]["transfer_outcome"], "success");

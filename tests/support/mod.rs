@@ -4,7 +4,9 @@
 
 pub mod baresip;
 pub mod hooks;
+pub mod languages;
 pub mod sipp;
+pub mod transfer;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
