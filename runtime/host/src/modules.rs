@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -150,6 +150,9 @@ pub struct ModuleStore {
     dir: PathBuf,
     /// Replaced whole on every change, so a call can keep the set it started with (see [`ModuleSet`]).
     loaded: RwLock<Arc<ModuleSet>>,
+    /// Held while compiling: one compile at a time, since one already uses every core (Cranelift
+    /// compiles functions in parallel) and a large component's compile takes a lot of memory.
+    compiling: Mutex<()>,
 }
 
 /// The loaded modules at one moment. A call takes one when it starts and resolves its verbs in it, so a
@@ -223,7 +226,7 @@ impl ModuleStore {
     pub fn open(engine: Arc<HostEngine>, data_dir: &Path) -> anyhow::Result<ModuleStore> {
         let dir = data_dir.join("modules");
         std::fs::create_dir_all(&dir)?;
-        let store = ModuleStore { engine, dir, loaded: RwLock::new(Arc::default()) };
+        let store = ModuleStore { engine, dir, loaded: RwLock::new(Arc::default()), compiling: Mutex::new(()) };
         for entry in std::fs::read_dir(&store.dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -325,10 +328,11 @@ impl ModuleStore {
             ));
         }
         let sha256 = format!("{:x}", Sha256::digest(bytes));
-        let started = std::time::Instant::now();
         let (component, compile_ms) = match self.compiled(&sha256) {
             Some(component) => (component, 0),
             None => {
+                let _one_at_a_time = self.compiling.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let started = std::time::Instant::now();
                 let component = Component::new(&self.engine.engine, bytes)
                     .map_err(|e| UploadError::NotAComponent(format!("{e:#}")))?;
                 (component, (started.elapsed().as_millis() as u64).max(1))
