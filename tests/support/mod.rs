@@ -231,7 +231,8 @@ impl HttpResponse {
 /// A minimal HTTP/1.1 request (Connection: close) with an optional bearer token.
 pub fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> HttpResponse {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to the admin API");
-    stream.set_read_timeout(Some(Duration::from_secs(60))).expect("set timeout");
+    // Uploads answer when compiled: a large component (Python's, 19 MB) takes many seconds on a busy machine.
+    stream.set_read_timeout(Some(Duration::from_secs(180))).expect("set timeout");
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     let content_type = if body.first() == Some(&b'{') { "Content-Type: application/json\r\n" } else { "" };
     let head = format!(

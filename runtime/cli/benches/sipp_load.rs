@@ -17,7 +17,11 @@
 //! ways on one server: the native Rust flow (`answer-hangup`), a jambonz verb array (`answer`, `pause`)
 //! and an SWML document (`answer`, `sleep`), each verb run in its own instance by verb dispatch. Rates:
 //! `CALLWRIGHT_BENCH_DOCUMENT_RATES`.
-//! `CALLWRIGHT_BENCH_ONLY=calls`, `=transfers` or `=documents` runs one part.
+//! A fourth part measures languages: the `answer-hangup` example of each guest language (built from
+//! source by `guest-examples/<lang>/build.sh`) uploaded to one server: its size, its compile time at
+//! upload, how long the upload took to answer (and a second upload of the same bytes), and its sustained
+//! calls/s beside Rust's. Rates: `CALLWRIGHT_BENCH_LANGUAGE_RATES`.
+//! `CALLWRIGHT_BENCH_ONLY=calls`, `=transfers`, `=documents` or `=languages` runs one part.
 //!
 //! Measured per step: calls completed per second (successful calls over the run's wall time, from SIPp's
 //! statistics), failed calls, retransmissions, INVITE→200 response time percentiles (SIPp's `-trace_rtt`,
@@ -34,11 +38,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use support::hooks::HookServer;
+use support::languages::Language;
 use support::{Server, TempDir, free_port};
 
 const DEFAULT_RATES: &[u32] = &[500, 1000, 2000, 3000, 4000, 5000, 6000, 8000];
 const DEFAULT_TRANSFER_RATES: &[u32] = &[100, 200, 400, 800, 1200, 1600, 2000];
 const DEFAULT_DOCUMENT_RATES: &[u32] = &[250, 500, 1000, 1500, 2000, 3000, 4000];
+const DEFAULT_LANGUAGE_RATES: &[u32] = &[100, 250, 500, 1000, 1500, 2000, 3000, 4000];
 /// Hooks the blind-transfer example posts per accepted transfer: event hooks for NOTIFY 100 and 200, the
 /// action hook.
 const HOOKS_PER_TRANSFER: usize = 3;
@@ -64,6 +70,9 @@ fn main() {
     if only.is_empty() || only == "documents" {
         documents(seconds);
     }
+    if only.is_empty() || only == "languages" {
+        languages(seconds);
+    }
 }
 
 /// The same call as a native flow, a jambonz verb array and an SWML document, on one server.
@@ -87,18 +96,7 @@ fn documents(seconds: u32) {
     println!("### Documents: native Rust flow vs jambonz verb array vs SWML document (answer, wait for BYE)\n");
     let mut sustained = Vec::new();
     for (user, _) in apps {
-        let mut steps = Vec::new();
-        for &rate in &rates {
-            let step = run_step(&target, &Scenario::BuiltinUacTo(user), rate, seconds, ticks);
-            let clean = step.is_clean();
-            steps.push(step);
-            if !clean {
-                break;
-            }
-        }
-        print_steps(user, &steps);
-        let best = steps.iter().filter(|s| s.is_clean()).map(|s| s.completed_per_s).fold(0.0, f64::max);
-        let cpu = steps.iter().rfind(|s| s.is_clean()).map_or(0.0, |s| s.cpu_us_per_call);
+        let (best, cpu) = ramp(&target, user, &rates, seconds, ticks);
         sustained.push((user, best, cpu));
         std::thread::sleep(COOL_DOWN);
     }
@@ -108,6 +106,74 @@ fn documents(seconds: u32) {
     let native = sustained[0].1;
     for (user, rate, cpu) in &sustained {
         println!("| {user} | {rate:.0} | {:.2} | {cpu:.0} |", ratio(*rate, native));
+    }
+    println!();
+}
+
+/// Calls `user` at each of `rates` until a step is not clean; prints the steps and returns the sustained
+/// rate and the CPU per call at the last clean step.
+fn ramp(target: &Target, user: &'static str, rates: &[u32], seconds: u32, ticks: u64) -> (f64, f64) {
+    let mut steps = Vec::new();
+    for &rate in rates {
+        let step = run_step(target, &Scenario::BuiltinUacTo(user), rate, seconds, ticks);
+        let clean = step.is_clean();
+        steps.push(step);
+        if !clean {
+            break;
+        }
+    }
+    print_steps(user, &steps);
+    let best = steps.iter().filter(|s| s.is_clean()).map(|s| s.completed_per_s).fold(0.0, f64::max);
+    let cpu = steps.iter().rfind(|s| s.is_clean()).map_or(0.0, |s| s.cpu_us_per_call);
+    (best, cpu)
+}
+
+/// The answer-hangup example in every guest language on one server: component size, compile time at
+/// upload, and sustained calls/s (answer, wait for the caller's BYE), compared with Rust's.
+fn languages(seconds: u32) {
+    let rates = env_list("CALLWRIGHT_BENCH_LANGUAGE_RATES").unwrap_or_else(|| DEFAULT_LANGUAGE_RATES.to_vec());
+    let ticks = clock_ticks_per_second();
+    let data = TempDir::new("bench-languages");
+    let server = Server::start_with(&data.0, &["--max-calls", "20000"], "warn");
+    let mut uploads = Vec::new();
+    for language in Language::ALL {
+        let file = language.example("answer-hangup");
+        let size = std::fs::metadata(&file).expect("built example").len();
+        let started = std::time::Instant::now();
+        let uploaded = server.deploy(language.dir(), &file);
+        let answered_ms = started.elapsed().as_millis();
+        uploaded.assert_status(201);
+        let meta: serde_json::Value = serde_json::from_str(&uploaded.body).expect("module JSON");
+        let again = std::time::Instant::now();
+        server.deploy(&format!("{}-again", language.dir()), &file).assert_status(201);
+        let again_ms = again.elapsed().as_millis();
+        let app = serde_json::json!({
+            "route": {"to_user": language.dir()},
+            "flow": {"module": language.dir(), "config": {"hangup_after_ms": 30000}},
+        });
+        server.put_app(language.dir(), &app.to_string()).assert_status(201);
+        uploads.push((language, size, meta["compile_ms"].as_u64().unwrap_or(0), answered_ms, again_ms));
+    }
+    let target =
+        Target { name: "callwright", address: server.sip.to_string(), pid: server.pid(), _process: Box::new(server) };
+    println!("### Languages: the answer-hangup example (answer, wait for the caller's BYE)\n");
+    let mut sustained = Vec::new();
+    for (language, ..) in &uploads {
+        sustained.push(ramp(&target, language.dir(), &rates, seconds, ticks));
+        std::thread::sleep(COOL_DOWN);
+    }
+    println!("### Languages summary\n");
+    println!(
+        "| language | component | compile at upload [ms] | upload answered [ms] | same bytes again [ms] | sustained calls/s | vs Rust | CPU per call at its last clean step [µs] |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let rust = sustained[0].0;
+    for ((language, size, compile_ms, answered_ms, again_ms), (rate, cpu)) in uploads.iter().zip(&sustained) {
+        println!(
+            "| {language:?} | {:.0} KiB | {compile_ms} | {answered_ms} | {again_ms} | {rate:.0} | {:.2} | {cpu:.0} |",
+            *size as f64 / 1024.0,
+            ratio(*rate, rust)
+        );
     }
     println!();
 }

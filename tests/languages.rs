@@ -1,0 +1,125 @@
+//! Call logic in any wasm language: the `answer-hangup` and `blind-transfer` examples of Rust, JavaScript,
+//! Python and C, each built from source, uploaded through the admin API and run against real SIPp and
+//! baresip calls and a real hook server, with one set of assertions for all four languages.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::baresip::Baresip;
+use support::hooks::HookServer;
+use support::languages::Language;
+use support::sipp::{Sipp, Transport};
+use support::transfer::{HOOK_WAIT, assert_call_fields, event_statuses, put_transfer_app, transferee_call};
+use support::{Server, TempDir};
+
+#[test]
+fn rust_examples_handle_real_calls() {
+    examples_handle_real_calls(Language::Rust);
+}
+
+#[test]
+fn javascript_examples_handle_real_calls() {
+    examples_handle_real_calls(Language::JavaScript);
+}
+
+#[test]
+fn python_examples_handle_real_calls() {
+    examples_handle_real_calls(Language::Python);
+}
+
+#[test]
+fn c_examples_handle_real_calls() {
+    examples_handle_real_calls(Language::C);
+}
+
+/// Everything the Rust examples are tested for, on `language`'s examples.
+fn examples_handle_real_calls(language: Language) {
+    let answer_hangup = language.example("answer-hangup");
+    let blind_transfer = language.example("blind-transfer");
+    let data = TempDir::new(&format!("languages-{}", language.dir()));
+    let server = Server::start_in(&data.0, &[]);
+    for (name, file) in [("answer-hangup", &answer_hangup), ("blind-transfer", &blind_transfer)] {
+        let uploaded = server.deploy(name, file);
+        uploaded.assert_status(201);
+        let meta: Value = serde_json::from_str(&uploaded.body).expect("module JSON");
+        assert_eq!(meta["world"], "call-flow", "{language:?} {name}: {meta}");
+    }
+    answer_hangup_runs(&server);
+    blind_transfer_runs(&server);
+}
+
+/// answer-hangup answers, then hangs up after `hangup_after_ms`, over UDP and TCP; a caller who hangs up
+/// first ends the flow.
+fn answer_hangup_runs(server: &Server) {
+    let app =
+        json!({"route": {"to_user": "1000"}, "flow": {"module": "answer-hangup", "config": {"hangup_after_ms": 500}}});
+    server.put_app("answer-hangup", &app.to_string()).assert_status(201);
+    for transport in [Transport::Udp, Transport::Tcp] {
+        Sipp::client("uac-callee-hangs-up.xml", server.sip)
+            .transport(transport)
+            .service("1000")
+            .calls(5)
+            .rate(10)
+            .run()
+            .assert_all_succeeded(5);
+    }
+    let app = json!({"route": {"to_user": "1001"}, "flow": {"module": "answer-hangup", "config": {"hangup_after_ms": 20000}}});
+    server.put_app("caller-leaves", &app.to_string()).assert_status(201);
+    Sipp::client("uac-caller-hangs-up.xml", server.sip).service("1001").calls(2).run().assert_all_succeeded(2);
+    let log = server.log();
+    assert_eq!(log.matches("guest finished").count(), 12, "{log}");
+    assert!(!log.contains("guest stopped"), "{log}");
+}
+
+/// blind-transfer refers baresip to a SIPp target; SIPp transferees accept, refuse, fail, and make it try
+/// a fallback target. The hooks must carry the same fields as jambonz's `sip:refer`.
+fn blind_transfer_runs(server: &Server) {
+    let hooks = HookServer::start();
+    let target = Sipp::server("uas-answer.xml", 0).calls(1).timeout(Duration::from_secs(30)).spawn();
+    let config = json!({ "target": format!("sip:target@127.0.0.1:{}", target.port()) });
+    put_transfer_app(server, &hooks, "blind-transfer", "baresip-transfer", config);
+    let baresip = Baresip::dial(&format!("sip:baresip-transfer@{}", server.sip), Duration::from_secs(8));
+    let action = hooks.wait_for("/baresip-transfer/action", 1, HOOK_WAIT)[0].json();
+    assert_eq!(action["refer_status"], 202, "{action}");
+    assert_eq!(action["final_referred_call_status"], 200, "{action}");
+    assert_eq!(action["transfer_outcome"], "success", "{action}");
+    assert_call_fields(&action, "baresip", "baresip-transfer");
+    assert_eq!(event_statuses(&hooks, "baresip-transfer"), ["100", "200"]);
+    let log = baresip.wait(Duration::from_secs(15));
+    target.wait().assert_all_succeeded(1);
+    assert!(log.contains("REFER"), "baresip saw no REFER:\n{log}");
+
+    put_transfer_app(server, &hooks, "blind-transfer", "accepts", json!({}));
+    let (actions, events) = transferee_call(server, &hooks, "accepts", "uac-refer-accept.xml", &[], 1);
+    assert_call_fields(&actions[0], "sipp", "accepts");
+    assert_eq!(actions[0]["refer_status"], 202, "{}", actions[0]);
+    assert_eq!(actions[0]["final_referred_call_status"], 200, "{}", actions[0]);
+    assert_eq!(actions[0]["transfer_outcome"], "success", "{}", actions[0]);
+    assert_eq!(events, ["100", "200"]);
+
+    put_transfer_app(server, &hooks, "blind-transfer", "refuses", json!({}));
+    let refuse = ["-key", "refer_status", "403"];
+    let (actions, events) = transferee_call(server, &hooks, "refuses", "uac-refer-reject.xml", &refuse, 1);
+    assert_eq!(actions[0]["refer_status"], 403, "{}", actions[0]);
+    assert_eq!(actions[0]["transfer_outcome"], "rejected", "{}", actions[0]);
+    assert!(actions[0].get("final_referred_call_status").is_none(), "{}", actions[0]);
+    assert!(events.is_empty(), "{events:?}");
+
+    put_transfer_app(server, &hooks, "blind-transfer", "target-busy", json!({}));
+    let (actions, events) = transferee_call(server, &hooks, "target-busy", "uac-refer-notify-486.xml", &[], 1);
+    assert_eq!(actions[0]["refer_status"], 202, "{}", actions[0]);
+    assert_eq!(actions[0]["final_referred_call_status"], 486, "{}", actions[0]);
+    assert_eq!(actions[0]["transfer_outcome"], "failed", "{}", actions[0]);
+    assert_eq!(events, ["100", "486"]);
+
+    let config = json!({ "fallback_targets": ["sip:second@127.0.0.1:9"] });
+    put_transfer_app(server, &hooks, "blind-transfer", "falls-back", config);
+    let (actions, events) = transferee_call(server, &hooks, "falls-back", "uac-refer-twice.xml", &[], 2);
+    assert_eq!(actions[0]["final_referred_call_status"], 603, "{}", actions[0]);
+    assert_eq!(actions[0]["transfer_outcome"], "failed", "{}", actions[0]);
+    assert_eq!(actions[1]["final_referred_call_status"], 200, "{}", actions[1]);
+    assert_eq!(actions[1]["transfer_outcome"], "success", "{}", actions[1]);
+    assert_eq!(events, ["603", "100", "200"]);
+}
