@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::baresip::Baresip;
 use support::hooks::HookServer;
-use support::languages::Language;
+use support::languages::{Language, starlingmonkey_answer_hangup};
 use support::sipp::{Sipp, Transport};
 use support::transfer::{HOOK_WAIT, assert_call_fields, event_statuses, put_transfer_app, transferee_call};
 use support::{Server, TempDir};
@@ -32,6 +32,25 @@ fn python_examples_handle_real_calls() {
 #[test]
 fn c_examples_handle_real_calls() {
     examples_handle_real_calls(Language::C);
+}
+
+#[test]
+fn javascript_on_starlingmonkey_loads_with_its_wasi_http_imports_stubbed() {
+    let data = TempDir::new("languages-starlingmonkey");
+    let server = Server::start_in(&data.0, &[]);
+    let uploaded = server.deploy("answer-hangup", &starlingmonkey_answer_hangup());
+    uploaded.assert_status(201);
+    let meta: Value = serde_json::from_str(&uploaded.body).expect("module JSON");
+    let stubbed: Vec<&str> =
+        meta["stubbed_imports"].as_array().expect("stubbed imports").iter().flat_map(Value::as_str).collect();
+    assert!(stubbed.iter().any(|i| i.starts_with("wasi:http/types@")), "{meta}");
+    assert!(stubbed.iter().any(|i| i.starts_with("wasi:http/outgoing-handler@")), "{meta}");
+    assert!(stubbed.iter().all(|i| i.starts_with("wasi:http/")), "only wasi:http is stubbed: {meta}");
+    let app =
+        json!({"route": {"to_user": "1000"}, "flow": {"module": "answer-hangup", "config": {"hangup_after_ms": 500}}});
+    server.put_app("answer-hangup", &app.to_string()).assert_status(201);
+    Sipp::client("uac-callee-hangs-up.xml", server.sip).service("1000").calls(3).rate(10).run().assert_all_succeeded(3);
+    assert_eq!(server.log().matches("guest finished").count(), 3, "{}", server.log());
 }
 
 /// Everything the Rust examples are tested for, on `language`'s examples.

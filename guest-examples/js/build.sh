@@ -3,7 +3,7 @@
 #   guest-examples/js/build.sh OUT_DIR [--starlingmonkey]
 # gives OUT_DIR/answer-hangup.wasm and OUT_DIR/blind-transfer.wasm (jco's QuickJS backend, no component-model
 # async ABI needed), and with --starlingmonkey also OUT_DIR/answer-hangup-starlingmonkey.wasm (the
-# StarlingMonkey backend; it imports wasi:http).
+# StarlingMonkey backend; it imports wasi:http, which the host stubs).
 #
 # Toolchain: Node.js >= 20.19 with npm (Debian's nodejs and npm packages when missing), and the npm packages
 # pinned in sdk/js/package.json + package-lock.json (jco, componentize-qjs, esbuild, ...), installed with
@@ -80,9 +80,9 @@ done
 
 if ((starlingmonkey)); then
     # StarlingMonkey (SpiderMonkey) through componentize-js, called directly: `jco componentize --backend
-    # starlingmonkey` 1.35 fails ("failed to get path metadata"). Its fetch() support (wasi:http) is left
-    # out, so the component imports only what callwright links. componentize-js wants the WIT folder under
-    # its working directory.
+    # starlingmonkey` 1.35 fails ("failed to get path metadata"). Its default features are kept: its fetch()
+    # support imports wasi:http, which callwright stubs (calling fetch() traps). componentize-js wants the
+    # WIT folder under its working directory.
     start=$(date +%s%N)
     rm -rf "$build/wit" && cp -r "$repo/wit" "$build/wit"
     bundle answer-hangup
@@ -91,7 +91,6 @@ if ((starlingmonkey)); then
         const { componentize } = await import(module);
         const { component } = await componentize({
             sourcePath: "answer-hangup.js", witPath: "wit", worldName: "call-flow",
-            disableFeatures: ["http", "fetch-event"],
         });
         (await import("node:fs")).writeFileSync(out, component);
     ' "file://$tools/node_modules/@bytecodealliance/componentize-js/src/componentize.js" \

@@ -38,24 +38,36 @@ impl Language {
                 other => panic!("no Rust example {other}"),
             };
         }
-        let file = build_examples(self).join(format!("{name}.wasm"));
-        assert!(file.exists(), "{} was not built", file.display());
-        file.to_string_lossy().into_owned()
+        built_file(self.dir(), self.dir(), &[], name)
     }
 }
 
-/// Runs `guest-examples/<lang>/build.sh` once per process and language; returns its output folder. Builds
+/// JavaScript's `answer-hangup` on the StarlingMonkey engine (`build.sh --starlingmonkey`), which imports
+/// `wasi:http` for `fetch()`.
+pub fn starlingmonkey_answer_hangup() -> String {
+    built_file("js", "js-starlingmonkey", &["--starlingmonkey"], "answer-hangup-starlingmonkey")
+}
+
+/// Component `name` built by `guest-examples/<lang>/build.sh` with `args` into `target/guest-examples/<out>`.
+fn built_file(lang: &str, out: &str, args: &[&str], name: &str) -> String {
+    let file = build_examples(lang, out, args).join(format!("{name}.wasm"));
+    assert!(file.exists(), "{} was not built", file.display());
+    file.to_string_lossy().into_owned()
+}
+
+/// Runs `guest-examples/<lang>/build.sh` once per process and output folder; returns that folder. Builds
 /// run one at a time (they use every core; the calls of other tests keep running meanwhile).
-fn build_examples(language: Language) -> PathBuf {
-    static BUILT: Mutex<Vec<Language>> = Mutex::new(Vec::new());
+fn build_examples(lang: &str, out: &str, args: &[&str]) -> PathBuf {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = root.join("target/guest-examples").join(language.dir());
+    let out_dir = root.join("target/guest-examples").join(out);
     let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if !built.contains(&language) {
-        let script = root.join("guest-examples").join(language.dir()).join("build.sh");
+    if !built.iter().any(|done| done == out) {
+        let script = root.join("guest-examples").join(lang).join("build.sh");
         let output = Command::new("bash")
             .arg(&script)
-            .arg(&out)
+            .arg(&out_dir)
+            .args(args)
             .output()
             .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
         assert!(
@@ -66,7 +78,7 @@ fn build_examples(language: Language) -> PathBuf {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
-        built.push(language);
+        built.push(out.to_string());
     }
-    out
+    out_dir
 }

@@ -4,6 +4,7 @@
 //! which ends its call like any other trap. `callwright:voice` imports are never stubbed: a guest built
 //! against a callwright interface the host does not have is refused at upload.
 
+use wasmtime::Engine;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, InstancePre, Linker, LinkerInstance, ResourceType};
 
@@ -15,6 +16,37 @@ const OWN_PACKAGE: &str = "callwright:voice/";
 /// The host type behind every stubbed resource: no value of it is ever created.
 struct StubbedResource;
 
+/// Resources of interfaces the host provides that other interfaces use (`wasi:http/types` uses
+/// `wasi:io/streams.{input-stream, output-stream}`, for one): a stubbed interface must name them with the
+/// host's own type, as wasmtime-wasi defines them.
+fn provided_resource(interface: &str, resource: &str) -> Option<ResourceType> {
+    use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable, IoError};
+    Some(match (interface.split('@').next()?, resource) {
+        ("wasi:io/streams", "input-stream") => ResourceType::host::<DynInputStream>(),
+        ("wasi:io/streams", "output-stream") => ResourceType::host::<DynOutputStream>(),
+        ("wasi:io/poll", "pollable") => ResourceType::host::<DynPollable>(),
+        ("wasi:io/error", "error") => ResourceType::host::<IoError>(),
+        _ => return None,
+    })
+}
+
+/// For each resource the component imports from the interfaces of [`provided_resource`]: its type as the
+/// component sees it, and the host's type for it.
+fn provided_resources(imports: &[(String, ComponentItem)], engine: &Engine) -> Vec<(ResourceType, ResourceType)> {
+    let mut resources = Vec::new();
+    for (name, item) in imports {
+        if let ComponentItem::ComponentInstance(instance) = item {
+            for (export, export_item) in instance.exports(engine) {
+                if let (ComponentItem::Resource(seen), Some(host)) = (&export_item.ty, provided_resource(name, export))
+                {
+                    resources.push((*seen, host));
+                }
+            }
+        }
+    }
+    resources
+}
+
 /// Links `component` against `linker`, stubbing each import the linker cannot satisfy. Returns the
 /// pre-instantiated component and the names of the stubbed imports (empty when the linker satisfied
 /// everything), or the link error that stubbing cannot fix.
@@ -25,6 +57,7 @@ pub(crate) fn link_with_stubs(
     let engine = component.engine();
     let imports: Vec<(String, ComponentItem)> =
         component.component_type().imports(engine).map(|(name, item)| (name.to_string(), item.ty)).collect();
+    let provided = provided_resources(&imports, engine);
     let mut stubbed: Vec<String> = Vec::new();
     let mut stubbing: Option<Linker<CallState>> = None;
     loop {
@@ -39,7 +72,7 @@ pub(crate) fn link_with_stubs(
             return Err(error);
         }
         let extended = stubbing.get_or_insert_with(|| linker.clone());
-        stub(&mut extended.root(), name, item, name, engine)?;
+        stub(&mut extended.root(), name, item, name, &Stubbing { engine, provided: &provided })?;
         stubbed.push(name.clone());
     }
 }
@@ -56,19 +89,26 @@ fn unsatisfied_import<'a>(
         .map(|(_, import)| import)
 }
 
-/// Defines `item` as `name` in `instance`: functions that trap when called, resources no one can create.
+/// What stubbing needs besides the item: the engine, and the resources the host provides.
+struct Stubbing<'a> {
+    engine: &'a Engine,
+    provided: &'a [(ResourceType, ResourceType)],
+}
+
+/// Defines `item` as `name` in `instance`: functions that trap when called, resources no one can create
+/// (or, for a resource the host provides, the host's).
 fn stub(
     instance: &mut LinkerInstance<'_, CallState>,
     name: &str,
     item: &ComponentItem,
     path: &str,
-    engine: &wasmtime::Engine,
+    stubbing: &Stubbing<'_>,
 ) -> Result<(), wasmtime::Error> {
     match item {
         ComponentItem::ComponentInstance(nested) => {
             let mut nested_linker = instance.instance(name)?;
-            for (export, export_item) in nested.exports(engine) {
-                stub(&mut nested_linker, export, &export_item.ty, &format!("{path}#{export}"), engine)?;
+            for (export, export_item) in nested.exports(stubbing.engine) {
+                stub(&mut nested_linker, export, &export_item.ty, &format!("{path}#{export}"), stubbing)?;
             }
         }
         ComponentItem::ComponentFunc(func) => {
@@ -82,8 +122,9 @@ fn stub(
                 instance.func_new(name, move |_, _, _, _| Err(wasmtime::Error::msg(message.clone())))?;
             }
         }
-        ComponentItem::Resource(_) => {
-            instance.resource(name, ResourceType::host::<StubbedResource>(), |_, _| Ok(()))?;
+        ComponentItem::Resource(seen) => {
+            let host = stubbing.provided.iter().find(|(provided, _)| provided == seen).map(|(_, host)| *host);
+            instance.resource(name, host.unwrap_or_else(ResourceType::host::<StubbedResource>), |_, _| Ok(()))?;
         }
         // Types need no definition; core modules, components and core functions are not imported by the
         // toolchains we support, and stay unsatisfied (the upload is refused with the linker's error).
