@@ -4,7 +4,9 @@
 
 mod support;
 
-use std::time::Duration;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::baresip::Baresip;
@@ -12,7 +14,7 @@ use support::hooks::HookServer;
 use support::languages::{Language, starlingmonkey_answer_hangup};
 use support::sipp::{Sipp, Transport};
 use support::transfer::{HOOK_WAIT, assert_call_fields, event_statuses, put_transfer_app, transferee_call};
-use support::{Server, TempDir};
+use support::{ANSWER_HANGUP, Server, TempDir};
 
 #[test]
 fn rust_examples_handle_real_calls() {
@@ -51,6 +53,63 @@ fn javascript_on_starlingmonkey_loads_with_its_wasi_http_imports_stubbed() {
     server.put_app("answer-hangup", &app.to_string()).assert_status(201);
     Sipp::client("uac-callee-hangs-up.xml", server.sip).service("1000").calls(3).rate(10).run().assert_all_succeeded(3);
     assert_eq!(server.log().matches("guest finished").count(), 3, "{}", server.log());
+}
+
+#[test]
+fn a_large_upload_compiles_off_the_sip_thread_while_calls_go_on() {
+    let python = Language::Python.example("answer-hangup");
+    let size = std::fs::metadata(&python).expect("built").len();
+    assert!(size > 12 << 20, "the Python component is the large one: {size} bytes");
+    let data = TempDir::new("languages-large-upload");
+    let server = Server::start_in(&data.0, &[]);
+    server.deploy("rust", ANSWER_HANGUP).assert_status(201);
+    let app = json!({"route": {"to_user": "1000"}, "flow": {"module": "rust", "config": {"hangup_after_ms": 200}}});
+    server.put_app("rust", &app.to_string()).assert_status(201);
+    let (sip, http) = (server.sip, server.http);
+    let upload = std::thread::spawn(move || {
+        let bytes = std::fs::read(&python).expect("read component");
+        let started = Instant::now();
+        let response = support::http(http, "PUT", "/v1/modules/python", Some(support::TOKEN), &bytes);
+        (response, started.elapsed())
+    });
+    // While it compiles: SIP keeps answering at once, and calls keep completing.
+    let mut slowest = Duration::ZERO;
+    let mut batches = 0;
+    while !upload.is_finished() {
+        for _ in 0..10 {
+            slowest = slowest.max(options_round_trip(sip));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Sipp::client("uac-callee-hangs-up.xml", sip).service("1000").calls(3).rate(20).run().assert_all_succeeded(3);
+        batches += 1;
+    }
+    let (response, took) = upload.join().expect("upload thread");
+    response.assert_status(201);
+    assert!(batches >= 1, "the upload took {took:?}");
+    assert!(slowest < Duration::from_millis(500), "an OPTIONS waited {slowest:?} during a {took:?} upload");
+    eprintln!("{size}-byte upload answered in {took:?}; {batches} call batches meanwhile; slowest OPTIONS {slowest:?}");
+}
+
+/// Sends an OPTIONS outside any dialog and returns how long the 200 took.
+fn options_round_trip(server: SocketAddr) -> Duration {
+    static SEQUENCE: AtomicU32 = AtomicU32::new(1);
+    let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let local = socket.local_addr().expect("local address");
+    let request = format!(
+        "OPTIONS sip:probe@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-probe-{seq}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:probe@{local}>;tag=probe{seq}\r\nTo: <sip:probe@{server}>\r\n\
+         Call-ID: probe-{seq}@{local}\r\nCSeq: {seq} OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    let started = Instant::now();
+    socket.send_to(request.as_bytes(), server).expect("send OPTIONS");
+    let mut buffer = [0u8; 4096];
+    let (n, _) = socket.recv_from(&mut buffer).expect("an answer to OPTIONS");
+    let elapsed = started.elapsed();
+    let answer = String::from_utf8_lossy(&buffer[..n]);
+    assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+    elapsed
 }
 
 /// Everything the Rust examples are tested for, on `language`'s examples.
