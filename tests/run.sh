@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need, then runs every test in the workspace.
 #   - the Rust toolchain and the wasm32-wasip2 target named in rust-toolchain.toml (through rustup);
-#   - SIPp (Debian sip-tester) and baresip, the real SIP peers of the interop tests.
+#   - SIPp (Debian sip-tester) and baresip, the real SIP peers of the interop tests;
+#   - the guest toolchains of JavaScript, Python and C: tests/languages.rs runs guest-examples/<lang>/build.sh,
+#     which installs its own on first use (npm, PyPI, Debian, crates.io) into target/toolchains/<lang>.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -5,7 +5,13 @@
 //! warm-up that touches every pool slot once. The same is measured, in the same run, with an engine that
 //! allocates each instance on demand (no pooling), as the reference.
 //!
+//! The same, with pooling, for the `answer-hangup` example of every other guest language (built from source
+//! by `guest-examples/<lang>/build.sh`); `CALLWRIGHT_BENCH_ONLY=rust` measures Rust's alone.
+//!
 //! Run: `cargo bench -p callwright --bench instantiate`.
+
+#[path = "../../../tests/support/mod.rs"]
+mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +22,7 @@ use callwright_host::engine::HostEngine;
 use callwright_host::limits::SandboxLimits;
 use callwright_host::modules::ModuleStore;
 use callwright_host::runtime::Runtime;
+use support::languages::Language;
 
 const DEFAULT_ITERATIONS: usize = 20_000;
 /// Instances created before measuring: more than the pool's slots, so every slot has been used once.
@@ -28,20 +35,26 @@ fn main() -> anyhow::Result<()> {
     }
     let iterations = std::env::var("CALLWRIGHT_BENCH_ITERATIONS").ok().and_then(|v| v.parse().ok());
     let iterations: usize = iterations.unwrap_or(DEFAULT_ITERATIONS);
-    let bytes = std::fs::read(env!("GUEST_ANSWER_HANGUP"))?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     println!("| component | size | allocator | instances | mean | p50 | p99 | max |");
     println!("|---|---|---|---|---|---|---|---|");
+    let mut runs: Vec<(Language, &str, HostEngine)> = vec![
+        (Language::Rust, "pooling (as `serve`)", HostEngine::new(SandboxLimits::default())?),
+        (Language::Rust, "on demand (reference)", HostEngine::on_demand(SandboxLimits::default())?),
+    ];
+    if std::env::var("CALLWRIGHT_BENCH_ONLY").as_deref() != Ok("rust") {
+        for language in [Language::C, Language::JavaScript, Language::Python] {
+            runs.push((language, "pooling (as `serve`)", HostEngine::new(SandboxLimits::default())?));
+        }
+    }
     let mut means = Vec::new();
-    for (allocator, engine) in [
-        ("pooling (as `serve`)", HostEngine::new(SandboxLimits::default())?),
-        ("on demand (reference)", HostEngine::on_demand(SandboxLimits::default())?),
-    ] {
+    for (language, allocator, engine) in runs {
+        let bytes = std::fs::read(language.example("answer-hangup"))?;
         let times = runtime.block_on(measure(Arc::new(engine), &bytes, iterations))?;
         let mean = times.iter().sum::<Duration>() / iterations as u32;
         let at = |p: f64| times[((iterations - 1) as f64 * p).round() as usize];
         println!(
-            "| answer-hangup (Rust) | {} KiB | {allocator} | {iterations} | {mean:.1?} | {:.1?} | {:.1?} | {:.1?} |",
+            "| answer-hangup ({language:?}) | {} KiB | {allocator} | {iterations} | {mean:.1?} | {:.1?} | {:.1?} | {:.1?} |",
             bytes.len() / 1024,
             at(0.5),
             at(0.99),
@@ -49,7 +62,7 @@ fn main() -> anyhow::Result<()> {
         );
         means.push(mean);
     }
-    println!("\npooling / on demand, mean: {:.2}", means[0].as_secs_f64() / means[1].as_secs_f64());
+    println!("\npooling / on demand (Rust), mean: {:.2}", means[0].as_secs_f64() / means[1].as_secs_f64());
     Ok(())
 }
 
