@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::io::{Read, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -88,6 +89,49 @@ fn a_large_upload_compiles_off_the_sip_thread_while_calls_go_on() {
     assert!(batches >= 1, "the upload took {took:?}");
     assert!(slowest < Duration::from_millis(500), "an OPTIONS waited {slowest:?} during a {took:?} upload");
     eprintln!("{size}-byte upload answered in {took:?}; {batches} call batches meanwhile; slowest OPTIONS {slowest:?}");
+}
+
+#[test]
+fn a_server_killed_during_an_upload_keeps_the_module_it_had() {
+    let python = std::fs::read(Language::Python.example("answer-hangup")).expect("built");
+    let data = TempDir::new("languages-kill-upload");
+    let mut server = Server::start_in(&data.0, &[]);
+    let stored = server.deploy("flow", ANSWER_HANGUP);
+    stored.assert_status(201);
+    let sha256 = |body: &str| serde_json::from_str::<Value>(body).expect("module JSON")["sha256"].clone();
+    let app = json!({"route": {"to_user": "1000"}, "flow": {"module": "flow", "config": {"hangup_after_ms": 200}}});
+    server.put_app("flow", &app.to_string()).assert_status(201);
+    // Replace it with the large component, and kill the server (SIGKILL) while that compiles.
+    let http = server.http;
+    let upload = std::thread::spawn(move || {
+        let mut stream = std::net::TcpStream::connect(http).expect("connect");
+        let head = format!(
+            "PUT /v1/modules/flow HTTP/1.1\r\nHost: {http}\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\n\r\n",
+            support::TOKEN,
+            python.len()
+        );
+        let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(&python));
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    server.kill();
+    let answer = upload.join().expect("upload thread");
+    assert!(answer.is_empty(), "the upload finished before the kill; make the test kill sooner: {answer}");
+    drop(server);
+
+    let server = Server::start_in(&data.0, &[]);
+    let kept = server.api("GET", "/v1/modules/flow", b"");
+    kept.assert_status(200);
+    assert_eq!(sha256(&kept.body), sha256(&stored.body), "the module before the upload is kept");
+    Sipp::client("uac-callee-hangs-up.xml", server.sip).service("1000").calls(2).run().assert_all_succeeded(2);
+    let leftovers: Vec<String> = std::fs::read_dir(data.0.join("modules"))
+        .expect("modules folder")
+        .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
 /// Sends an OPTIONS outside any dialog and returns how long the 200 took.

@@ -226,6 +226,7 @@ impl ModuleStore {
     pub fn open(engine: Arc<HostEngine>, data_dir: &Path) -> anyhow::Result<ModuleStore> {
         let dir = data_dir.join("modules");
         std::fs::create_dir_all(&dir)?;
+        recover_interrupted_writes(&dir)?;
         let store = ModuleStore { engine, dir, loaded: RwLock::new(Arc::default()), compiling: Mutex::new(()) };
         for entry in std::fs::read_dir(&store.dir)? {
             let entry = entry?;
@@ -381,9 +382,10 @@ impl ModuleStore {
     }
 
     /// Writes a module's files: component and artifact first, the record last, into a fresh directory
-    /// that replaces the old one by rename.
+    /// that replaces the old one by rename. A crash at any point leaves either the old module or the new
+    /// one (see [`recover_interrupted_writes`]).
     fn write(&self, name: &str, component: &[u8], artifact: &[u8], meta: &ModuleMeta) -> std::io::Result<()> {
-        let staging = self.dir.join(format!(".staging-{name}-{}", std::process::id()));
+        let staging = self.dir.join(format!("{STAGING_PREFIX}{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&staging);
         std::fs::create_dir_all(&staging)?;
         write_atomically(&staging.join("component.wasm"), component)?;
@@ -391,7 +393,7 @@ impl ModuleStore {
         let meta_json = serde_json::to_vec_pretty(meta).map_err(std::io::Error::other)?;
         write_atomically(&staging.join("meta.json"), &meta_json)?;
         let target = self.module_dir(name);
-        let old = self.dir.join(format!(".old-{name}-{}", std::process::id()));
+        let old = self.dir.join(format!("{OLD_PREFIX}{name}-{}", std::process::id()));
         if target.exists() {
             std::fs::rename(&target, &old)?;
         }
@@ -437,7 +439,78 @@ impl ModuleStore {
     }
 }
 
+/// A module being written (`.staging-<name>-<pid>`): complete only once renamed to `<name>`.
+const STAGING_PREFIX: &str = ".staging-";
+/// A module being replaced (`.old-<name>-<pid>`): the previous version, moved aside for the rename.
+const OLD_PREFIX: &str = ".old-";
+
+/// Undoes what a crash in the middle of [`ModuleStore::write`] left in `dir`: a module moved aside whose
+/// replacement never took its place is put back; unfinished new versions and replaced old ones are
+/// removed. An upload that was not answered may be lost, a stored module never is.
+fn recover_interrupted_writes(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if let Some(rest) = file_name.strip_prefix(OLD_PREFIX) {
+            // `<name>-<pid>`: names may contain '-', the pid is what follows the last one.
+            let name = rest.rsplit_once('-').map_or(rest, |(name, _)| name);
+            let current = dir.join(name);
+            if valid_name(name) && !current.exists() {
+                warn!(module = %name, "restoring the module an interrupted upload had moved aside");
+                std::fs::rename(&path, &current)?;
+                continue;
+            }
+            std::fs::remove_dir_all(&path)?;
+        } else if file_name.starts_with(STAGING_PREFIX) {
+            warn!(path = %path.display(), "removing an upload interrupted before it was stored");
+            std::fs::remove_dir_all(&path)?;
+        }
+    }
+    Ok(())
+}
+
 /// A core module starts with `\0asm` version 1; a component with `\0asm` and layer 1 (bytes 6-7 = 1).
 fn is_core_module(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && &bytes[..4] == b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn module_dir(dir: &Path, name: &str, marker: &str) {
+        std::fs::create_dir_all(dir.join(name)).unwrap();
+        std::fs::write(dir.join(name).join("meta.json"), marker).unwrap();
+    }
+
+    fn marker(dir: &Path, name: &str) -> Option<String> {
+        std::fs::read_to_string(dir.join(name).join("meta.json")).ok()
+    }
+
+    #[test]
+    fn a_crash_mid_write_leaves_the_old_module_or_the_new_one() {
+        let dir = std::env::temp_dir().join(format!("callwright-recover-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // Crashed after moving "a-b" aside, before its new version took its place.
+        module_dir(&dir, ".old-a-b-41", "a-b v1");
+        module_dir(&dir, ".staging-a-b-41", "a-b v2, complete but not renamed");
+        // Crashed after the rename, before removing the old version.
+        module_dir(&dir, "c", "c v2");
+        module_dir(&dir, ".old-c-42", "c v1");
+        // Crashed while writing a new module.
+        module_dir(&dir, ".staging-d-43", "d, half written");
+        module_dir(&dir, "e", "e v1");
+
+        recover_interrupted_writes(&dir).unwrap();
+
+        assert_eq!(marker(&dir, "a-b").as_deref(), Some("a-b v1"));
+        assert_eq!(marker(&dir, "c").as_deref(), Some("c v2"));
+        assert_eq!(marker(&dir, "d"), None);
+        assert_eq!(marker(&dir, "e").as_deref(), Some("e v1"));
+        let mut left: Vec<String> =
+            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(left, ["a-b", "c", "e"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
