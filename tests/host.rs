@@ -366,3 +366,39 @@ fn uploading_the_same_bytes_again_reuses_the_compiled_module() {
     server.put_app("demo", &app("second", None, "{\"hangup_after_ms\": 300}")).assert_status(201);
     Sipp::client("uac-callee-hangs-up.xml", server.sip).service("1").calls(1).run().assert_all_succeeded(1);
 }
+
+#[test]
+fn on_sigterm_new_calls_get_503_live_ones_finish_and_the_rest_are_hung_up_at_the_deadline() {
+    let data = TempDir::new("host-shutdown");
+    let mut server = Server::start_in(&data.0, &["--shutdown-grace-s", "2"]);
+    server.deploy("answer-hangup", ANSWER_HANGUP).assert_status(201);
+    server.put_app("short", &app("answer-hangup", Some("1"), "{\"hangup_after_ms\": 800}")).assert_status(201);
+    server.put_app("long", &app("answer-hangup", Some("2"), "{\"hangup_after_ms\": 60000}")).assert_status(201);
+    let timeout = Duration::from_secs(30);
+    let short = Sipp::client("uac-callee-hangs-up.xml", server.sip).service("1").timeout(timeout).spawn();
+    let long = Sipp::client("uac-callee-hangs-up.xml", server.sip).service("2").timeout(timeout).spawn();
+    let started = Instant::now();
+    while serde_json::from_str::<Vec<serde_json::Value>>(&server.api("GET", "/v1/calls", b"").body).unwrap().len() < 2 {
+        assert!(started.elapsed() < Duration::from_secs(10), "the calls did not start:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let signalled = Instant::now();
+    let kill = std::process::Command::new("kill").args(["-TERM", &server.pid().to_string()]).status().unwrap();
+    assert!(kill.success());
+    // While it drains, a new call is refused with 503.
+    Sipp::client("uac-rejected-503.xml", server.sip).service("1").calls(1).run().assert_all_succeeded(1);
+    // The short call ends by itself (its guest hangs up), the long one gets a BYE at the 2 s deadline.
+    short.wait().assert_all_succeeded(1);
+    long.wait().assert_all_succeeded(1);
+    while server.is_running() {
+        assert!(signalled.elapsed() < Duration::from_secs(15), "the server did not exit:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let took = signalled.elapsed();
+    assert!(took >= Duration::from_millis(1900), "it exited before the deadline ({took:?}):\n{}", server.log());
+    let log = server.log();
+    assert!(log.contains("shutting down: call refused"), "{log}");
+    assert_eq!(log.matches("guest finished").count(), 1, "the short call finished by itself:\n{log}");
+    assert_eq!(log.matches("ran past the shutdown deadline").count(), 1, "{log}");
+    assert!(log.contains("no call left"), "{log}");
+}

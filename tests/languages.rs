@@ -236,6 +236,13 @@ fn blind_transfer_runs(server: &Server) {
     assert_eq!(actions[0]["transfer_outcome"], "failed", "{}", actions[0]);
     assert_eq!(events, ["100", "486"]);
 
+    // A flow's error (the language's own: an exception, an error string, a return code) ends the call;
+    // this one comes before the answer, so the caller gets 500, and the log names the problem.
+    let app = json!({"route": {"to_user": "no-target"}, "flow": {"module": "blind-transfer", "config": {}}});
+    server.put_app("no-target", &app.to_string()).assert_status(201);
+    Sipp::client("uac-rejected-500.xml", server.sip).service("no-target").calls(1).run().assert_all_succeeded(1);
+    assert!(server.log().contains("the app config has no"), "{}", server.log());
+
     let config = json!({ "fallback_targets": ["sip:second@127.0.0.1:9"] });
     put_transfer_app(server, &hooks, "blind-transfer", "falls-back", config);
     let (actions, events) = transferee_call(server, &hooks, "falls-back", "uac-refer-twice.xml", &[], 2);

@@ -16,6 +16,8 @@ const DEFAULT_SIP: &str = "127.0.0.1:5060";
 const DEFAULT_HTTP: &str = "127.0.0.1:8080";
 /// One event-loop thread: measured fastest for the examples (no cross-thread wake-ups; see BENCHMARKS.md).
 const DEFAULT_WORKERS: u16 = 1;
+/// Seconds live calls may go on once shutdown begins (then they are hung up).
+const DEFAULT_SHUTDOWN_GRACE_S: u64 = 30;
 
 /// Flags of `callwright serve`.
 #[derive(Parser, Debug, Default)]
@@ -55,6 +57,10 @@ pub(crate) struct ServeArgs {
     /// wait; more help guests that compute a lot, such as Python or JavaScript ones).
     #[arg(long, env = "CALLWRIGHT_WORKERS", value_parser = clap::value_parser!(u16).range(1..=256))]
     workers: Option<u16>,
+    /// On SIGTERM or Ctrl-C: new calls get 503 while live calls may go on for this many seconds; then
+    /// they are hung up and the server exits.
+    #[arg(long = "shutdown-grace-s", env = "CALLWRIGHT_SHUTDOWN_GRACE_S")]
+    shutdown_grace_s: Option<u64>,
     /// Log as JSON lines.
     #[arg(long)]
     json_logs: bool,
@@ -77,6 +83,7 @@ struct FileConfig {
     max_call_duration_s: Option<u64>,
     after_call_grace_s: Option<u64>,
     max_module_mb: Option<usize>,
+    shutdown_grace_s: Option<u64>,
     json_logs: Option<bool>,
 }
 
@@ -93,6 +100,8 @@ pub(crate) struct ServeConfig {
     pub(crate) json_logs: bool,
     /// Runtime threads.
     pub(crate) workers: u16,
+    /// How long live calls may go on once shutdown begins.
+    pub(crate) shutdown_grace: Duration,
 }
 
 impl ServeConfig {
@@ -136,6 +145,9 @@ impl ServeConfig {
             limits,
             json_logs: args.json_logs || file.json_logs.unwrap_or(false),
             workers: args.workers.or(file.workers).unwrap_or(DEFAULT_WORKERS),
+            shutdown_grace: Duration::from_secs(
+                args.shutdown_grace_s.or(file.shutdown_grace_s).unwrap_or(DEFAULT_SHUTDOWN_GRACE_S),
+            ),
         })
     }
 }

@@ -123,14 +123,39 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         info!(%transport, %addr, "SIP listening");
     }
     let admin = admin::router(admin::AdminState { runtime: runtime.clone(), token: Arc::new(token) });
-    let router = tokio::spawn(runtime.route_events(events));
+    let router = tokio::spawn(runtime.clone().route_events(events));
     let http = tokio::spawn(async move { axum::serve(listener, admin).await });
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => info!("shutting down"),
+        () = stop_requested() => {
+            // SIP keeps running while the calls in progress finish; a second signal stops at once.
+            tokio::select! {
+                () = runtime.shut_down(config.shutdown_grace) => info!("stopped"),
+                () = stop_requested() => warn!("second stop signal: stopping now"),
+            }
+        }
         result = router => warn!(?result, "SIP event loop ended"),
         result = http => warn!(?result, "admin API ended"),
     }
     Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+async fn stop_requested() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+                return;
+            }
+            Err(error) => warn!(%error, "cannot listen for SIGTERM; stopping on Ctrl-C only"),
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// The admin token: configured, or generated once and kept (owner-only) in the data directory.

@@ -2,14 +2,15 @@
 //! module runs it; SIP events for the call are routed to that instance.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use callwright_driver::SipHandle;
 use callwright_sip::message::Request;
 use callwright_sip::{CallHandle, Event, Extras, Flow};
 use serde::Serialize;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 use wasmtime::Store;
 
@@ -32,6 +33,10 @@ struct LegRoute {
 
 /// Retry-After (seconds) sent with 503 when the runtime is at its concurrency limit.
 const RETRY_AFTER_SECS: &str = "5";
+/// How long [`Runtime::shut_down`] waits for the calls it hung up to end.
+pub const HANG_UP_WAIT: Duration = Duration::from_secs(5);
+/// How often [`Runtime::shut_down`] checks whether calls are left.
+const IDLE_POLL: Duration = Duration::from_millis(50);
 
 /// A call as `GET /v1/calls` lists it.
 #[derive(Debug, Clone, Serialize)]
@@ -70,6 +75,11 @@ pub struct Runtime {
     registrations: Mutex<Option<mpsc::UnboundedReceiver<Registration>>>,
     /// Shared by every call's hooks.
     hook_client: reqwest::Client,
+    /// Set when shutdown begins: new calls get 503.
+    draining: AtomicBool,
+    /// Becomes true when the shutdown deadline passes: every guest still running is stopped and its call
+    /// hung up.
+    hang_up_all: watch::Sender<bool>,
 }
 
 impl Runtime {
@@ -92,6 +102,8 @@ impl Runtime {
             registrar,
             registrations: Mutex::new(Some(registrations)),
             hook_client: crate::hooks::http_client()?,
+            draining: AtomicBool::new(false),
+            hang_up_all: watch::Sender::new(false),
         }))
     }
 
@@ -112,6 +124,39 @@ impl Runtime {
     /// Live calls, oldest first.
     pub fn live_calls(&self) -> Vec<LiveCall> {
         self.live.lock().expect("live calls lock").values().cloned().collect()
+    }
+
+    /// Shuts down gracefully: from now on new calls get 503 with Retry-After; the calls in progress may
+    /// finish until `grace` has passed, then the ones still live are hung up (BYE, or a final response when
+    /// not answered yet). Returns once no call is left (or [`HANG_UP_WAIT`] after hanging up).
+    pub async fn shut_down(&self, grace: Duration) {
+        self.draining.store(true, Ordering::SeqCst);
+        info!(live = self.live_count(), ?grace, "shutting down: new calls get 503, live calls may finish");
+        if !self.wait_until_idle(grace).await {
+            warn!(live = self.live_count(), "shutdown deadline: hanging up the calls still live");
+            self.hang_up_all.send_replace(true);
+            if !self.wait_until_idle(HANG_UP_WAIT).await {
+                warn!(live = self.live_count(), "calls still live after hanging up; stopping anyway");
+                return;
+            }
+        }
+        info!("no call left");
+    }
+
+    fn live_count(&self) -> usize {
+        self.live.lock().expect("live calls lock").len()
+    }
+
+    /// Waits until no call is live, for at most `limit`; true if none is.
+    async fn wait_until_idle(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while self.live_count() > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(IDLE_POLL).await;
+        }
+        true
     }
 
     /// Routes every SIP event until the driver stops. Call it once.
@@ -208,6 +253,13 @@ impl Runtime {
             error!(%call, app = %app_name, module = %app.flow.module, "the app's module does not exist");
             return self.refuse(call, 500, "App module missing");
         };
+        if self.draining.load(Ordering::SeqCst) {
+            info!(%call, "shutting down: call refused");
+            let sip = self.sip.clone();
+            let extras = Extras::default().header("Retry-After", RETRY_AFTER_SECS);
+            tokio::spawn(async move { sip.reject(call, 503, None, extras).await });
+            return;
+        }
         let Ok(permit) = self.capacity.clone().try_acquire_owned() else {
             warn!(%call, "at the concurrent call limit");
             let sip = self.sip.clone();
@@ -278,9 +330,16 @@ impl Runtime {
             }
             tokio::time::sleep(limits.after_call_grace).await;
         };
+        let mut hang_up_all = self.hang_up_all.subscribe();
+        let shutdown = async move {
+            if hang_up_all.wait_for(|now| *now).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
         let outcome = tokio::select! {
             outcome = tokio::time::timeout(limits.max_call_duration, run) => outcome.map_err(|_| "the maximum call duration"),
             () = after_call => Err("the grace period after the call ended"),
+            () = shutdown => Err("the shutdown deadline"),
         };
         let failed = match outcome {
             Ok(Ok(Ok(()))) => {
