@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need, then runs every test in the workspace.
 #   - the Rust toolchain and the wasm32-wasip2 target named in rust-toolchain.toml (through rustup);
-#   - SIPp (Debian sip-tester) and baresip, the real SIP peers of the interop tests;
+#   - SIPp (Debian sip-tester) and baresip, the real SIP peers of the interop tests, and SIPVicious
+#     (Debian sipvicious), the scanner of the hostile-input tests;
 #   - the guest toolchains of JavaScript, Python and C: tests/languages.rs runs guest-examples/<lang>/build.sh,
 #     which installs its own on first use (npm, PyPI, Debian, crates.io) into target/toolchains/<lang>.
 set -euo pipefail
@@ -10,6 +11,7 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v baresip >/dev/null 2>&1 || missing+=(baresip)
+command -v svmap >/dev/null 2>&1 || missing+=(sipvicious)
 if ((${#missing[@]})); then
     echo "installing ${missing[*]}"
     sudo=""
