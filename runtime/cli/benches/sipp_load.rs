@@ -21,7 +21,11 @@
 //! source by `guest-examples/<lang>/build.sh`) uploaded to one server: its size, its compile time at
 //! upload, how long the upload took to answer (and a second upload of the same bytes), and its sustained
 //! calls/s beside Rust's. Rates: `CALLWRIGHT_BENCH_LANGUAGE_RATES`.
-//! `CALLWRIGHT_BENCH_ONLY=calls`, `=transfers`, `=documents` or `=languages` runs one part.
+//! A fifth part measures concurrency: SIPp places `CALLWRIGHT_BENCH_CONCURRENT_CALLS` calls (default 10,000)
+//! at 500/s that each stay up 30 s, so all are established at once, each with a live `answer-hangup` guest
+//! waiting for its events; the resident memory of the target is read at the peak (`VmRSS`), then every
+//! call must end cleanly. SIPp's own UAS holding the same calls is the reference.
+//! `CALLWRIGHT_BENCH_ONLY=calls`, `=transfers`, `=documents`, `=languages` or `=concurrency` runs one part.
 //!
 //! Measured per step: calls completed per second (successful calls over the run's wall time, from SIPp's
 //! statistics), failed calls, retransmissions, INVITE→200 response time percentiles (SIPp's `-trace_rtt`,
@@ -72,6 +76,9 @@ fn main() {
     }
     if only.is_empty() || only == "languages" {
         languages(seconds);
+    }
+    if only.is_empty() || only == "concurrency" {
+        concurrency();
     }
 }
 
@@ -176,6 +183,98 @@ fn languages(seconds: u32) {
         );
     }
     println!();
+}
+
+/// Holds many calls at once on SIPp's UAS and on callwright; prints resident memory per call.
+fn concurrency() {
+    let calls = env_list("CALLWRIGHT_BENCH_CONCURRENT_CALLS").and_then(|v| v.first().copied()).unwrap_or(10_000);
+    let map_limit = std::fs::read_to_string("/proc/sys/vm/max_map_count").unwrap_or_default();
+    println!(
+        "### Concurrency: {calls} calls held at once (SIPp UAC at {CONCURRENCY_RATE}/s, each up {} s; vm.max_map_count {})\n",
+        CONCURRENCY_HOLD.as_secs(),
+        map_limit.trim()
+    );
+    println!(
+        "| target | calls established | failed | live guests at the peak | RSS idle [MiB] | RSS at the peak [MiB] | per call [KiB] | memory maps at the peak | all ended after the callers' BYEs |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let reference = Target::sipp_uas();
+    hold_calls(&reference, calls, None);
+    drop(reference);
+    let data = TempDir::new("bench-concurrency");
+    let max_calls = calls.to_string();
+    let server = Server::start_with(&data.0, &["--max-calls", &max_calls], "warn");
+    server.deploy("answer-hangup", support::ANSWER_HANGUP).assert_status(201);
+    let app = support::serde_like::app("answer-hangup", None, "{\"hangup_after_ms\": 600000}");
+    server.put_app("hold", &app).assert_status(201);
+    let target =
+        Target { name: "callwright", address: server.sip.to_string(), pid: server.pid(), _process: Box::new(()) };
+    hold_calls(&target, calls, Some(&server));
+    println!();
+}
+
+/// The calls/s at which the concurrency part places its calls, and how long each stays up.
+const CONCURRENCY_RATE: u32 = 500;
+const CONCURRENCY_HOLD: Duration = Duration::from_secs(30);
+
+/// Places `calls` calls on `target` that stay up [`CONCURRENCY_HOLD`]; prints one row. With `server`, the
+/// live guests are counted at the peak and must all be gone once the callers hung up.
+fn hold_calls(target: &Target, calls: u32, server: Option<&Server>) {
+    let dir = std::env::temp_dir().join(format!("callwright-bench-hold-{}-{}", std::process::id(), target.pid));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create SIPp directory");
+    let idle = rss_kib(target.pid);
+    let mut sipp = Command::new(sipp_program())
+        .arg(&target.address)
+        .args(["-sn", "uac", "-i", "127.0.0.1", "-t", "u1", "-nostdin"])
+        .args(["-p", &free_port().to_string(), "-r", &CONCURRENCY_RATE.to_string(), "-m", &calls.to_string()])
+        .args(["-d", &CONCURRENCY_HOLD.as_millis().to_string(), "-timeout", "180s", "-trace_stat", "-stf", "stats.csv"])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run sipp -sn uac");
+    // Every call is placed by now and none has reached its BYE yet.
+    std::thread::sleep(Duration::from_secs_f64(f64::from(calls) / f64::from(CONCURRENCY_RATE) + 3.0));
+    let peak = rss_kib(target.pid);
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", target.pid)).map_or(0, |m| m.lines().count());
+    let live = server.map(|s| live_calls(s).to_string()).unwrap_or_else(|| "-".into());
+    let _ = sipp.wait();
+    let stats = read_stats(&dir.join("stats.csv")).expect("SIPp statistics");
+    let ended = server.map_or("-".to_string(), |server| {
+        let started = std::time::Instant::now();
+        while live_calls(server) > 0 && started.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        match live_calls(server) {
+            0 => format!("yes, {:.1} s after SIPp ended", started.elapsed().as_secs_f64()),
+            left => format!("no: {left} left"),
+        }
+    });
+    let per_call = (peak.saturating_sub(idle)) as f64 / f64::from(calls.max(1));
+    println!(
+        "| {} | {} | {} | {live} | {:.0} | {:.0} | {per_call:.0} | {maps} | {ended} |",
+        target.name,
+        stats.successful,
+        stats.failed,
+        idle as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The number of live calls the server lists.
+fn live_calls(server: &Server) -> usize {
+    serde_json::from_str::<Vec<serde_json::Value>>(&server.api("GET", "/v1/calls", b"").body).map_or(0, |c| c.len())
+}
+
+/// Resident memory of a process in KiB (`VmRSS` of `/proc/<pid>/status`).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// answer-hangup against SIPp's UAS; returns both sustained rates (SIPp UAS, callwright).

@@ -11,8 +11,13 @@ use crate::bindings::CallFlow;
 use crate::call_state::CallState;
 use crate::limits::{EPOCH_TICK, SandboxLimits};
 
-/// Instances the pooling allocator keeps slots for; past this, instantiation fails and the call gets 503.
-const POOLED_INSTANCES: u32 = 1_000;
+/// Instances a call may hold at once, for sizing the pool: its flow, plus verbs (a document's runner runs
+/// one verb at a time; a verb may run another).
+const INSTANCES_PER_CALL: usize = 3;
+/// Guard pages after each linear memory. Memories are bounds-checked (their reservation is only the
+/// memory limit, so that tens of thousands fit in the address space), so the guard only catches
+/// offsets a check lets through.
+const MEMORY_GUARD_BYTES: u64 = 2 << 20;
 /// Bytes of each pooled linear memory (and table) reset with `memset` instead of being returned to the
 /// kernel when an instance ends: a new call reusing the slot then takes no page faults there. With
 /// `pagemap_scan` (Linux 6.7+) only the pages the guest touched are reset.
@@ -33,6 +38,7 @@ impl HostEngine {
     /// Builds the engine: async support, component model, epoch interruption, the pooling allocator when
     /// the machine can reserve its address space (else on-demand allocation, as wasmtime's own server does).
     pub fn new(limits: SandboxLimits) -> anyhow::Result<HostEngine> {
+        warn_if_too_few_memory_maps(limits.max_concurrent_calls);
         let (engine, pooling) = match Engine::new(&config(&limits, true)) {
             Ok(engine) => (engine, true),
             Err(error) => {
@@ -120,12 +126,21 @@ fn config(limits: &SandboxLimits, pooling: bool) -> Config {
     config.wasm_component_model_async(true);
     config.epoch_interruption(true);
     config.parallel_compilation(true);
+    // A memory reserves its limit, not wasmtime's default 4 GiB, and never moves.
+    config.memory_reservation(limits.memory_per_call as u64);
+    config.memory_reservation_for_growth(0);
+    config.memory_guard_size(MEMORY_GUARD_BYTES);
     if pooling {
+        // Slots for every call the limits allow, so the pool never refuses a call the limit admitted.
+        let instances =
+            u32::try_from(limits.max_concurrent_calls.saturating_mul(INSTANCES_PER_CALL)).unwrap_or(u32::MAX);
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(POOLED_INSTANCES);
-        pool.total_core_instances(POOLED_INSTANCES * 4);
-        pool.total_memories(POOLED_INSTANCES * 2);
-        pool.total_tables(POOLED_INSTANCES * 4);
+        pool.total_component_instances(instances);
+        pool.total_core_instances(instances.saturating_mul(4));
+        pool.total_memories(instances.saturating_mul(2));
+        pool.total_tables(instances.saturating_mul(4));
+        // A running guest is a fiber with its own stack.
+        pool.total_stacks(instances);
         pool.max_memory_size(limits.memory_per_call);
         pool.linear_memory_keep_resident(KEEP_RESIDENT_BYTES);
         pool.table_keep_resident(KEEP_RESIDENT_BYTES / 16);
@@ -134,6 +149,28 @@ fn config(limits: &SandboxLimits, pooling: bool) -> Config {
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config
+}
+
+/// Memory mappings a live call holds (its instance's memory, tables and stack, with their guards;
+/// measured with the Rust `answer-hangup`, about 24 per call, rounded up).
+const MAPPINGS_PER_CALL: usize = 30;
+
+/// Warns when Linux's limit on a process's memory mappings (`vm.max_map_count`, 65,530 by default) is
+/// lower than `max_calls` need: past it, calls get 503 ("Cannot allocate memory") before the call limit.
+fn warn_if_too_few_memory_maps(max_calls: usize) {
+    let Some(limit) = std::fs::read_to_string("/proc/sys/vm/max_map_count").ok().and_then(|v| v.trim().parse().ok())
+    else {
+        return;
+    };
+    let needed = max_calls.saturating_mul(MAPPINGS_PER_CALL);
+    if needed > limit {
+        warn!(
+            vm_max_map_count = limit,
+            max_calls,
+            calls_it_allows = limit / MAPPINGS_PER_CALL,
+            "vm.max_map_count is too low for max_calls; raise it (sysctl -w vm.max_map_count={needed}) or lower --max-calls"
+        );
+    }
 }
 
 /// One thread advances the epoch every [`EPOCH_TICK`]; guests check it to yield and to meter CPU.

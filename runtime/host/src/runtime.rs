@@ -316,9 +316,11 @@ impl Runtime {
         store.data_mut().add_leg(call, info, local_ip, events);
         let config = app.flow.config.to_string();
         let started = Instant::now();
+        let mut instantiated = false;
         let run = async {
             let pre = module.flow.as_ref().ok_or_else(|| wasmtime::Error::msg("module is not a call flow"))?;
             let instance = pre.instantiate_async(&mut store).await?;
+            instantiated = true;
             let resource = store.data_mut().table.push(CallResource { handle: call })?;
             instance.callwright_voice_flow().call_handle(&mut store, resource, &config).await
         };
@@ -349,6 +351,14 @@ impl Runtime {
             Ok(Ok(Err(message))) => {
                 warn!(%call, %message, "guest returned an error");
                 true
+            }
+            Ok(Err(error)) if !instantiated => {
+                // No room for another instance (the pool or the machine's memory maps are exhausted): the
+                // guest never ran, so the caller may try again later, as at the call limit.
+                warn!(%call, error = %format!("{error:#}"), "no room for the call's instance: 503");
+                let extras = Extras::default().header("Retry-After", RETRY_AFTER_SECS);
+                let _ = self.sip.reject(call, 503, None, extras).await;
+                false
             }
             Ok(Err(trap)) => {
                 error!(%call, error = %format!("{trap:#}"), "guest stopped");
