@@ -217,6 +217,11 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()>
     Ok(())
 }
 
+/// The SHA-256 of `bytes`, hex.
+fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
 fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs()
 }
@@ -301,21 +306,22 @@ impl ModuleStore {
         if name.starts_with(BUILTIN_PREFIX) {
             return Err(UploadError::Reserved(name.to_string()));
         }
-        self.store(name, bytes, false)
+        self.store(name, bytes, sha256_hex(bytes), false)
     }
 
     /// Installs a module shipped with the runtime (named `builtin-*`), unless the same bytes are
     /// installed already. Blocking, like [`ModuleStore::put`].
     pub fn install_builtin(&self, name: &str, bytes: &[u8]) -> Result<ModuleMeta, UploadError> {
         assert!(name.starts_with(BUILTIN_PREFIX), "built-in module names start with {BUILTIN_PREFIX}");
-        let sha256 = format!("{:x}", Sha256::digest(bytes));
+        let sha256 = sha256_hex(bytes);
         if let Some(installed) = self.get(name).filter(|m| m.meta.sha256 == sha256 && m.meta.builtin) {
             return Ok(installed.meta.clone());
         }
-        self.store(name, bytes, true)
+        self.store(name, bytes, sha256, true)
     }
 
-    fn store(&self, name: &str, bytes: &[u8], builtin: bool) -> Result<ModuleMeta, UploadError> {
+    /// Stores `bytes` (whose SHA-256 is `sha256`) as module `name`.
+    fn store(&self, name: &str, bytes: &[u8], sha256: String, builtin: bool) -> Result<ModuleMeta, UploadError> {
         if !valid_name(name) {
             return Err(UploadError::BadName(name.to_string()));
         }
@@ -328,7 +334,6 @@ impl ModuleStore {
                 "this is a core wasm module; build a component (e.g. the wasm32-wasip2 target, or `wasm-tools component new`)".into(),
             ));
         }
-        let sha256 = format!("{:x}", Sha256::digest(bytes));
         let (component, compile_ms) = match self.compiled(&sha256) {
             Some(component) => (component, 0),
             None => {

@@ -255,17 +255,11 @@ impl Runtime {
         };
         if self.draining.load(Ordering::SeqCst) {
             info!(%call, "shutting down: call refused");
-            let sip = self.sip.clone();
-            let extras = Extras::default().header("Retry-After", RETRY_AFTER_SECS);
-            tokio::spawn(async move { sip.reject(call, 503, None, extras).await });
-            return;
+            return self.refuse_busy(call);
         }
         let Ok(permit) = self.capacity.clone().try_acquire_owned() else {
             warn!(%call, "at the concurrent call limit");
-            let sip = self.sip.clone();
-            let extras = Extras::default().header("Retry-After", RETRY_AFTER_SECS);
-            tokio::spawn(async move { sip.reject(call, 503, None, extras).await });
-            return;
+            return self.refuse_busy(call);
         };
         let (sender, events) = mpsc::channel(EVENTS_PER_CALL);
         let (ended_signal, ended) = oneshot::channel();
@@ -290,6 +284,12 @@ impl Runtime {
         tokio::spawn(async move {
             runtime.run_call(call, (module, modules), app, (info, local_ip), (events, ended), permit).await
         });
+    }
+
+    /// Refuses `call` with 503 and Retry-After: the caller may try again soon.
+    fn refuse_busy(&self, call: CallHandle) {
+        let sip = self.sip.clone();
+        tokio::spawn(async move { sip.reject(call, 503, None, retry_later()).await });
     }
 
     fn refuse(&self, call: CallHandle, status: u16, reason: &'static str) {
@@ -356,8 +356,7 @@ impl Runtime {
                 // No room for another instance (the pool or the machine's memory maps are exhausted): the
                 // guest never ran, so the caller may try again later, as at the call limit.
                 warn!(%call, error = %format!("{error:#}"), "no room for the call's instance: 503");
-                let extras = Extras::default().header("Retry-After", RETRY_AFTER_SECS);
-                let _ = self.sip.reject(call, 503, None, extras).await;
+                let _ = self.sip.reject(call, 503, None, retry_later()).await;
                 false
             }
             Ok(Err(trap)) => {
@@ -372,6 +371,11 @@ impl Runtime {
         let state = store.into_data();
         finish_legs(&self.sip, state.legs, failed).await;
     }
+}
+
+/// The extras of a 503 that asks the caller to try again in [`RETRY_AFTER_SECS`].
+fn retry_later() -> Extras {
+    Extras::default().header("Retry-After", RETRY_AFTER_SECS)
 }
 
 fn user_of(value: Option<&str>) -> String {
