@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::serde_like::app;
-use support::sipp::{Sipp, Transport};
+use support::sipp::{self, Sipp, Transport};
 use support::{ANSWER_HANGUP, HOSTILE, STUBBED_IMPORT, Server, TOKEN, TRANSFER_VERBS, TempDir, VERB_SAMPLE, http};
 
 #[test]
@@ -330,6 +330,36 @@ fn over_the_call_limit_new_calls_get_503() {
     }
     Sipp::client("uac-rejected-503.xml", server.sip).service("2").calls(1).run().assert_all_succeeded(1);
     first.wait().assert_all_succeeded(1);
+}
+
+#[test]
+fn past_capacity_new_calls_are_shed_with_503_and_the_server_recovers() {
+    let data = TempDir::new("host-shed");
+    // A low threshold, so the debug build sheds under a load any machine can offer.
+    let server = Server::start_in(&data.0, &["--shed-after-ms", "50"]);
+    server.deploy("answer-hangup", ANSWER_HANGUP).assert_status(201);
+    server.put_app("flood", &app("answer-hangup", None, "null")).assert_status(201);
+    let stats = || serde_json::from_str::<serde_json::Value>(&server.api("GET", "/v1/stats", b"").body).unwrap();
+    // Far more calls per second than a debug build takes: requests queue, and new calls are refused.
+    let counts = sipp::flood(server.sip, "flood", 9_000, 3_000, Duration::from_secs(60));
+    let shed = stats()["calls_shed"].as_u64().unwrap();
+    eprintln!("flood: {counts:?}, {shed} shed by the server");
+    assert!(shed > 0, "nothing shed: {counts:?}");
+    assert!(counts.successful > 0, "calls went on being served while others were shed: {counts:?}");
+    // The refused calls are the ones shed (SIPp's UAC counts a 503 as an unexpected message).
+    assert!(counts.unexpected > 0 && counts.unexpected <= shed, "{counts:?}, {shed} shed");
+    assert_eq!(counts.successful + counts.failed, 9_000, "every call got an outcome: {counts:?}");
+    // Once the flood is over the server drains, and the next calls are taken: the first request that
+    // did not queue ends the shedding.
+    let started = Instant::now();
+    while stats()["live_calls"] != 0 {
+        assert!(started.elapsed() < Duration::from_secs(40), "calls left: {}", stats());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Sipp::client("uac-caller-hangs-up.xml", server.sip).service("flood").calls(3).run().assert_all_succeeded(3);
+    assert_eq!(stats()["shedding"], false);
+    let log = server.log();
+    assert!(log.contains("overloaded: requests are queueing; new calls get 503"), "{log}");
 }
 
 #[test]

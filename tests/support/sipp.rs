@@ -442,3 +442,60 @@ fn read_tail(path: &Path) -> String {
     let text = String::from_utf8_lossy(&bytes[start..]).into_owned();
     if start > 0 { format!("[... {start} bytes left out ...]\n{text}") } else { text }
 }
+
+/// What a [`flood`] counted (SIPp's cumulative statistics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FloodCounts {
+    pub successful: u64,
+    pub failed: u64,
+    /// Failed calls that got a response the scenario did not expect (for SIPp's built-in UAC, a 4xx–6xx).
+    pub unexpected: u64,
+    /// Failed calls that got no answer in time.
+    pub timed_out: u64,
+}
+
+/// SIPp's built-in UAC (`-sn uac`: INVITE, ACK, BYE at once) placing `calls` calls to `user` at `rate` per
+/// second, with statistics only (no message trace: this is for loads of thousands of calls). Bounded by
+/// SIPp's `-timeout` and a watchdog as for scenario runs.
+pub fn flood(target: SocketAddr, user: &str, calls: u32, rate: u32, timeout: Duration) -> FloodCounts {
+    let dir = run_dir(Path::new("flood"));
+    let stats = dir.join("stats.csv");
+    let mut child = Command::new(std::env::var_os("SIPP").unwrap_or_else(|| "sipp".into()))
+        .arg(target.to_string())
+        .args(["-sn", "uac", "-s", user, "-i", "127.0.0.1", "-t", "u1", "-nostdin", "-bind_local"])
+        .args(["-p", &super::free_port().to_string()])
+        .args(["-r", &rate.to_string(), "-m", &calls.to_string()])
+        .args(["-timeout", &format!("{}s", timeout.as_secs()), "-trace_stat", "-stf"])
+        .arg(&stats)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start sipp (install Debian's sip-tester)");
+    let deadline = Instant::now() + timeout + Duration::from_secs(10);
+    while child.try_wait().expect("wait for sipp").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let text = std::fs::read_to_string(&stats).unwrap_or_default();
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(';').collect();
+    let last: Vec<&str> = lines.next_back().unwrap_or_default().split(';').collect();
+    let count = |name: &str| {
+        let column = header.iter().position(|h| *h == name);
+        column.and_then(|i| last.get(i)?.trim().parse::<u64>().ok()).unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    let counts = FloodCounts {
+        successful: count("SuccessfulCall(C)"),
+        failed: count("FailedCall(C)"),
+        unexpected: count("FailedUnexpectedMessage(C)"),
+        timed_out: count("FailedMaxUDPRetrans(C)") + count("FailedTimeoutOnRecv(C)"),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    counts
+}

@@ -25,7 +25,12 @@
 //! at 500/s that each stay up 30 s, so all are established at once, each with a live `answer-hangup` guest
 //! waiting for its events; the resident memory of the target is read at the peak (`VmRSS`), then every
 //! call must end cleanly. SIPp's own UAS holding the same calls is the reference.
-//! `CALLWRIGHT_BENCH_ONLY=calls`, `=transfers`, `=documents`, `=languages` or `=concurrency` runs one part.
+//! A sixth part measures overload: answer-hangup offered past its capacity
+//! (`CALLWRIGHT_BENCH_OVERLOAD_RATES`, 10 s each, a fresh server per step), once with load shedding as
+//! configured by default and once with it off (`--shed-after-ms 0`), counting the calls completed, the
+//! calls refused with 503 and the calls that timed out.
+//! `CALLWRIGHT_BENCH_ONLY=calls`, `=transfers`, `=documents`, `=languages`, `=concurrency` or `=overload`
+//! runs one part.
 //!
 //! Measured per step: calls completed per second (successful calls over the run's wall time, from SIPp's
 //! statistics), failed calls, retransmissions, INVITE→200 response time percentiles (SIPp's `-trace_rtt`,
@@ -49,6 +54,9 @@ const DEFAULT_RATES: &[u32] = &[500, 1000, 2000, 3000, 4000, 5000, 6000, 8000];
 const DEFAULT_TRANSFER_RATES: &[u32] = &[100, 200, 400, 800, 1200, 1600, 2000];
 const DEFAULT_DOCUMENT_RATES: &[u32] = &[250, 500, 1000, 1500, 2000, 3000, 4000];
 const DEFAULT_LANGUAGE_RATES: &[u32] = &[100, 250, 500, 1000, 1500, 2000, 3000, 4000];
+const DEFAULT_OVERLOAD_RATES: &[u32] = &[5000, 6000, 8000];
+/// How long each overload step offers its rate.
+const OVERLOAD_SECONDS: u32 = 10;
 /// Hooks the blind-transfer example posts per accepted transfer: event hooks for NOTIFY 100 and 200, the
 /// action hook.
 const HOOKS_PER_TRANSFER: usize = 3;
@@ -80,6 +88,56 @@ fn main() {
     if only.is_empty() || only == "concurrency" {
         concurrency();
     }
+    if only.is_empty() || only == "overload" {
+        overload();
+    }
+}
+
+/// answer-hangup offered past capacity, with and without load shedding; a fresh server for every step so
+/// one step's leftovers do not weigh on the next.
+fn overload() {
+    let rates = env_list("CALLWRIGHT_BENCH_OVERLOAD_RATES").unwrap_or_else(|| DEFAULT_OVERLOAD_RATES.to_vec());
+    let ticks = clock_ticks_per_second();
+    println!(
+        "### Overload: answer-hangup offered past capacity ({OVERLOAD_SECONDS} s per step, a fresh server each)\n"
+    );
+    println!(
+        "| shedding | offered calls/s | completed calls/s | refused (503) | timed out | other failures | retrans. | INVITE→200 p50 / p99 / max [ms] | refused by the server's count |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (mode, args) in [("on (default)", &[][..]), ("off", &["--shed-after-ms", "0"][..])] {
+        for &rate in &rates {
+            let data = TempDir::new("bench-overload");
+            let mut server_args = vec!["--max-calls", "20000"];
+            server_args.extend_from_slice(args);
+            let server = Server::start_with(&data.0, &server_args, "warn");
+            server.deploy("answer-hangup", support::ANSWER_HANGUP).assert_status(201);
+            server.put_app("bench", &support::serde_like::app("answer-hangup", None, "null")).assert_status(201);
+            let target = Target {
+                name: "callwright",
+                address: server.sip.to_string(),
+                pid: server.pid(),
+                _process: Box::new(()),
+            };
+            let step = run_step(&target, &Scenario::BuiltinUac, rate, OVERLOAD_SECONDS, ticks);
+            let stats: serde_json::Value =
+                serde_json::from_str(&server.api("GET", "/v1/stats", b"").body).unwrap_or_default();
+            let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+            println!(
+                "| {mode} | {rate} | {:.0} | {} | {} | {} | {} | {} / {} / {} | {} |",
+                step.completed_per_s,
+                step.refused,
+                step.timed_out,
+                step.failed - step.refused - step.timed_out,
+                step.retransmissions,
+                ms(step.p50_ms),
+                ms(step.p99_ms),
+                ms(step.max_ms),
+                stats["calls_shed"]
+            );
+        }
+    }
+    println!();
 }
 
 /// The same call as a native flow, a jambonz verb array and an SWML document, on one server.
@@ -459,6 +517,10 @@ struct Step {
     attempted: u64,
     successful: u64,
     failed: u64,
+    /// Failed calls that got a response the scenario did not expect (a 503 for SIPp's built-in UAC).
+    refused: u64,
+    /// Failed calls that got no answer in time.
+    timed_out: u64,
     retransmissions: u64,
     completed_per_s: f64,
     cpu_us_per_call: f64,
@@ -531,6 +593,8 @@ fn run_step(target: &Target, scenario: &Scenario, rate: u32, seconds: u32, ticks
         attempted: calls,
         successful: stats.successful,
         failed: stats.failed,
+        refused: stats.unexpected,
+        timed_out: stats.timed_out,
         retransmissions: stats.retransmissions,
         completed_per_s: stats.successful as f64 / stats.elapsed_s.max(0.001),
         cpu_us_per_call: cpu as f64 * 1e6 / ticks as f64 / (stats.successful.max(1) as f64),
@@ -584,6 +648,8 @@ fn ratio(a: f64, b: f64) -> f64 {
 struct Stats {
     successful: u64,
     failed: u64,
+    unexpected: u64,
+    timed_out: u64,
     retransmissions: u64,
     elapsed_s: f64,
 }
@@ -601,6 +667,8 @@ fn read_stats(path: &Path) -> Option<Stats> {
     Some(Stats {
         successful: count("SuccessfulCall(C)")?,
         failed: count("FailedCall(C)")?,
+        unexpected: count("FailedUnexpectedMessage(C)")?,
+        timed_out: count("FailedMaxUDPRetrans(C)")? + count("FailedTimeoutOnRecv(C)")?,
         retransmissions: count("Retransmissions(C)")?,
         elapsed_s: seconds("CurrentTime")? - seconds("StartTime")?,
     })

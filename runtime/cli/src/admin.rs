@@ -50,6 +50,7 @@ pub(crate) fn router(state: AdminState) -> Router {
         .route("/v1/apps/{name}", get(get_app).put(put_app).delete(delete_app))
         .route("/v1/verbs", get(list_verbs))
         .route("/v1/calls", get(list_calls))
+        .route("/v1/stats", get(stats))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(DefaultBodyLimit::max(body_limit));
     Router::new().route("/healthz", get(|| async { "ok" })).merge(api).with_state(state)
@@ -214,4 +215,8 @@ async fn list_verbs(State(state): State<AdminState>) -> impl IntoResponse {
 
 async fn list_calls(State(state): State<AdminState>) -> impl IntoResponse {
     Json(state.runtime.live_calls())
+}
+
+async fn stats(State(state): State<AdminState>) -> impl IntoResponse {
+    Json(state.runtime.stats().await)
 }

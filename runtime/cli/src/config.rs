@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use callwright_driver::DEFAULT_SHED_AFTER;
 use callwright_host::limits::SandboxLimits;
 use clap::Parser;
 use serde::Deserialize;
@@ -61,6 +62,10 @@ pub(crate) struct ServeArgs {
     /// they are hung up and the server exits.
     #[arg(long = "shutdown-grace-s", env = "CALLWRIGHT_SHUTDOWN_GRACE_S")]
     shutdown_grace_s: Option<u64>,
+    /// Shed load: while received SIP requests wait longer than this many milliseconds to be handled, new
+    /// calls get 503 with Retry-After (default 200; 0 never sheds).
+    #[arg(long = "shed-after-ms", env = "CALLWRIGHT_SHED_AFTER_MS")]
+    shed_after_ms: Option<u64>,
     /// Log as JSON lines.
     #[arg(long)]
     json_logs: bool,
@@ -84,6 +89,7 @@ struct FileConfig {
     after_call_grace_s: Option<u64>,
     max_module_mb: Option<usize>,
     shutdown_grace_s: Option<u64>,
+    shed_after_ms: Option<u64>,
     json_logs: Option<bool>,
 }
 
@@ -102,6 +108,8 @@ pub(crate) struct ServeConfig {
     pub(crate) workers: u16,
     /// How long live calls may go on once shutdown begins.
     pub(crate) shutdown_grace: Duration,
+    /// Queueing of SIP requests past which new calls are refused (`None`: never).
+    pub(crate) shed_after: Option<Duration>,
 }
 
 impl ServeConfig {
@@ -148,6 +156,11 @@ impl ServeConfig {
             shutdown_grace: Duration::from_secs(
                 args.shutdown_grace_s.or(file.shutdown_grace_s).unwrap_or(DEFAULT_SHUTDOWN_GRACE_S),
             ),
+            shed_after: match args.shed_after_ms.or(file.shed_after_ms) {
+                Some(0) => None,
+                Some(ms) => Some(Duration::from_millis(ms)),
+                None => Some(DEFAULT_SHED_AFTER),
+            },
         })
     }
 }

@@ -111,7 +111,8 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if config.examples {
         seed_examples(&config.data, &modules, &apps).await?;
     }
-    let driver = DriverConfig::new(config.sip.clone()).with_t1(Duration::from_millis(config.sip_t1_ms));
+    let mut driver = DriverConfig::new(config.sip.clone()).with_t1(Duration::from_millis(config.sip_t1_ms));
+    driver.shed_after = config.shed_after;
     let (sip, events) =
         SipDriver::start(driver).await.with_context(|| format!("cannot listen for SIP on {:?}", config.sip))?;
     let runtime = Runtime::new(engine, modules, apps, sip.clone())?;

@@ -21,6 +21,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod overload;
 mod tcp;
 
 use std::collections::HashMap;
@@ -38,7 +39,9 @@ use callwright_sip::{
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
+
+use crate::overload::{OverloadDetector, Shedding};
 
 /// The largest datagram we read; bigger ones are truncated by the kernel and then refused by the parser.
 const MAX_DATAGRAM: usize = 65_535;
@@ -46,6 +49,9 @@ const MAX_DATAGRAM: usize = 65_535;
 const RECEIVE_BATCH: usize = 64;
 /// Capacity of the command and event channels.
 const CHANNEL_CAPACITY: usize = 4096;
+/// Queueing that starts shedding by default: well past the few milliseconds a busy but keeping-up server
+/// queues, well short of T1 (500 ms), when callers start retransmitting and an overload feeds itself.
+pub const DEFAULT_SHED_AFTER: Duration = Duration::from_millis(200);
 
 /// Settings of a driver.
 #[derive(Debug, Clone)]
@@ -54,13 +60,16 @@ pub struct DriverConfig {
     pub listen: Vec<SocketAddr>,
     /// Endpoint settings (its `listeners` are filled in from the bound sockets).
     pub endpoint: EndpointConfig,
+    /// New calls are refused with 503 while received datagrams wait longer than this before they are
+    /// handled (see [`Endpoint::set_shedding`]); `None` never sheds.
+    pub shed_after: Option<Duration>,
 }
 
 impl DriverConfig {
     /// Listen on `listen` with default endpoint settings and an OS-random identifier seed.
     pub fn new(listen: Vec<SocketAddr>) -> DriverConfig {
         let endpoint = EndpointConfig { id_seed: random_seed(), ..EndpointConfig::default() };
-        DriverConfig { listen, endpoint }
+        DriverConfig { listen, endpoint, shed_after: Some(DEFAULT_SHED_AFTER) }
     }
 
     /// Overrides T1 (and nothing else); used to make 64·T1 timeouts short in tests.
@@ -107,6 +116,10 @@ pub struct DriverStats {
     pub transactions: usize,
     /// Open TCP connections.
     pub tcp_connections: usize,
+    /// Whether new calls are being refused because requests queue too long.
+    pub shedding: bool,
+    /// New calls refused so far because requests queued too long.
+    pub calls_shed: u64,
 }
 
 /// The driver stopped: its task ended (the runtime is shutting down).
@@ -246,7 +259,11 @@ pub struct SipDriver {
     stream_rx: mpsc::Receiver<StreamInput>,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
+    overload: Option<OverloadDetector>,
 }
+
+/// A datagram as its socket's reader hands it on: where it came from, when it arrived, its bytes.
+type Received = (Flow, Instant, Vec<u8>);
 
 impl SipDriver {
     /// Binds every address, spawns the driver task and returns its handle and event stream.
@@ -282,6 +299,7 @@ impl SipDriver {
             stream_rx,
             commands: command_rx,
             events: event_tx,
+            overload: config.shed_after.map(OverloadDetector::new),
         };
         tokio::spawn(driver.run());
         Ok((SipHandle { commands: command_tx, local_addrs: Arc::new(local_addrs) }, event_rx))
@@ -293,7 +311,7 @@ impl SipDriver {
 
     async fn run(mut self) {
         // Each UDP socket gets a reader task so the loop below waits on channels only.
-        let (udp_tx, mut udp_rx) = mpsc::channel::<(Flow, Vec<u8>)>(CHANNEL_CAPACITY);
+        let (udp_tx, mut udp_rx) = mpsc::channel::<Received>(CHANNEL_CAPACITY);
         for (local, socket) in &self.udp {
             tokio::spawn(udp_read_loop(*local, socket.clone(), udp_tx.clone()));
         }
@@ -309,13 +327,13 @@ impl SipDriver {
             };
             tokio::select! {
                 received = udp_rx.recv() => {
-                    let Some((flow, bytes)) = received else { break };
-                    let now = Self::now();
-                    self.endpoint.handle_message(now, flow, &bytes);
+                    let Some(first) = received else { break };
+                    let now = Instant::now();
                     // Take what else is queued in one go: fewer wake-ups under load.
-                    for _ in 1..RECEIVE_BATCH {
-                        let Ok((flow, bytes)) = udp_rx.try_recv() else { break };
-                        self.endpoint.handle_message(now, flow, &bytes);
+                    let batch = std::iter::once(first).chain(std::iter::from_fn(|| udp_rx.try_recv().ok()));
+                    for (flow, arrived, bytes) in batch.take(RECEIVE_BATCH) {
+                        self.watch_queueing(now.saturating_duration_since(arrived));
+                        self.endpoint.handle_message(now.into_std(), flow, &bytes);
                     }
                 }
                 input = self.stream_rx.recv() => {
@@ -330,6 +348,23 @@ impl SipDriver {
             }
         }
         debug!("SIP driver stopped");
+    }
+
+    /// Sheds new calls while datagrams queue too long (see [`overload`]); `waited` is how long the datagram
+    /// about to be handled was queued.
+    fn watch_queueing(&mut self, waited: Duration) {
+        let Some(detector) = &mut self.overload else { return };
+        match detector.observe(waited) {
+            Some(Shedding::Started) => {
+                self.endpoint.set_shedding(true);
+                warn!(waited_ms = waited.as_millis(), "overloaded: requests are queueing; new calls get 503");
+            }
+            Some(Shedding::Stopped) => {
+                self.endpoint.set_shedding(false);
+                info!(calls_shed = self.endpoint.calls_shed(), "load back to normal; taking new calls again");
+            }
+            None => {}
+        }
     }
 
     fn on_stream_input(&mut self, input: StreamInput) {
@@ -370,6 +405,8 @@ impl SipDriver {
                 calls: endpoint.call_count(),
                 transactions: endpoint.transaction_count(),
                 tcp_connections: self.connections.len(),
+                shedding: endpoint.is_shedding(),
+                calls_shed: endpoint.calls_shed(),
             })),
         }
     }
@@ -436,13 +473,25 @@ fn enlarge_buffers(socket: &UdpSocket) {
     }
 }
 
-async fn udp_read_loop(local: SocketAddr, socket: Arc<UdpSocket>, to_driver: mpsc::Sender<(Flow, Vec<u8>)>) {
+/// Reads datagrams and hands each on with the time it arrived: the kernel's receive timestamp
+/// (`SO_TIMESTAMPNS`) where the socket gives one, so time spent queued in the socket buffer counts, else
+/// the time it was read.
+async fn udp_read_loop(local: SocketAddr, socket: Arc<UdpSocket>, to_driver: mpsc::Sender<Received>) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let stamped = setsockopt(&*socket, sockopt::ReceiveTimestampns, &true).is_ok();
+    if !stamped {
+        debug!(%local, "no kernel receive timestamps: queueing in the socket buffer is not seen");
+    }
     let mut buffer = vec![0u8; MAX_DATAGRAM];
+    let mut control = nix::cmsg_space!(nix::sys::time::TimeSpec);
     loop {
-        match socket.recv_from(&mut buffer).await {
-            Ok((len, remote)) => {
+        let received =
+            socket.async_io(tokio::io::Interest::READABLE, || receive(&socket, &mut buffer, &mut control)).await;
+        match received {
+            Ok((len, remote, queued_for)) => {
                 let flow = Flow { transport: Transport::Udp, local, remote };
-                if to_driver.send((flow, buffer[..len].to_vec())).await.is_err() {
+                let arrived = Instant::now().checked_sub(queued_for).unwrap_or_else(Instant::now);
+                if to_driver.send((flow, arrived, buffer[..len].to_vec())).await.is_err() {
                     return;
                 }
             }
@@ -450,4 +499,33 @@ async fn udp_read_loop(local: SocketAddr, socket: Arc<UdpSocket>, to_driver: mps
             Err(error) => debug!(%error, "UDP receive error"),
         }
     }
+}
+
+/// One `recvmsg`: the datagram's length, its source, and how long it waited in the socket buffer (zero
+/// without a kernel timestamp, or when the wall clock stepped back).
+fn receive(socket: &UdpSocket, buffer: &mut [u8], control: &mut [u8]) -> io::Result<(usize, SocketAddr, Duration)> {
+    use std::os::fd::AsRawFd;
+
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg};
+    let mut iov = [io::IoSliceMut::new(buffer)];
+    let message = recvmsg::<SockaddrStorage>(socket.as_raw_fd(), &mut iov, Some(control), MsgFlags::MSG_DONTWAIT)?;
+    let remote = message.address.as_ref().and_then(|address| {
+        address
+            .as_sockaddr_in()
+            .map(|v4| SocketAddr::from(*v4))
+            .or_else(|| address.as_sockaddr_in6().map(|v6| SocketAddr::from(*v6)))
+    });
+    let remote = remote.ok_or_else(|| io::Error::other("datagram without an IP source address"))?;
+    let mut queued_for = Duration::ZERO;
+    for control_message in message.cmsgs().into_iter().flatten() {
+        if let ControlMessageOwned::ScmTimestampns(stamp) = control_message {
+            let arrived = std::time::UNIX_EPOCH
+                + Duration::new(
+                    u64::try_from(stamp.tv_sec()).unwrap_or(0),
+                    u32::try_from(stamp.tv_nsec()).unwrap_or(0),
+                );
+            queued_for = std::time::SystemTime::now().duration_since(arrived).unwrap_or_default();
+        }
+    }
+    Ok((message.bytes, remote, queued_for))
 }

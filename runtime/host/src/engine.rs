@@ -37,8 +37,20 @@ pub struct HostEngine {
 impl HostEngine {
     /// Builds the engine: async support, component model, epoch interruption, the pooling allocator when
     /// the machine can reserve its address space (else on-demand allocation, as wasmtime's own server does).
-    pub fn new(limits: SandboxLimits) -> anyhow::Result<HostEngine> {
-        warn_if_too_few_memory_maps(limits.max_concurrent_calls);
+    /// `max_concurrent_calls` is lowered to what the process's memory mappings allow (see
+    /// [`calls_the_memory_maps_allow`]).
+    pub fn new(mut limits: SandboxLimits) -> anyhow::Result<HostEngine> {
+        if let Some(allowed) = calls_the_memory_maps_allow()
+            && allowed < limits.max_concurrent_calls
+        {
+            warn!(
+                max_calls = limits.max_concurrent_calls,
+                lowered_to = allowed,
+                "vm.max_map_count is too low for max_calls: max_calls lowered; to allow more, raise it (sysctl -w vm.max_map_count={})",
+                memory_maps_needed(limits.max_concurrent_calls)
+            );
+            limits.max_concurrent_calls = allowed;
+        }
         let (engine, pooling) = match Engine::new(&config(&limits, true)) {
             Ok(engine) => (engine, true),
             Err(error) => {
@@ -151,26 +163,33 @@ fn config(limits: &SandboxLimits, pooling: bool) -> Config {
     config
 }
 
-/// Memory mappings a live call holds (its instance's memory, tables and stack, with their guards;
-/// measured with the Rust `answer-hangup`, about 24 per call, rounded up).
-const MAPPINGS_PER_CALL: usize = 30;
+/// Memory mappings the pool holds for each call it has room for, live or not: each fiber stack is a
+/// mapping and its guard page another ([`INSTANCES_PER_CALL`] stacks).
+const STATIC_MAPPINGS_PER_CALL: usize = 2 * INSTANCES_PER_CALL;
+/// Memory mappings a live instance adds: its linear memory and table slots, each split from its guard
+/// (measured: 1,000 calls of the Rust `answer-hangup`, one instance each, added 4,006).
+const MAPPINGS_PER_LIVE_INSTANCE: usize = 4;
+/// Mappings left for everything else: the allocator's large blocks, threads' stacks, libraries, compiled
+/// modules. When mappings run out, `malloc` fails and the process aborts, so this is generous.
+const MAPPINGS_HEADROOM: usize = 8192;
 
-/// Warns when Linux's limit on a process's memory mappings (`vm.max_map_count`, 65,530 by default) is
-/// lower than `max_calls` need: past it, calls get 503 ("Cannot allocate memory") before the call limit.
-fn warn_if_too_few_memory_maps(max_calls: usize) {
-    let Some(limit) = std::fs::read_to_string("/proc/sys/vm/max_map_count").ok().and_then(|v| v.trim().parse().ok())
-    else {
-        return;
-    };
-    let needed = max_calls.saturating_mul(MAPPINGS_PER_CALL);
-    if needed > limit {
-        warn!(
-            vm_max_map_count = limit,
-            max_calls,
-            calls_it_allows = limit / MAPPINGS_PER_CALL,
-            "vm.max_map_count is too low for max_calls; raise it (sysctl -w vm.max_map_count={needed}) or lower --max-calls"
-        );
-    }
+/// Memory mappings `max_calls` calls need at most (every call at [`INSTANCES_PER_CALL`] instances).
+fn memory_maps_needed(max_calls: usize) -> usize {
+    let per_call = STATIC_MAPPINGS_PER_CALL + INSTANCES_PER_CALL * MAPPINGS_PER_LIVE_INSTANCE;
+    max_calls.saturating_mul(per_call).saturating_add(MAPPINGS_HEADROOM)
+}
+
+/// How many concurrent calls Linux's limit on a process's memory mappings (`vm.max_map_count`, 65,530 by
+/// default) allows; `None` where it cannot be read. Past that limit an instance fails to allocate, and so
+/// does `malloc`, which aborts the process: the call limit must stay under it.
+pub fn calls_the_memory_maps_allow() -> Option<usize> {
+    let limit: usize = std::fs::read_to_string("/proc/sys/vm/max_map_count").ok()?.trim().parse().ok()?;
+    Some(calls_allowed_by(limit))
+}
+
+fn calls_allowed_by(max_map_count: usize) -> usize {
+    let per_call = STATIC_MAPPINGS_PER_CALL + INSTANCES_PER_CALL * MAPPINGS_PER_LIVE_INSTANCE;
+    max_map_count.saturating_sub(MAPPINGS_HEADROOM) / per_call
 }
 
 /// One thread advances the epoch every [`EPOCH_TICK`]; guests check it to yield and to meter CPU.
@@ -183,5 +202,22 @@ fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) {
     });
     if let Err(error) = spawned {
         warn!(%error, "no epoch ticker: guests cannot be interrupted");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_call_limit_fits_the_memory_maps_with_headroom() {
+        // Linux's default: about 3,000 calls, each at its most instances.
+        assert_eq!(calls_allowed_by(65_530), 3_185);
+        for limit in [10_000, 65_530, 262_144, 1_048_576] {
+            let allowed = calls_allowed_by(limit);
+            assert!(memory_maps_needed(allowed) <= limit, "{limit}");
+            assert!(memory_maps_needed(allowed + 1) > limit, "{limit}: one call more would not fit");
+        }
+        assert_eq!(calls_allowed_by(1_000), 0, "below the headroom no call fits");
     }
 }

@@ -38,6 +38,25 @@ pub const HANG_UP_WAIT: Duration = Duration::from_secs(5);
 /// How often [`Runtime::shut_down`] checks whether calls are left.
 const IDLE_POLL: Duration = Duration::from_millis(50);
 
+/// Counts as `GET /v1/stats` shows them.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuntimeStats {
+    /// Calls with a guest.
+    pub live_calls: usize,
+    /// Calls the SIP endpoint holds (including ended ones lingering for late requests).
+    pub sip_calls: usize,
+    /// Live SIP transactions.
+    pub sip_transactions: usize,
+    /// Open SIP TCP connections.
+    pub tcp_connections: usize,
+    /// Whether new calls are refused with 503 because requests queue too long.
+    pub shedding: bool,
+    /// New calls refused so far because requests queued too long.
+    pub calls_shed: u64,
+    /// Whether a graceful shutdown has begun.
+    pub shutting_down: bool,
+}
+
 /// A call as `GET /v1/calls` lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct LiveCall {
@@ -124,6 +143,20 @@ impl Runtime {
     /// Live calls, oldest first.
     pub fn live_calls(&self) -> Vec<LiveCall> {
         self.live.lock().expect("live calls lock").values().cloned().collect()
+    }
+
+    /// Counts for monitoring (`GET /v1/stats`).
+    pub async fn stats(&self) -> RuntimeStats {
+        let sip = self.sip.stats().await.unwrap_or_default();
+        RuntimeStats {
+            live_calls: self.live_count(),
+            sip_calls: sip.calls,
+            sip_transactions: sip.transactions,
+            tcp_connections: sip.tcp_connections,
+            shedding: sip.shedding,
+            calls_shed: sip.calls_shed,
+            shutting_down: self.draining.load(Ordering::SeqCst),
+        }
     }
 
     /// Shuts down gracefully: from now on new calls get 503 with Retry-After; the calls in progress may

@@ -80,6 +80,9 @@ pub struct EndpointConfig {
     pub linger: Duration,
     /// Seed for tags, branches and Call-IDs; the driver passes OS randomness.
     pub id_seed: u64,
+    /// Retry-After sent with the 503 that refuses new calls while the endpoint sheds load (see
+    /// [`Endpoint::set_shedding`]).
+    pub shed_retry_after: Duration,
 }
 
 impl Default for EndpointConfig {
@@ -92,6 +95,7 @@ impl Default for EndpointConfig {
             timers: TimerSettings::default(),
             linger: Duration::from_secs(32),
             id_seed: 0x5eed,
+            shed_retry_after: Duration::from_secs(5),
         }
     }
 }
@@ -413,6 +417,10 @@ pub struct Endpoint {
     timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    /// While set, new INVITEs are refused with 503 before any call exists.
+    shedding: bool,
+    /// New INVITEs refused while shedding.
+    calls_shed: u64,
 }
 
 fn response_to(request: &Request, status: u16, to_tag: Option<&str>) -> Response {
@@ -538,7 +546,27 @@ impl Endpoint {
             timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            shedding: false,
+            calls_shed: 0,
         }
+    }
+
+    /// Starts or stops shedding load: while on, a new INVITE is answered 503 with Retry-After at once,
+    /// through its transaction (so its retransmissions and ACK are absorbed) but without a call, an event
+    /// or a 100 Trying. Everything else (calls in progress, their requests, OPTIONS) is served as usual.
+    /// The driver turns it on when the requests it reads have queued too long.
+    pub fn set_shedding(&mut self, shedding: bool) {
+        self.shedding = shedding;
+    }
+
+    /// Whether new calls are being refused (see [`Endpoint::set_shedding`]).
+    pub fn is_shedding(&self) -> bool {
+        self.shedding
+    }
+
+    /// How many new INVITEs were refused while shedding.
+    pub fn calls_shed(&self) -> u64 {
+        self.calls_shed
     }
 
     /// The settings in force.
@@ -764,6 +792,12 @@ impl Endpoint {
     }
 
     fn on_new_invite(&mut self, now: Instant, key: ServerKey, flow: Flow, request: Request) {
+        if self.shedding {
+            self.calls_shed += 1;
+            let mut busy = response_to(&request, 503, Some(&self.ids.tag()));
+            busy.headers.push("Retry-After", self.config.shed_retry_after.as_secs().max(1).to_string());
+            return self.respond_on(now, &key, &request, busy);
+        }
         let trying = response_to(&request, 100, None);
         self.respond_on(now, &key, &request, trying);
         let handle = CallHandle(self.new_handle());
