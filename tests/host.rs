@@ -6,6 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use support::hooks::HookServer;
 use support::serde_like::app;
 use support::sipp::{self, Sipp, Transport};
 use support::{ANSWER_HANGUP, HOSTILE, STUBBED_IMPORT, Server, TOKEN, TRANSFER_VERBS, TempDir, VERB_SAMPLE, http};
@@ -360,6 +361,47 @@ fn past_capacity_new_calls_are_shed_with_503_and_the_server_recovers() {
     assert_eq!(stats()["shedding"], false);
     let log = server.log();
     assert!(log.contains("overloaded: requests are queueing; new calls get 503"), "{log}");
+}
+
+#[test]
+fn hook_payloads_and_host_buffers_are_limited_and_a_guest_past_them_is_stopped() {
+    let data = TempDir::new("host-buffers");
+    let server = Server::start_in(&data.0, &["--hook-payload-kb", "16", "--host-buffer-kb", "256"]);
+    server.deploy("hostile", HOSTILE).assert_status(201);
+    // Asked for a response, the hook server sends 64 KiB: more than the guest may be handed.
+    let hooks = HookServer::start_with(|request| {
+        let asked = String::from_utf8_lossy(&request.body).contains("\"ask\"");
+        (200, if asked { format!("\"{}\"", "y".repeat(64 * 1024)) } else { "{}".into() })
+    });
+    for (user, payload_bytes) in [("small", 8 * 1024), ("big", 32 * 1024)] {
+        let config = serde_json::json!({
+            "mode": "big-hooks", "answer_first": true, "hook": hooks.url(&format!("/{user}")), "payload_bytes": payload_bytes,
+        });
+        server.put_app_with_hooks(user, user, serde_json::json!({"module": "hostile", "config": config}), &hooks, None);
+        server.call(user, "uac-callee-hangs-up.xml");
+    }
+    let report = |requests: &[support::hooks::HookRequest]| requests.last().unwrap().json();
+    // 8 KiB went out; the 64 KiB response was refused, read no further than the limit.
+    let small = hooks.wait_for("/small", 3, Duration::from_secs(5));
+    assert_eq!(small.len(), 3, "payload, question, report");
+    assert!(small[0].body.len() > 8 * 1024);
+    assert_eq!(report(&small)["sent"], "Ok(200)");
+    let asked = report(&small)["asked"].as_str().unwrap().to_string();
+    assert!(asked.contains("the response is larger than the hook payload limit of 16384 bytes"), "{asked}");
+    // 32 KiB never left the host, and the guest was told why.
+    let big = hooks.wait_for("/big", 2, Duration::from_secs(5));
+    assert_eq!(big.len(), 2, "question and report only: {:?}", big.iter().map(|r| r.body.len()).collect::<Vec<_>>());
+    let sent = report(&big)["sent"].as_str().unwrap().to_string();
+    assert!(sent.contains("over the hook payload limit of 16384 bytes"), "{sent}");
+
+    // A guest piling variables into the host is stopped at the buffer limit, and its call is hung up.
+    server
+        .put_app("hoard", &app("hostile", Some("hoard"), "{\"mode\": \"hoard-variables\", \"answer_first\": true}"))
+        .assert_status(201);
+    server.call("hoard", "uac-callee-hangs-up.xml");
+    let log = server.log();
+    assert!(log.contains("over the host buffer limit of 262144 bytes"), "{log}");
+    assert_eq!(log.matches("guest stopped").count(), 1, "{log}");
 }
 
 #[test]

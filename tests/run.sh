@@ -4,7 +4,8 @@
 #   - SIPp (Debian sip-tester) and baresip, the real SIP peers of the interop tests, and SIPVicious
 #     (Debian sipvicious), the scanner of the hostile-input tests;
 #   - the guest toolchains of JavaScript, Python and C: tests/languages.rs runs guest-examples/<lang>/build.sh,
-#     which installs its own on first use (npm, PyPI, Debian, crates.io) into target/toolchains/<lang>.
+#     which installs its own on first use (npm, PyPI, Debian, crates.io) into target/toolchains/<lang>;
+#   - for the fuzzing at the end, a pinned nightly toolchain and cargo-fuzz (runtime/sip/fuzz/run.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,3 +29,9 @@ rustup target list --installed --toolchain "$toolchain" | grep -q wasm32-wasip2 
 cargo test --workspace --locked "$@"
 # The built-in verb modules are their own workspace (a wasm guest); their argument parsing is tested natively.
 cargo test --locked --manifest-path runtime/verbs/Cargo.toml
+# Fuzz the SIP parser, stream framer and endpoint for a bounded time (CALLWRIGHT_FUZZ_SECONDS per target,
+# default 40; 0 skips). A crash fails the run and prints the input.
+fuzz_seconds=${CALLWRIGHT_FUZZ_SECONDS:-40}
+if [ "$fuzz_seconds" != 0 ]; then
+    runtime/sip/fuzz/run.sh "$fuzz_seconds"
+fi

@@ -51,6 +51,12 @@ pub(crate) struct ServeArgs {
     /// Guest memory per call, in MiB.
     #[arg(long, env = "CALLWRIGHT_MEMORY_PER_CALL_MB")]
     memory_per_call_mb: Option<usize>,
+    /// Largest body a guest may send to a hook, and largest hook response it is handed, in KiB.
+    #[arg(long, env = "CALLWRIGHT_HOOK_PAYLOAD_KB")]
+    hook_payload_kb: Option<usize>,
+    /// Bytes of variables one call may keep in the host, in KiB; a guest going past it is stopped.
+    #[arg(long, env = "CALLWRIGHT_HOST_BUFFER_KB")]
+    host_buffer_kb: Option<usize>,
     /// Calls with a live guest at once; more get 503.
     #[arg(long, env = "CALLWRIGHT_MAX_CALLS")]
     max_calls: Option<usize>,
@@ -88,6 +94,8 @@ struct FileConfig {
     max_call_duration_s: Option<u64>,
     after_call_grace_s: Option<u64>,
     max_module_mb: Option<usize>,
+    hook_payload_kb: Option<usize>,
+    host_buffer_kb: Option<usize>,
     shutdown_grace_s: Option<u64>,
     shed_after_ms: Option<u64>,
     json_logs: Option<bool>,
@@ -137,6 +145,16 @@ impl ServeConfig {
             max_call_duration: file.max_call_duration_s.map(Duration::from_secs).unwrap_or(defaults.max_call_duration),
             after_call_grace: file.after_call_grace_s.map(Duration::from_secs).unwrap_or(defaults.after_call_grace),
             max_module_size: file.max_module_mb.map(|mb| mb << 20).unwrap_or(defaults.max_module_size),
+            hook_payload_size: args
+                .hook_payload_kb
+                .or(file.hook_payload_kb)
+                .map(|kb| kb << 10)
+                .unwrap_or(defaults.hook_payload_size),
+            host_buffer_per_call: args
+                .host_buffer_kb
+                .or(file.host_buffer_kb)
+                .map(|kb| kb << 10)
+                .unwrap_or(defaults.host_buffer_per_call),
         };
         let sip = if !args.sip.is_empty() {
             args.sip

@@ -135,7 +135,58 @@ impl Leg {
 }
 
 /// Per-call variables, shared by every module that runs on the call.
-pub type Variables = Arc<Mutex<BTreeMap<String, String>>>;
+pub type Variables = Arc<Mutex<VariableStore>>;
+
+/// A call's variables, with the bytes they take counted against the host buffer limit.
+#[derive(Debug, Default)]
+pub struct VariableStore {
+    values: BTreeMap<String, String>,
+    bytes: usize,
+}
+
+impl VariableStore {
+    /// The value of `name`.
+    pub fn get(&self, name: &str) -> Option<&String> {
+        self.values.get(name)
+    }
+
+    /// Sets `name` unless the variables would then take more than `limit` bytes; the error says how much.
+    pub fn set(&mut self, name: String, value: String, limit: usize) -> Result<(), String> {
+        let old = self.values.get(&name).map_or(0, |old| name.len() + old.len());
+        let bytes = self.bytes - old + name.len() + value.len();
+        if bytes > limit {
+            return Err(format!(
+                "setting variable {:?} would make the call's variables {bytes} bytes, over the host buffer limit of {limit} bytes",
+                truncated(&name)
+            ));
+        }
+        self.bytes = bytes;
+        self.values.insert(name, value);
+        Ok(())
+    }
+
+    /// Removes `name`.
+    pub fn remove(&mut self, name: &str) {
+        if let Some(value) = self.values.remove(name) {
+            self.bytes -= name.len() + value.len();
+        }
+    }
+
+    /// Every variable, by name.
+    pub fn entries(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.values.iter()
+    }
+
+    /// Bytes the names and values take.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// At most 64 characters of `text`, for error messages.
+fn truncated(text: &str) -> &str {
+    text.char_indices().nth(64).map_or(text, |(end, _)| &text[..end])
+}
 
 /// Measures guest CPU time from epoch ticks: consecutive ticks while wasm runs count, gaps (the guest
 /// waiting in a host call) do not.
@@ -170,6 +221,8 @@ pub struct CallState {
     pub(crate) sip: SipHandle,
     pub(crate) legs: std::collections::HashMap<CallHandle, Leg>,
     pub(crate) variables: Variables,
+    /// Bytes the call's variables may take ([`SandboxLimits::host_buffer_per_call`]).
+    pub(crate) host_buffer_limit: usize,
     pub(crate) cpu: CpuMeter,
     /// Names the call in logs.
     pub(crate) label: String,
@@ -205,6 +258,7 @@ impl CallState {
             sip,
             legs: std::collections::HashMap::new(),
             variables: Variables::default(),
+            host_buffer_limit: limits.host_buffer_per_call,
             cpu: CpuMeter::new(limits.cpu_per_call),
             label,
             registrar,
@@ -218,7 +272,8 @@ impl CallState {
     /// outbound calls go nowhere.
     pub(crate) fn detached(limits: &SandboxLimits) -> CallState {
         let (registrar, _) = mpsc::unbounded_channel();
-        let hooks = CallHooks::new(reqwest::Client::new(), Default::default(), "detached".into());
+        let hooks =
+            CallHooks::new(reqwest::Client::new(), Default::default(), "detached".into(), limits.hook_payload_size);
         CallState::new(SipHandle::detached(), limits, "detached".into(), registrar, hooks)
     }
 
@@ -284,5 +339,28 @@ pub(crate) async fn finish_legs(sip: &SipHandle, legs: impl IntoIterator<Item = 
         if let Err(error) = result {
             info!(call = %handle, %error, "call already over at teardown");
         }
+    }
+}
+
+#[cfg(test)]
+mod variable_tests {
+    use super::VariableStore;
+
+    #[test]
+    fn variables_are_counted_against_the_limit_on_set_replace_and_remove() {
+        let mut store = VariableStore::default();
+        store.set("a".into(), "12345".into(), 10).unwrap();
+        assert_eq!(store.bytes(), 6);
+        // Replacing counts the new value, not both.
+        store.set("a".into(), "123456789".into(), 10).unwrap();
+        assert_eq!(store.bytes(), 10);
+        let error = store.set("b".into(), "x".into(), 10).unwrap_err();
+        assert!(error.contains("12 bytes, over the host buffer limit of 10 bytes"), "{error}");
+        assert_eq!(store.get("b"), None, "a refused set changes nothing");
+        assert_eq!(store.bytes(), 10);
+        store.remove("a");
+        assert_eq!(store.bytes(), 0);
+        store.set("b".into(), "x".into(), 10).unwrap();
+        assert_eq!(store.entries().count(), 1);
     }
 }

@@ -21,10 +21,6 @@ use crate::bindings::{BodyEncoding, Hook, HookError, HookResponse};
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// The largest payload a guest may send.
-pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
-/// The largest response body handed to a guest; longer ones are an error.
-const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// Attempts per status callback (the first try and the retries).
 const NOTIFY_ATTEMPTS: u32 = 4;
 /// The wait before the first retry; it doubles after each.
@@ -55,6 +51,9 @@ pub(crate) struct CallHooks {
     queue: Option<mpsc::Sender<Prepared>>,
     /// Names the call in logs.
     label: String,
+    /// The largest payload sent, and the largest response body handed back
+    /// ([`crate::limits::SandboxLimits::hook_payload_size`]).
+    max_payload: usize,
 }
 
 /// A checked request, ready to send (and resend).
@@ -72,14 +71,20 @@ struct Prepared {
 }
 
 impl CallHooks {
-    pub(crate) fn new(client: reqwest::Client, settings: HookSettings, label: String) -> CallHooks {
-        CallHooks { client, settings, queue: None, label }
+    pub(crate) fn new(client: reqwest::Client, settings: HookSettings, label: String, max_payload: usize) -> CallHooks {
+        CallHooks { client, settings, queue: None, label, max_payload }
     }
 
     /// The same hooks for a verb running on this call, with the queue of status callbacks moved along so
     /// the verb's callbacks stay in order with the flow's. Hand them back with [`CallHooks::give_back`].
     pub(crate) fn lend(&mut self, label: String) -> CallHooks {
-        CallHooks { client: self.client.clone(), settings: self.settings.clone(), queue: self.queue.take(), label }
+        CallHooks {
+            client: self.client.clone(),
+            settings: self.settings.clone(),
+            queue: self.queue.take(),
+            label,
+            max_payload: self.max_payload,
+        }
     }
 
     /// Takes back the queue lent with [`CallHooks::lend`] (or started by the verb).
@@ -92,13 +97,16 @@ impl CallHooks {
         let prepared = self.prepare(hook, payload)?;
         let response = execute(&self.client, &self.settings, &prepared).await?;
         let status = response.status().as_u16();
-        if response.content_length().is_some_and(|len| len > MAX_RESPONSE_BYTES as u64) {
-            return Err(HookError::Transport(format!("the response is larger than {MAX_RESPONSE_BYTES} bytes")));
+        let too_large = || {
+            HookError::Transport(format!(
+                "the response is larger than the hook payload limit of {} bytes",
+                self.max_payload
+            ))
+        };
+        if response.content_length().is_some_and(|len| len > self.max_payload as u64) {
+            return Err(too_large());
         }
-        let body = response.bytes().await.map_err(transport_error)?;
-        if body.len() > MAX_RESPONSE_BYTES {
-            return Err(HookError::Transport(format!("the response is larger than {MAX_RESPONSE_BYTES} bytes")));
-        }
+        let body = read_at_most(response, self.max_payload).await?.ok_or_else(too_large)?;
         debug!(call = %self.label, url = %redacted(&prepared.url), status, "hook answered");
         Ok(HookResponse { status, body: String::from_utf8_lossy(&body).into_owned() })
     }
@@ -118,8 +126,12 @@ impl CallHooks {
 
     /// Checks the hook against the app's settings and builds the request.
     fn prepare(&self, hook: Hook, payload: String) -> Result<Prepared, HookError> {
-        if payload.len() > MAX_PAYLOAD_BYTES {
-            return Err(HookError::Invalid(format!("the payload is larger than {MAX_PAYLOAD_BYTES} bytes")));
+        if payload.len() > self.max_payload {
+            return Err(HookError::Invalid(format!(
+                "the payload is {} bytes, over the hook payload limit of {} bytes",
+                payload.len(),
+                self.max_payload
+            )));
         }
         let mut url =
             reqwest::Url::parse(&hook.url).map_err(|e| HookError::Invalid(format!("hook URL {:?}: {e}", hook.url)))?;
@@ -263,6 +275,19 @@ async fn deliver_in_order(
     }
 }
 
+/// A response body of at most `limit` bytes; `None` when it is longer (reading stops there, so a hook
+/// server streaming without end costs at most `limit`).
+async fn read_at_most(mut response: reqwest::Response, limit: usize) -> Result<Option<Vec<u8>>, HookError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
 fn transport_error(error: reqwest::Error) -> HookError {
     if error.is_timeout() {
         HookError::Timeout
@@ -284,7 +309,7 @@ mod tests {
     fn hooks(allow: &[&str], secret: Option<&str>) -> CallHooks {
         let settings =
             HookSettings { allow: allow.iter().map(|s| s.to_string()).collect(), secret: secret.map(str::to_string) };
-        CallHooks::new(reqwest::Client::new(), settings, "test".into())
+        CallHooks::new(reqwest::Client::new(), settings, "test".into(), 1 << 20)
     }
 
     fn hook(url: &str, method: Option<&str>) -> Hook {
@@ -410,8 +435,12 @@ mod tests {
     #[tokio::test]
     async fn status_callbacks_are_retried_on_5xx_and_kept_in_order() {
         let (addr, seen) = scripted_server(vec![503, 200, 200]);
-        let mut hooks =
-            CallHooks::new(http_client().unwrap(), HookSettings { allow: vec!["*".into()], secret: None }, "t".into());
+        let mut hooks = CallHooks::new(
+            http_client().unwrap(),
+            HookSettings { allow: vec!["*".into()], secret: None },
+            "t".into(),
+            1024,
+        );
         let url = format!("http://{addr}/status");
         hooks.notify(hook(&url, None), r#"{"n":1}"#.into()).unwrap();
         hooks.notify(hook(&url, None), r#"{"n":2}"#.into()).unwrap();

@@ -620,7 +620,9 @@ impl variables::Host for CallState {
     }
 
     async fn set(&mut self, name: String, value: String) -> Result<()> {
-        self.variables.lock().map_err(poisoned)?.insert(name, value);
+        let limit = self.host_buffer_limit;
+        // Past the limit the guest is stopped, as when it outgrows its memory: the WIT call has no error.
+        self.variables.lock().map_err(poisoned)?.set(name, value, limit).map_err(wasmtime::Error::msg)?;
         Ok(())
     }
 
@@ -630,7 +632,7 @@ impl variables::Host for CallState {
     }
 
     async fn entries(&mut self) -> Result<Vec<(String, String)>> {
-        Ok(self.variables.lock().map_err(poisoned)?.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        Ok(self.variables.lock().map_err(poisoned)?.entries().map(|(k, v)| (k.clone(), v.clone())).collect())
     }
 }
 

@@ -23,4 +23,4 @@ mod outbound;
 mod refer;
 mod sdp;
 
-pub use call_state::{CallState, Variables};
+pub use call_state::{CallState, VariableStore, Variables};

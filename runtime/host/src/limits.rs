@@ -17,6 +17,11 @@ pub struct SandboxLimits {
     pub after_call_grace: Duration,
     /// Largest component accepted on upload.
     pub max_module_size: usize,
+    /// Largest body a guest may send to a hook, and largest hook response handed back to it.
+    pub hook_payload_size: usize,
+    /// Bytes the host keeps for one call on its guests' behalf: the call's variables (names and values).
+    /// A guest that would go past it is stopped.
+    pub host_buffer_per_call: usize,
 }
 
 impl Default for SandboxLimits {
@@ -28,6 +33,8 @@ impl Default for SandboxLimits {
             max_call_duration: Duration::from_secs(4 * 3600),
             after_call_grace: Duration::from_secs(30),
             max_module_size: 32 << 20,
+            hook_payload_size: 1 << 20,
+            host_buffer_per_call: 1 << 20,
         }
     }
 }

@@ -129,8 +129,9 @@ impl Runtime {
     /// Creates a call's sandbox for `module` and instantiates it, without running it: what every call pays
     /// before its guest starts. For benchmarks (`runtime/cli/benches/instantiate.rs`).
     pub async fn instantiate_only(&self, module: &LoadedModule) -> anyhow::Result<()> {
-        let hooks = CallHooks::new(self.hook_client.clone(), Default::default(), "bench".into());
         let limits = &self.engine.limits;
+        let hooks =
+            CallHooks::new(self.hook_client.clone(), Default::default(), "bench".into(), limits.hook_payload_size);
         let state = CallState::new(self.sip.clone(), limits, "bench".into(), self.registrar.clone(), hooks);
         let mut store = Store::new(&self.engine.engine, state);
         store.limiter(|state| &mut state.limits);
@@ -341,7 +342,12 @@ impl Runtime {
         _permit: OwnedSemaphorePermit,
     ) {
         let limits = self.engine.limits.clone();
-        let hooks = CallHooks::new(self.hook_client.clone(), std::mem::take(&mut app.hooks), call.to_string());
+        let hooks = CallHooks::new(
+            self.hook_client.clone(),
+            std::mem::take(&mut app.hooks),
+            call.to_string(),
+            limits.hook_payload_size,
+        );
         let mut state = CallState::new(self.sip.clone(), &limits, call.to_string(), self.registrar.clone(), hooks);
         let pinned = std::mem::take(&mut app.verbs);
         state.verbs = Some(Arc::new(VerbContext { engine: self.engine.clone(), modules, pinned }));

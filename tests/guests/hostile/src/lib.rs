@@ -1,7 +1,9 @@
 //! Test guest that misbehaves, to prove the sandbox stops it without touching other calls. Config:
-//! `{"mode": "spin" | "grow" | "trap" | "sleep", "answer_first": bool}`.
+//! `{"mode": "spin" | "grow" | "trap" | "sleep" | "hoard-variables" | "big-hooks", "answer_first": bool,
+//! "hook": url, "payload_bytes": n}`.
 
-use callwright_sdk::{Call, Config, Flow, clock, flow};
+use callwright_sdk::hooks::{self, Hook};
+use callwright_sdk::{Call, Config, Flow, clock, flow, variables};
 
 struct Hostile;
 
@@ -20,6 +22,26 @@ impl Flow for Hostile {
                 }
             }
             "trap" => panic!("this guest traps on purpose"),
+            // Keeps 64 KiB variables in the host until it is stopped.
+            "hoard-variables" => {
+                let value = "v".repeat(64 * 1024);
+                for n in 0.. {
+                    variables::set(&format!("hoard-{n}"), &value);
+                }
+                Ok(())
+            }
+            // Sends a payload of `payload_bytes` to `hook`, then asks `hook` for a response (the test's server
+            // answers with a large body), and reports each outcome to `hook` in a small payload.
+            "big-hooks" => {
+                let hook = Hook::post(config.get_str("hook").ok_or("no hook")?);
+                let size = config.get("payload_bytes").and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+                let big = format!("{{\"filler\": \"{}\"}}", "x".repeat(size));
+                let sent = hooks::send(&hook, &big).map(|r| r.status);
+                let asked = hooks::send(&hook, "{\"ask\": true}").map(|r| r.body.len());
+                let report = callwright_sdk::serde_json::json!({"sent": format!("{sent:?}"), "asked": format!("{asked:?}")});
+                hooks::send(&hook, &report.to_string()).map_err(|e| e.to_string())?;
+                call.hangup().map_err(|e| e.to_string())
+            }
             // Outlives its call: sleeps ten minutes whatever happens to the call.
             "sleep" => {
                 clock::sleep(600_000);
