@@ -1,42 +1,133 @@
 //! TCP connections: one task per connection frames what it reads and writes what the driver sends.
+//!
+//! A peer cannot hold the server's resources by being slow (slowloris): a message must arrive whole
+//! within [`MESSAGE_DEADLINE`] of its first byte (an inbound connection's first message within that
+//! time of the accept), a write may not block longer than that on a peer that does not read, and at
+//! most [`MAX_INBOUND_CONNECTIONS`] inbound connections are open at once; past that, new ones are
+//! accepted and closed at once so the listen backlog never fills.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use callwright_sip::message::{Frame, StreamFramer};
 use callwright_sip::{Flow, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::WriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::{Instant, timeout, timeout_at};
+use tracing::{debug, info, warn};
 
 use crate::StreamInput;
 
 /// A connection with no bytes either way for this long is closed (keep-alives count as bytes).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a message may take to arrive once its first byte has, and an inbound connection to send its
+/// first message: 64·T1 at the default T1, the time after which the sender's transaction has given up
+/// (Timers B and F), so the rest of a slower message would be answered to nobody. A 64 KiB message
+/// needs only 16 kbit/s to make it; a peer slower than that is broken or is holding the connection.
+const MESSAGE_DEADLINE: Duration = Duration::from_secs(32);
+/// How long writing one message may wait on a peer that does not read (its receive window is full).
+const WRITE_TIMEOUT: Duration = MESSAGE_DEADLINE;
+/// Inbound connections open at once, as Kamailio's `tcp_max_connections` default: enough for the
+/// proxies, SBCs and softphones in front of a server of a few thousand calls, and bounded in memory
+/// (at worst a 64 KiB partial message and the read buffer each: about 160 MiB). Lowered to half the
+/// open-file limit when that is smaller (see [`inbound_connection_cap`]). Connections we open are not
+/// counted: their number follows our own calls.
+const MAX_INBOUND_CONNECTIONS: usize = 2048;
+/// At most one warning about refused connections per this interval: a flood must not flood the log.
+const REFUSAL_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+/// Read size per call; a 64 KiB message takes a few reads.
+const READ_BUFFER: usize = 16 * 1024;
 /// Messages queued for one connection before further ones are dropped.
 const WRITE_BACKLOG: usize = 256;
 /// How long an outbound connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The time limits of a connection: [`LIMITS`] (tests shorten them).
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    message_deadline: Duration,
+    write_timeout: Duration,
+}
+
+const LIMITS: Limits = Limits { message_deadline: MESSAGE_DEADLINE, write_timeout: WRITE_TIMEOUT };
+
+/// [`MAX_INBOUND_CONNECTIONS`], or half the soft open-file limit when that is lower: a listener that hits
+/// the file limit first fails every `accept` (the backlog fills and nobody is told why), and the rest of
+/// the process (outbound connections, the admin API, module files) runs out of descriptors with it. Linux
+/// only (`/proc/self/limits`); elsewhere the constant holds.
+fn inbound_connection_cap() -> usize {
+    let limit = std::fs::read_to_string("/proc/self/limits").ok().and_then(|text| {
+        let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+        line["Max open files".len()..].split_whitespace().next()?.parse::<usize>().ok()
+    });
+    match limit {
+        Some(files) => MAX_INBOUND_CONNECTIONS.min(files / 2).max(1),
+        None => MAX_INBOUND_CONNECTIONS,
+    }
+}
+
 pub(crate) async fn accept_loop(listener: TcpListener, to_driver: mpsc::Sender<StreamInput>) {
+    accept_with_limits(listener, to_driver, LIMITS, inbound_connection_cap()).await;
+}
+
+/// Accepts connections, at most `max_inbound` open at once.
+async fn accept_with_limits(
+    listener: TcpListener,
+    to_driver: mpsc::Sender<StreamInput>,
+    limits: Limits,
+    max_inbound: usize,
+) {
     let Ok(local) = listener.local_addr() else {
         return;
     };
+    debug!(%local, max_inbound, "accepting TCP connections");
+    let slots = Arc::new(Semaphore::new(max_inbound));
+    let mut refusals = RefusalLog::default();
     loop {
         match listener.accept().await {
             Ok((stream, remote)) => {
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    // Closed at once rather than left in the backlog, where it would block the ones behind it.
+                    drop(stream);
+                    refusals.refused(local, max_inbound);
+                    continue;
+                };
                 let (writer, outbox) = mpsc::channel(WRITE_BACKLOG);
                 if to_driver.send(StreamInput::Opened(remote, writer)).await.is_err() {
                     return;
                 }
-                tokio::spawn(serve_connection(stream, local, remote, outbox, to_driver.clone()));
+                let first_message_due = Some(Instant::now() + limits.message_deadline);
+                let connection = Connection { local, remote, limits, to_driver: to_driver.clone() };
+                tokio::spawn(connection.serve(stream, outbox, first_message_due, Some(slot)));
             }
             Err(error) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 warn!(%error, "TCP accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+        }
+    }
+}
+
+/// Counts connections refused at the limit and warns about them at most once per
+/// [`REFUSAL_WARNING_INTERVAL`].
+#[derive(Default)]
+struct RefusalLog {
+    since_warning: u64,
+    warned_at: Option<Instant>,
+}
+
+impl RefusalLog {
+    fn refused(&mut self, local: SocketAddr, limit: usize) {
+        self.since_warning += 1;
+        let now = Instant::now();
+        if self.warned_at.is_none_or(|at| now.duration_since(at) >= REFUSAL_WARNING_INTERVAL) {
+            warn!(%local, limit, refused = self.since_warning, "TCP connection limit reached: new connections are closed");
+            self.since_warning = 0;
+            self.warned_at = Some(now);
         }
     }
 }
@@ -50,7 +141,11 @@ pub(crate) fn connect(
     let (writer, outbox) = mpsc::channel(WRITE_BACKLOG);
     tokio::spawn(async move {
         match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(remote)).await {
-            Ok(Ok(stream)) => serve_connection(stream, local, remote, outbox, to_driver).await,
+            Ok(Ok(stream)) => {
+                let connection = Connection { local, remote, limits: LIMITS, to_driver };
+                // The peer owes us nothing until we have sent a request: no deadline before its first byte.
+                connection.serve(stream, outbox, None, None).await;
+            }
             Ok(Err(error)) => {
                 debug!(%error, %remote, "TCP connect failed");
                 let _ = to_driver.send(StreamInput::Closed(remote)).await;
@@ -64,56 +159,247 @@ pub(crate) fn connect(
     writer
 }
 
-/// Reads and frames messages from one connection; writes what arrives on `outbox`. The flow names our
-/// listening address as local, so Via and Contact advertise the port peers can connect back to.
-async fn serve_connection(
-    mut stream: TcpStream,
+/// One connection's addresses and limits. The flow names our listening address as local, so Via and
+/// Contact advertise the port peers can connect back to.
+struct Connection {
     local: SocketAddr,
     remote: SocketAddr,
-    mut outbox: mpsc::Receiver<Vec<u8>>,
+    limits: Limits,
     to_driver: mpsc::Sender<StreamInput>,
-) {
-    let _ = stream.set_nodelay(true);
-    let flow = Flow { transport: Transport::Tcp, local, remote };
-    let (mut reader, mut writer) = stream.split();
-    let mut framer = StreamFramer::new();
-    let mut buffer = vec![0u8; 16 * 1024];
-    loop {
-        tokio::select! {
-            read = tokio::time::timeout(IDLE_TIMEOUT, reader.read(&mut buffer)) => {
-                let Ok(Ok(len)) = read else { break };
-                if len == 0 {
-                    break;
+}
+
+/// Why a connection ended.
+#[derive(Debug)]
+enum Closing {
+    /// The peer closed it, reset it or the read failed.
+    PeerGone,
+    /// Nothing either way for [`IDLE_TIMEOUT`].
+    Idle,
+    /// A message (or an inbound connection's first one) did not arrive whole in time.
+    MessageLate,
+    /// A write could not finish in time or failed.
+    WriteStuck,
+    /// The stream cannot be framed (too large, bad Content-Length).
+    Unframeable,
+    /// The driver is gone.
+    DriverStopped,
+}
+
+impl Connection {
+    /// Reads and frames messages, and writes what arrives on `outbox`, until the connection ends; then tells
+    /// the driver. `message_due` is when the first message must be complete (for inbound connections), and
+    /// `_slot` the inbound connection's place under the limit, given back when this returns.
+    async fn serve(
+        self,
+        mut stream: TcpStream,
+        mut outbox: mpsc::Receiver<Vec<u8>>,
+        mut message_due: Option<Instant>,
+        _slot: Option<OwnedSemaphorePermit>,
+    ) {
+        let _ = stream.set_nodelay(true);
+        let remote = self.remote;
+        let flow = Flow { transport: Transport::Tcp, local: self.local, remote };
+        let (mut reader, mut writer) = stream.split();
+        let mut framer = StreamFramer::new();
+        let mut buffer = vec![0u8; READ_BUFFER];
+        let closing = 'connection: loop {
+            let idle_due = Instant::now() + IDLE_TIMEOUT;
+            let read_due = message_due.map_or(idle_due, |due| due.min(idle_due));
+            tokio::select! {
+                read = timeout_at(read_due, reader.read(&mut buffer)) => {
+                    let len = match read {
+                        Err(_) if message_due.is_some_and(|due| due <= Instant::now()) => break Closing::MessageLate,
+                        Err(_) => break Closing::Idle,
+                        Ok(Ok(0) | Err(_)) => break Closing::PeerGone,
+                        Ok(Ok(len)) => len,
+                    };
+                    framer.push(&buffer[..len]);
+                    let mut completed = false;
+                    loop {
+                        match framer.next_frame() {
+                            Ok(Some(Frame::Message(bytes))) => {
+                                completed = true;
+                                if self.to_driver.send(StreamInput::Message(flow, bytes)).await.is_err() {
+                                    break 'connection Closing::DriverStopped;
+                                }
+                            }
+                            Ok(Some(Frame::KeepAlive)) => {
+                                completed = true;
+                                if !self.write(&mut writer, b"\r\n").await {
+                                    break 'connection Closing::WriteStuck;
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(error) => {
+                                warn!(%remote, %error, "closing TCP connection");
+                                break 'connection Closing::Unframeable;
+                            }
+                        }
+                    }
+                    // The clock runs from a message's first byte (or the accept) until a message completes.
+                    if completed {
+                        message_due = None;
+                    }
+                    if framer.buffered() > 0 && message_due.is_none() {
+                        message_due = Some(Instant::now() + self.limits.message_deadline);
+                    }
                 }
-                framer.push(&buffer[..len]);
-                loop {
-                    match framer.next_frame() {
-                        Ok(Some(Frame::Message(bytes))) => {
-                            if to_driver.send(StreamInput::Message(flow, bytes)).await.is_err() {
-                                return;
-                            }
-                        }
-                        Ok(Some(Frame::KeepAlive)) => {
-                            if writer.write_all(b"\r\n").await.is_err() {
-                                break;
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(error) => {
-                            warn!(%remote, %error, "closing TCP connection");
-                            let _ = to_driver.send(StreamInput::Closed(remote)).await;
-                            return;
-                        }
+                message = outbox.recv() => {
+                    let Some(bytes) = message else { break Closing::DriverStopped };
+                    if !self.write(&mut writer, &bytes).await {
+                        break Closing::WriteStuck;
                     }
                 }
             }
-            message = outbox.recv() => {
-                let Some(bytes) = message else { break };
-                if writer.write_all(&bytes).await.is_err() {
-                    break;
-                }
+        };
+        debug!(%remote, ?closing, "TCP connection closed");
+        let _ = self.to_driver.send(StreamInput::Closed(remote)).await;
+    }
+
+    /// Writes `bytes` whole; false if that failed or took longer than the write timeout.
+    async fn write(&self, writer: &mut WriteHalf<'_>, bytes: &[u8]) -> bool {
+        match timeout(self.limits.write_timeout, writer.write_all(bytes)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(error)) => {
+                debug!(remote = %self.remote, %error, "TCP write failed");
+                false
+            }
+            Err(_) => {
+                info!(remote = %self.remote, "TCP peer does not read: closing the connection");
+                false
             }
         }
     }
-    let _ = to_driver.send(StreamInput::Closed(remote)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OPTIONS: &[u8] = b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 0\r\n\r\n";
+    const DEADLINE: Duration = Duration::from_millis(400);
+
+    /// A listener with `max_inbound` slots and [`DEADLINE`] for messages and writes; its address and what
+    /// it tells the driver.
+    async fn listener(max_inbound: usize) -> (SocketAddr, mpsc::Receiver<StreamInput>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (to_driver, from_connections) = mpsc::channel(1024);
+        let limits = Limits { message_deadline: DEADLINE, write_timeout: DEADLINE };
+        tokio::spawn(accept_with_limits(listener, to_driver, limits, max_inbound));
+        (addr, from_connections)
+    }
+
+    /// How long until the server closes `stream` (reads until EOF or reset), at most 5 s.
+    async fn time_to_close(stream: &mut TcpStream) -> Duration {
+        let started = Instant::now();
+        let mut buffer = [0u8; 1024];
+        loop {
+            match timeout(Duration::from_secs(5), stream.read(&mut buffer)).await {
+                Ok(Ok(0) | Err(_)) => return started.elapsed(),
+                Ok(Ok(_)) => {}
+                Err(_) => panic!("the connection is still open after 5 s"),
+            }
+        }
+    }
+
+    /// The next thing the listener told the driver that is not `Opened`. The writers of opened connections
+    /// are kept, as the driver keeps them: a connection whose writer is dropped closes.
+    async fn next_input(inputs: &mut mpsc::Receiver<StreamInput>) -> StreamInput {
+        static WRITERS: std::sync::Mutex<Vec<mpsc::Sender<Vec<u8>>>> = std::sync::Mutex::new(Vec::new());
+        loop {
+            match timeout(Duration::from_secs(5), inputs.recv()).await.expect("no input for 5 s").expect("open") {
+                StreamInput::Opened(_, writer) => WRITERS.lock().unwrap().push(writer),
+                input => return input,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_message_trickled_past_the_deadline_closes_the_connection() {
+        let (addr, mut inputs) = listener(8).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        // A complete message first: the deadline then runs from the next message's first byte.
+        stream.write_all(OPTIONS).await.unwrap();
+        assert!(matches!(next_input(&mut inputs).await, StreamInput::Message(..)));
+        tokio::time::sleep(DEADLINE * 2).await;
+        let trickle = async {
+            for byte in OPTIONS {
+                if stream.write_all(std::slice::from_ref(byte)).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        let started = Instant::now();
+        trickle.await;
+        let closed_after = started.elapsed() + time_to_close(&mut stream).await;
+        // Closed at the deadline, long before the trickle would have ended (47 bytes at 50 ms: 2.35 s).
+        assert!(closed_after >= DEADLINE && closed_after < DEADLINE * 3, "closed after {closed_after:?}");
+        assert!(matches!(next_input(&mut inputs).await, StreamInput::Closed(_)));
+    }
+
+    #[tokio::test]
+    async fn an_inbound_connection_that_sends_nothing_is_closed_at_the_deadline() {
+        let (addr, mut inputs) = listener(8).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let closed_after = time_to_close(&mut stream).await;
+        let early = Duration::from_millis(50);
+        assert!(closed_after >= DEADLINE - early && closed_after < DEADLINE * 3, "closed after {closed_after:?}");
+        assert!(matches!(next_input(&mut inputs).await, StreamInput::Closed(_)));
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_messages_arrive_whole_outlives_the_deadline() {
+        let (addr, mut inputs) = listener(8).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        for _ in 0..3 {
+            // Split across writes, each message well within the deadline; idle in between for longer than it.
+            let (head, tail) = OPTIONS.split_at(20);
+            stream.write_all(head).await.unwrap();
+            tokio::time::sleep(DEADLINE / 4).await;
+            stream.write_all(tail).await.unwrap();
+            assert!(matches!(next_input(&mut inputs).await, StreamInput::Message(..)));
+            tokio::time::sleep(DEADLINE * 2).await;
+        }
+        // A keep-alive is answered, so the connection is still served.
+        stream.write_all(b"\r\n\r\n").await.unwrap();
+        let mut pong = [0u8; 2];
+        timeout(Duration::from_secs(2), stream.read_exact(&mut pong)).await.unwrap().unwrap();
+        assert_eq!(&pong, b"\r\n");
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_limit_are_closed_at_once_until_a_slot_frees() {
+        let (addr, mut inputs) = listener(2).await;
+        let mut first = TcpStream::connect(addr).await.unwrap();
+        let _second = TcpStream::connect(addr).await.unwrap();
+        let mut refused = TcpStream::connect(addr).await.unwrap();
+        assert!(time_to_close(&mut refused).await < DEADLINE / 2, "the third connection was not closed at once");
+        first.write_all(OPTIONS).await.unwrap();
+        assert!(matches!(next_input(&mut inputs).await, StreamInput::Message(..)));
+        drop(first);
+        assert!(matches!(next_input(&mut inputs).await, StreamInput::Closed(_)));
+        // The slot is free again: a new connection is served.
+        let mut again = TcpStream::connect(addr).await.unwrap();
+        again.write_all(OPTIONS).await.unwrap();
+        assert!(matches!(next_input(&mut inputs).await, StreamInput::Message(..)));
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_does_not_read_is_closed_after_the_write_timeout() {
+        let (addr, mut inputs) = listener(8).await;
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let Some(StreamInput::Opened(_, writer)) = inputs.recv().await else { panic!("not opened") };
+        // Far more than the socket buffers hold, and never read.
+        let started = Instant::now();
+        for _ in 0..WRITE_BACKLOG {
+            if writer.send(vec![b'x'; 64 * 1024]).await.is_err() {
+                break;
+            }
+        }
+        assert!(matches!(next_input(&mut inputs).await, StreamInput::Closed(_)));
+        assert!(started.elapsed() < DEADLINE * 4, "closed after {:?}", started.elapsed());
+        drop(stream);
+    }
 }

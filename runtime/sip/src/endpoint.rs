@@ -165,7 +165,8 @@ pub enum Event {
         reason: EndReason,
     },
     /// The peer sent a request inside the call that the user answers ([`Endpoint::respond`]): INFO,
-    /// MESSAGE, REFER, or a NOTIFY that belongs to no REFER of ours.
+    /// MESSAGE, REFER, or a NOTIFY for a subscription the user opened with SUBSCRIBE (the core answers
+    /// any other NOTIFY itself).
     Request {
         /// The call.
         call: CallHandle,
@@ -324,6 +325,42 @@ enum SubscriptionState {
     Terminated,
 }
 
+/// What a NOTIFY is matched on (RFC 6665 §8.2.1): the event-type of its Event header and the `id`
+/// parameter, both compared byte by byte; an `id` never matches its absence. Other parameters do not count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct EventKey {
+    package: String,
+    id: Option<String>,
+}
+
+impl EventKey {
+    /// The key of a request's Event header; `None` without one or with an empty event-type.
+    fn of(request: &Request) -> Option<EventKey> {
+        // A user's own SUBSCRIBE may spell the field in its compact form; received ones are expanded.
+        let value = request.headers.get("Event").or_else(|| request.headers.get("o"))?;
+        let mut parts = value.split(';');
+        let package = parts.next()?.trim();
+        if package.is_empty() {
+            return None;
+        }
+        let id = parts.find_map(|p| {
+            let (name, value) = p.split_once('=')?;
+            name.trim().eq_ignore_ascii_case("id").then(|| value.trim().to_string())
+        });
+        Some(EventKey { package: package.to_string(), id })
+    }
+}
+
+/// A subscription the user opened with a SUBSCRIBE inside a call (RFC 6665 §4.1): its NOTIFYs reach the
+/// user as [`Event::Request`]. It is dropped once a NOTIFY says `terminated` or the SUBSCRIBE that would
+/// create it fails; NOTIFYs for it are then answered 481.
+#[derive(Debug)]
+struct EventSubscription {
+    event: EventKey,
+    /// Pending until the 2xx or a first NOTIFY (which may come first, RFC 6665 §4.1.2.4).
+    state: SubscriptionState,
+}
+
 /// The implicit subscription a REFER creates (RFC 3515 §2.4.4).
 #[derive(Debug)]
 struct ReferSubscription {
@@ -351,6 +388,8 @@ struct Call {
     credentials: Option<Credentials>,
     auth_attempts: u8,
     subscriptions: Vec<ReferSubscription>,
+    /// Subscriptions of SUBSCRIBEs the user sent in this call.
+    event_subscriptions: Vec<EventSubscription>,
     ended_reported: bool,
     forget_at: Option<Instant>,
     pending_incoming: Vec<IncomingRequestHandle>,
@@ -510,11 +549,12 @@ fn unsupported_requirements(request: &Request) -> Vec<String> {
     tags.filter(|tag| !SUPPORTED_EXTENSIONS.contains(&tag.as_str())).collect()
 }
 
-fn is_refer_event(request: &Request) -> bool {
+/// `Subscription-State: terminated`: the notifier ends the subscription with this NOTIFY (RFC 6665 §4.1.3).
+fn ends_subscription(request: &Request) -> bool {
     request
         .headers
-        .get("Event")
-        .is_some_and(|e| e.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("refer"))
+        .get("Subscription-State")
+        .is_some_and(|s| s.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("terminated"))
 }
 
 /// The status line of a `message/sipfrag` body (RFC 3420), e.g. `SIP/2.0 180 Ringing`.
@@ -634,7 +674,8 @@ impl Endpoint {
         }
         let mut request = Request::new(method.unwrap_or(Method::Options), Uri::parse("sip:invalid").expect("literal"));
         request.headers = headers;
-        let mut response = response_to(&request, status, None);
+        // A final response outside a dialog carries a To tag (RFC 3261 §8.2.6.2).
+        let mut response = response_to(&request, status, Some(&self.ids.tag()));
         let warning = error.kind.to_string().replace(['"', '\\'], "'");
         response.headers.push("Warning", format!("399 callwright \"{warning}\""));
         self.add_common_headers(&mut response.headers);
@@ -822,6 +863,7 @@ impl Endpoint {
                 credentials: None,
                 auth_attempts: 0,
                 subscriptions: Vec::new(),
+                event_subscriptions: Vec::new(),
                 ended_reported: false,
                 forget_at: None,
                 pending_incoming: Vec::new(),
@@ -868,14 +910,7 @@ impl Endpoint {
         let _ = flow;
         match request.method {
             Method::Bye => self.on_bye(now, handle, key, request),
-            Method::Notify if self.matches_refer_subscription(handle, &request) => {
-                self.on_refer_notify(now, handle, key, request)
-            }
-            // A refer-package NOTIFY for no REFER of ours (RFC 6665 §4.1.3).
-            Method::Notify if is_refer_event(&request) => {
-                let response = response_to(&request, 481, None);
-                self.respond_on(now, &key, &request, response);
-            }
+            Method::Notify => self.on_notify(now, handle, key, request),
             Method::Invite => self.on_reinvite(now, handle, key, request),
             Method::Options => {
                 let mut response = response_to(&request, 200, None);
@@ -894,19 +929,53 @@ impl Endpoint {
                 }
                 self.respond_on(now, &key, &request, response);
             }
-            _ => {
-                let call = self.calls.get_mut(&handle).expect("indexed call exists");
-                if call.state == CallState::Ended {
-                    let response = response_to(&request, 481, None);
-                    return self.respond_on(now, &key, &request, response);
-                }
-                let incoming = IncomingRequestHandle(self.new_handle());
-                let call = self.calls.get_mut(&handle).expect("indexed call exists");
-                call.pending_incoming.push(incoming);
-                self.incoming.insert(incoming, IncomingRequest { call: handle, key, request: request.clone() });
-                self.events.push_back(Event::Request { call: handle, handle: incoming, request });
-            }
+            _ => self.pass_to_user(now, handle, key, request),
         }
+    }
+
+    /// Hands an in-dialog request to the user, who answers it with [`Endpoint::respond`]; an ended call has
+    /// no one left to answer, so 481.
+    fn pass_to_user(&mut self, now: Instant, handle: CallHandle, key: ServerKey, request: Request) {
+        let call = self.calls.get_mut(&handle).expect("indexed call exists");
+        if call.state == CallState::Ended {
+            let response = response_to(&request, 481, None);
+            return self.respond_on(now, &key, &request, response);
+        }
+        let incoming = IncomingRequestHandle(self.new_handle());
+        let call = self.calls.get_mut(&handle).expect("indexed call exists");
+        call.pending_incoming.push(incoming);
+        self.incoming.insert(incoming, IncomingRequest { call: handle, key, request: request.clone() });
+        self.events.push_back(Event::Request { call: handle, handle: incoming, request });
+    }
+
+    /// A NOTIFY inside a call. It must belong to a subscription we hold, else the subscriber answers 481
+    /// (RFC 6665 §4.1.3): the implicit one of a REFER we sent (answered here, [`Event::ReferNotify`]) or
+    /// one the user opened with SUBSCRIBE (passed to the user). Nothing else reaches the user, so an app
+    /// that answers every request 200 cannot accept state it never asked for.
+    fn on_notify(&mut self, now: Instant, handle: CallHandle, key: ServerKey, request: Request) {
+        let Some(event) = EventKey::of(&request) else {
+            // Event is mandatory in NOTIFY (RFC 6665 §8.2.1): without it the request is malformed, and
+            // §4.1.3 prefers a more fitting 4xx over 481.
+            let mut response = response_to(&request, 400, None);
+            response.reason = "Missing Event header".into();
+            return self.respond_on(now, &key, &request, response);
+        };
+        if self.matches_refer_subscription(handle, &request) {
+            return self.on_refer_notify(now, handle, key, request);
+        }
+        let call = self.calls.get_mut(&handle).expect("indexed call exists");
+        let Some(index) = call.event_subscriptions.iter().position(|s| s.event == event) else {
+            let response = response_to(&request, 481, None);
+            return self.respond_on(now, &key, &request, response);
+        };
+        if ends_subscription(&request) {
+            call.event_subscriptions.remove(index);
+        } else {
+            call.event_subscriptions[index].state = SubscriptionState::Active;
+        }
+        // In an ended call this answers 481, which ends the subscription at the notifier too (RFC 6665
+        // §4.2.2): with the call gone there is no one left to take its state.
+        self.pass_to_user(now, handle, key, request);
     }
 
     fn on_reinvite(&mut self, now: Instant, handle: CallHandle, key: ServerKey, request: Request) {
@@ -1000,7 +1069,7 @@ impl Endpoint {
         self.server_transactions.insert(key.clone(), (id, transaction));
         self.server_by_id.insert(id, key.clone());
         let Some(awaits_final) = target else {
-            let response = response_to(&request, 481, None);
+            let response = response_to(&request, 481, Some(&self.ids.tag()));
             return self.respond_on(now, &key, &request, response);
         };
         let handle = self.calls.iter().find(|(_, c)| c.server_key.as_ref() == Some(&invite_key)).map(|(h, _)| *h);
@@ -1055,10 +1124,7 @@ impl Endpoint {
 
     fn on_refer_notify(&mut self, now: Instant, handle: CallHandle, key: ServerKey, request: Request) {
         let index = self.refer_subscription_index(handle, &request).expect("matched before");
-        let terminated = request
-            .headers
-            .get("Subscription-State")
-            .is_some_and(|s| s.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("terminated"));
+        let terminated = ends_subscription(&request);
         let call = self.calls.get_mut(&handle).expect("indexed call exists");
         let subscription = &mut call.subscriptions[index];
         let refer = subscription.refer;
@@ -1242,8 +1308,32 @@ impl Endpoint {
                 }
             }
         }
+        if request.method == Method::Subscribe {
+            self.on_subscribe_outcome(handle, request, response.status);
+        }
         self.events.push_back(Event::Response { call: handle, request: request_handle, response });
         self.maybe_forget_soon(now, handle);
+    }
+
+    /// The final status of a SUBSCRIBE we sent (408 when none came). A failed first SUBSCRIBE created
+    /// nothing; a failed refresh leaves the subscription as it was, unless 481 says it is already gone
+    /// (RFC 6665 §4.1.2.2).
+    fn on_subscribe_outcome(&mut self, handle: CallHandle, subscribe: &Request, status: u16) {
+        let Some(event) = EventKey::of(subscribe) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&handle) else {
+            return;
+        };
+        let Some(index) = call.event_subscriptions.iter().position(|s| s.event == event) else {
+            return;
+        };
+        let subscription = &mut call.event_subscriptions[index];
+        if (200..300).contains(&status) {
+            subscription.state = SubscriptionState::Active;
+        } else if status == 481 || subscription.state == SubscriptionState::Pending {
+            call.event_subscriptions.remove(index);
+        }
     }
 
     fn retarget_subscription(&mut self, handle: CallHandle, refer: RequestHandle, id: u32) {
@@ -1370,6 +1460,9 @@ impl Endpoint {
         let owner = *owner;
         let state = transaction.state();
         let deadline = transaction.next_deadline();
+        let unanswered_subscribe = (timeout == Some(ClientTimeout::NoResponse)
+            && transaction.request().method == Method::Subscribe)
+            .then(|| transaction.request().clone());
         if state == ClientState::Terminated {
             self.client_transactions.remove(&key);
             self.client_by_id.remove(&id);
@@ -1393,6 +1486,9 @@ impl Endpoint {
                     self.calls.get_mut(&handle).and_then(|c| c.subscriptions.iter_mut().find(|s| s.refer == request))
                 {
                     subscription.state = SubscriptionState::Terminated;
+                }
+                if let Some(subscribe) = unanswered_subscribe {
+                    self.on_subscribe_outcome(handle, &subscribe, 408);
                 }
                 self.events.push_back(Event::Response { call: handle, request, response: Response::new(408) });
                 self.maybe_forget_soon(now, handle);
@@ -1617,8 +1713,10 @@ impl Endpoint {
         Ok(())
     }
 
-    /// Sends a request inside an established call (INFO, MESSAGE, NOTIFY, REFER, OPTIONS, UPDATE). A REFER
-    /// starts tracking its implicit subscription: NOTIFYs come back as [`Event::ReferNotify`].
+    /// Sends a request inside an established call (INFO, MESSAGE, NOTIFY, REFER, SUBSCRIBE, OPTIONS,
+    /// UPDATE). A REFER starts tracking its implicit subscription: NOTIFYs come back as
+    /// [`Event::ReferNotify`]. A SUBSCRIBE starts tracking the subscription of its Event package and `id`:
+    /// matching NOTIFYs come back as [`Event::Request`]; NOTIFYs that match no subscription get 481.
     pub fn send_request(
         &mut self,
         now: Instant,
@@ -1647,6 +1745,16 @@ impl Endpoint {
                 id: seq,
                 state: SubscriptionState::Pending,
             });
+        }
+        // Tracked from the moment it is sent: its first NOTIFY may overtake the 2xx (RFC 6665 §4.1.2.4).
+        // A refresh (same package and id) keeps the subscription as it is.
+        if request.method == Method::Subscribe
+            && let Some(event) = EventKey::of(&sip)
+        {
+            let call = self.calls.get_mut(&handle).expect("checked");
+            if !call.event_subscriptions.iter().any(|s| s.event == event) {
+                call.event_subscriptions.push(EventSubscription { event, state: SubscriptionState::Pending });
+            }
         }
         self.outgoing.insert(request_handle, OutgoingRequest { credentials: request.credentials, auth_attempts: 0 });
         self.start_client(now, flow, sip, ClientOwner::InDialog(handle, request_handle));
@@ -1694,6 +1802,7 @@ impl Endpoint {
                 credentials: call.credentials,
                 auth_attempts: 0,
                 subscriptions: Vec::new(),
+                event_subscriptions: Vec::new(),
                 ended_reported: false,
                 forget_at: None,
                 pending_incoming: Vec::new(),

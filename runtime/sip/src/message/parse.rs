@@ -1,5 +1,6 @@
 //! Turning bytes into a [`Message`], and the checks that decide between a normal answer and 400/505.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use super::header::{Headers, NameAddr, is_valid_call_id};
@@ -65,7 +66,8 @@ pub enum ParseErrorKind {
 pub struct ParseError {
     /// What was wrong.
     pub kind: ParseErrorKind,
-    /// The header fields of a rejected request, when they could be read.
+    /// The header fields of a rejected request, when they could be read: lines that are not fields are
+    /// skipped, and bytes that are not UTF-8 become U+FFFD.
     pub request_headers: Option<Headers>,
     /// The method of a rejected request, when it could be read.
     pub method: Option<Method>,
@@ -137,17 +139,47 @@ pub(crate) fn find_end_of_headers(bytes: &[u8]) -> Option<(usize, usize)> {
     None
 }
 
+/// The longest excerpt of a bad header line kept in [`ParseErrorKind::BadHeaderLine`]: it is echoed in
+/// the Warning of the 400, which should stay a small datagram whatever the peer sent.
+const BAD_LINE_EXCERPT: usize = 80;
+
+/// A header section split into lines, read past any malformed ones so a 400 can still echo its fields.
+struct HeaderSection<'a> {
+    start_line: &'a str,
+    headers: Headers,
+    /// The first line that is not a header field (excerpt); it and its continuation lines were skipped.
+    first_bad_line: Option<String>,
+}
+
+fn excerpt(line: &str) -> String {
+    match line.char_indices().nth(BAD_LINE_EXCERPT) {
+        Some((end, _)) => format!("{}...", &line[..end]),
+        None => line.to_string(),
+    }
+}
+
 /// Splits the header section into the start line and unfolded `(name, value)` fields.
-fn split_header_section(section: &str) -> Result<(&str, Headers), ParseErrorKind> {
+fn split_header_section(section: &str) -> Result<HeaderSection<'_>, ParseErrorKind> {
     let mut lines = section.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
     let start_line = lines.next().filter(|l| !l.is_empty()).ok_or(ParseErrorKind::Empty)?;
     let mut fields: Vec<(String, String)> = Vec::new();
+    let mut first_bad_line = None;
+    // Whether the last line was skipped: its continuation lines are skipped with it, not folded into
+    // the field before it.
+    let mut skipping = false;
     for line in lines {
         if line.is_empty() {
             continue;
         }
         if line.starts_with([' ', '\t']) {
-            let last = fields.last_mut().ok_or_else(|| ParseErrorKind::BadHeaderLine(line.into()))?;
+            if skipping {
+                continue;
+            }
+            let Some(last) = fields.last_mut() else {
+                first_bad_line.get_or_insert_with(|| excerpt(line));
+                skipping = true;
+                continue;
+            };
             let more = line.trim();
             if !more.is_empty() {
                 if !last.1.is_empty() {
@@ -157,18 +189,23 @@ fn split_header_section(section: &str) -> Result<(&str, Headers), ParseErrorKind
             }
             continue;
         }
-        let colon = line.find(':').ok_or_else(|| ParseErrorKind::BadHeaderLine(line.into()))?;
-        let name = line[..colon].trim_end_matches([' ', '\t']);
-        if !is_token(name) {
-            return Err(ParseErrorKind::BadHeaderLine(line.into()));
+        let field = line.split_once(':').map(|(name, value)| (name.trim_end_matches([' ', '\t']), value));
+        match field {
+            Some((name, value)) if is_token(name) => {
+                fields.push((name.to_string(), value.trim().to_string()));
+                skipping = false;
+            }
+            _ => {
+                first_bad_line.get_or_insert_with(|| excerpt(line));
+                skipping = true;
+            }
         }
-        fields.push((name.to_string(), line[colon + 1..].trim().to_string()));
     }
     let mut headers = Headers::new();
     for (name, value) in fields {
         headers.push_received(&name, value);
     }
-    Ok((start_line, headers))
+    Ok(HeaderSection { start_line, headers, first_bad_line })
 }
 
 enum StartLine {
@@ -313,8 +350,13 @@ pub(crate) fn parse_message(bytes: &[u8]) -> Result<Message, ParseError> {
         Some((body_start, section_len)) => (body_start, section_len, false),
         None => (bytes.len(), bytes.len(), true),
     };
-    let section = std::str::from_utf8(&bytes[..section_len]).map_err(|_| ParseError::new(ParseErrorKind::NotUtf8))?;
-    let (start_line, headers) = split_header_section(section).map_err(ParseError::new)?;
+    // A section that is not UTF-8 is still read, leniently, so that a request can be answered with 400.
+    let (section, not_utf8) = match std::str::from_utf8(&bytes[..section_len]) {
+        Ok(text) => (Cow::Borrowed(text), false),
+        Err(_) => (String::from_utf8_lossy(&bytes[..section_len]), true),
+    };
+    let HeaderSection { start_line, headers, first_bad_line } =
+        split_header_section(&section).map_err(ParseError::new)?;
     let start = parse_start_line(start_line);
     let is_request = !matches!(start, Ok(StartLine::Response { .. })) && !starts_with_sip_version(start_line);
     let reject = |kind: ParseErrorKind, method: Option<Method>| ParseError {
@@ -322,6 +364,21 @@ pub(crate) fn parse_message(bytes: &[u8]) -> Result<Message, ParseError> {
         request_headers: is_request.then(|| headers.clone()),
         method,
     };
+    // Bytes that are not text are answered only behind a well-formed request line: random datagrams that
+    // happen to hold a line like `v: …` get nothing.
+    if not_utf8 && !matches!(start, Ok(StartLine::Request { .. })) {
+        return Err(ParseError::new(ParseErrorKind::NotUtf8));
+    }
+    let unreadable =
+        if not_utf8 { Some(ParseErrorKind::NotUtf8) } else { first_bad_line.map(ParseErrorKind::BadHeaderLine) };
+    if let Some(kind) = unreadable {
+        let method = match &start {
+            Ok(StartLine::Request { method, .. }) => Some(method.clone()),
+            Ok(StartLine::Response { .. }) => None,
+            Err((_, method)) => method.clone(),
+        };
+        return Err(reject(kind, method));
+    }
     let start = start.map_err(|(kind, method)| reject(kind, method))?;
     if no_blank_line {
         return Err(reject(ParseErrorKind::NoEndOfHeaders, None));
@@ -392,6 +449,63 @@ mod tests {
         let text = OPTIONS.replace("OPTIONS sip", "FROBNICATE sip").replace("1 OPTIONS", "1 FROBNICATE");
         let Message::Request(request) = Message::parse(text.as_bytes()).unwrap() else { panic!() };
         assert_eq!(request.method, Method::Extension("FROBNICATE".into()));
+    }
+
+    #[test]
+    fn a_header_line_without_a_colon_is_reported_with_the_other_fields_kept() {
+        let text = OPTIONS.replace("Call-ID: x\r\n", "Max-Forwards 70\r\n folded: onto the bad line\r\nCall-ID: x\r\n");
+        let error = Message::parse(text.as_bytes()).unwrap_err();
+        assert_eq!(error.kind, ParseErrorKind::BadHeaderLine("Max-Forwards 70".into()));
+        assert_eq!(error.method, Some(Method::Options));
+        let headers = error.request_headers.expect("the fields around the bad line are kept");
+        assert_eq!(headers.call_id(), Some("x"));
+        assert_eq!(headers.get("CSeq"), Some("1 OPTIONS"));
+        // The continuation of the bad line is skipped with it, not folded into the field before.
+        assert_eq!(headers.get("From"), Some("<sip:b@example.com>;tag=1"));
+        assert_eq!(headers.get("Max-Forwards"), None);
+    }
+
+    #[test]
+    fn the_first_of_several_bad_header_lines_is_the_one_reported() {
+        let text = OPTIONS.replace("SIP/2.0\r\nVia", "SIP/2.0\r\n leading fold\r\nNot A Field: 1\r\nVia");
+        let error = Message::parse(text.as_bytes()).unwrap_err();
+        assert_eq!(error.kind, ParseErrorKind::BadHeaderLine(" leading fold".into()));
+        assert!(error.request_headers.is_some_and(|h| h.get("To").is_some()));
+        let long = format!("X{}", "é".repeat(200));
+        let error = Message::parse(OPTIONS.replace("Call-ID: x", &long).as_bytes()).unwrap_err();
+        let ParseErrorKind::BadHeaderLine(excerpt) = error.kind else { panic!("{error}") };
+        assert!(excerpt.chars().count() < 100, "{excerpt}");
+    }
+
+    #[test]
+    fn a_bad_header_line_in_a_response_keeps_no_fields() {
+        let text =
+            OPTIONS.replace("OPTIONS sip:a@example.com SIP/2.0", "SIP/2.0 200 OK").replace("Call-ID: x", "Call-ID x");
+        let error = Message::parse(text.as_bytes()).unwrap_err();
+        assert_eq!(error.kind, ParseErrorKind::BadHeaderLine("Call-ID x".into()));
+        assert_eq!((error.request_headers, error.method), (None, None));
+    }
+
+    #[test]
+    fn bytes_that_are_not_text_without_a_request_line_keep_no_fields() {
+        // Random bytes holding a compact Via line: nothing to answer.
+        let error = Message::parse(b"\xff\xfe garbage\r\nv: x\r\ni: y\r\n\r\n").unwrap_err();
+        assert_eq!(error.kind, ParseErrorKind::NotUtf8);
+        assert!(error.request_headers.is_none() && error.method.is_none(), "{error:?}");
+    }
+
+    #[test]
+    fn a_header_section_not_utf8_is_reported_with_the_fields_read_leniently() {
+        let mut bytes = OPTIONS.replace("Call-ID: x", "Subject: caf\u{fffd}\r\nCall-ID: x").into_bytes();
+        let at = bytes.windows(3).position(|w| w == "\u{fffd}".as_bytes()).unwrap();
+        bytes.splice(at..at + 3, [0xe9]);
+        let error = Message::parse(&bytes).unwrap_err();
+        assert_eq!(error.kind, ParseErrorKind::NotUtf8);
+        assert_eq!(error.method, Some(Method::Options));
+        let headers = error.request_headers.expect("the fields are kept");
+        assert_eq!(headers.get("Subject"), Some("caf\u{fffd}"));
+        assert_eq!(headers.call_id(), Some("x"));
+        assert!(headers.top_via().is_ok());
     }
 
     #[test]
