@@ -95,8 +95,19 @@ async fn get_module(State(state): State<AdminState>, Path(name): Path<String>) -
 async fn put_module(
     State(state): State<AdminState>,
     Path(name): Path<String>,
-    body: Bytes,
+    request: Request,
 ) -> Result<impl IntoResponse, ApiError> {
+    // Refused from its Content-Length when it announces too much: nothing of it is read.
+    let limit = state.runtime.engine.limits().max_module_size;
+    let too_large =
+        |size: &str| ApiError(StatusCode::PAYLOAD_TOO_LARGE, format!("module is {size}; the limit is {limit}"));
+    let announced = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let Some(length) = announced.filter(|length| *length > limit as u64) {
+        return Err(too_large(&format!("{length} bytes")));
+    }
+    let body = axum::body::to_bytes(request.into_body(), limit + 1)
+        .await
+        .map_err(|_| too_large("larger, or the upload was cut off"))?;
     let modules = state.runtime.modules.clone();
     let module_name = name.clone();
     // Compiling takes milliseconds to seconds: keep it off the threads that run calls.

@@ -51,6 +51,9 @@ pub(crate) struct ServeArgs {
     /// Guest memory per call, in MiB.
     #[arg(long, env = "CALLWRIGHT_MEMORY_PER_CALL_MB")]
     memory_per_call_mb: Option<usize>,
+    /// Largest module accepted on upload, in MiB (default 32).
+    #[arg(long, env = "CALLWRIGHT_MAX_MODULE_MB")]
+    max_module_mb: Option<usize>,
     /// Largest body a guest may send to a hook, and largest hook response it is handed, in KiB.
     #[arg(long, env = "CALLWRIGHT_HOOK_PAYLOAD_KB")]
     hook_payload_kb: Option<usize>,
@@ -144,7 +147,11 @@ impl ServeConfig {
             max_concurrent_calls: args.max_calls.or(file.max_calls).unwrap_or(defaults.max_concurrent_calls),
             max_call_duration: file.max_call_duration_s.map(Duration::from_secs).unwrap_or(defaults.max_call_duration),
             after_call_grace: file.after_call_grace_s.map(Duration::from_secs).unwrap_or(defaults.after_call_grace),
-            max_module_size: file.max_module_mb.map(|mb| mb << 20).unwrap_or(defaults.max_module_size),
+            max_module_size: args
+                .max_module_mb
+                .or(file.max_module_mb)
+                .map(|mb| mb << 20)
+                .unwrap_or(defaults.max_module_size),
             hook_payload_size: args
                 .hook_payload_kb
                 .or(file.hook_payload_kb)
