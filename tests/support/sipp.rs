@@ -290,7 +290,7 @@ impl SippProcess {
     fn outcome(&self, status: Option<ExitStatus>, killed: bool) -> SippOutcome {
         let exit_code = status.and_then(|s| s.code());
         let stats = read_stats(&self.dir.join("stats.csv"));
-        let (successful, failed) = stats.unwrap_or((0, 0));
+        let (successful, failed) = stats.map_or((0, 0), |s| (s.successful, s.failed));
         let all_good = exit_code == Some(0) && failed == 0 && successful == u64::from(self.calls);
 
         let mut log = String::new();
@@ -301,7 +301,8 @@ impl SippProcess {
         }
         let _ = writeln!(log);
         match stats {
-            Some((s, f)) => {
+            Some(stats) => {
+                let (s, f) = (stats.successful, stats.failed);
                 let _ = writeln!(log, "calls: {s} successful, {f} failed (of {} asked)", self.calls);
             }
             None => {
@@ -419,19 +420,6 @@ fn port_is_bound(port: u16, transport: Transport) -> Option<bool> {
     readable.then_some(false)
 }
 
-/// The cumulative successful and failed call counts on the last line of SIPp's statistics CSV.
-fn read_stats(path: &Path) -> Option<(u64, u64)> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<&str> = lines.next()?.split(';').collect();
-    let last: Vec<&str> = lines.next_back()?.split(';').collect();
-    let column = |name: &str| -> Option<u64> {
-        let i = header.iter().position(|h| h.trim() == name)?;
-        last.get(i)?.trim().parse().ok()
-    };
-    Some((column("SuccessfulCall(C)")?, column("FailedCall(C)")?))
-}
-
 /// The end of a text file (at most [`LOG_EXCERPT`] bytes), or "" if it does not exist.
 fn read_tail(path: &Path) -> String {
     let mut bytes = Vec::new();
@@ -443,21 +431,43 @@ fn read_tail(path: &Path) -> String {
     if start > 0 { format!("[... {start} bytes left out ...]\n{text}") } else { text }
 }
 
-/// What a [`flood`] counted (SIPp's cumulative statistics).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FloodCounts {
+/// SIPp's cumulative statistics at the end of a run (the last line of its `-trace_stat` CSV).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SippStats {
     pub successful: u64,
     pub failed: u64,
     /// Failed calls that got a response the scenario did not expect (for SIPp's built-in UAC, a 4xx–6xx).
     pub unexpected: u64,
     /// Failed calls that got no answer in time.
     pub timed_out: u64,
+    pub retransmissions: u64,
+    /// Wall time of the run, from the StartTime and CurrentTime columns (each "date<TAB>time<TAB>unix-seconds").
+    pub elapsed_s: f64,
+}
+
+/// Reads the last line of a `-trace_stat` CSV; `None` if the file or a column is missing.
+pub fn read_stats(path: &Path) -> Option<SippStats> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines.next()?.split(';').collect();
+    let last: Vec<&str> = lines.next_back()?.split(';').collect();
+    let column = |name: &str| header.iter().position(|h| h.trim() == name).and_then(|i| last.get(i).copied());
+    let count = |name: &str| column(name).and_then(|v| v.trim().parse::<u64>().ok());
+    let seconds = |name: &str| column(name).and_then(|v| v.rsplit('\t').next()?.trim().parse::<f64>().ok());
+    Some(SippStats {
+        successful: count("SuccessfulCall(C)")?,
+        failed: count("FailedCall(C)")?,
+        unexpected: count("FailedUnexpectedMessage(C)")?,
+        timed_out: count("FailedMaxUDPRetrans(C)")? + count("FailedTimeoutOnRecv(C)")?,
+        retransmissions: count("Retransmissions(C)")?,
+        elapsed_s: seconds("CurrentTime")? - seconds("StartTime")?,
+    })
 }
 
 /// SIPp's built-in UAC (`-sn uac`: INVITE, ACK, BYE at once) placing `calls` calls to `user` at `rate` per
 /// second, with statistics only (no message trace: this is for loads of thousands of calls). Bounded by
 /// SIPp's `-timeout` and a watchdog as for scenario runs.
-pub fn flood(target: SocketAddr, user: &str, calls: u32, rate: u32, timeout: Duration) -> FloodCounts {
+pub fn flood(target: SocketAddr, user: &str, calls: u32, rate: u32, timeout: Duration) -> SippStats {
     let dir = run_dir(Path::new("flood"));
     let stats = dir.join("stats.csv");
     let mut child = Command::new(std::env::var_os("SIPP").unwrap_or_else(|| "sipp".into()))
@@ -482,20 +492,7 @@ pub fn flood(target: SocketAddr, user: &str, calls: u32, rate: u32, timeout: Dur
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let text = std::fs::read_to_string(&stats).unwrap_or_default();
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<&str> = lines.next().unwrap_or_default().split(';').collect();
-    let last: Vec<&str> = lines.next_back().unwrap_or_default().split(';').collect();
-    let count = |name: &str| {
-        let column = header.iter().position(|h| *h == name);
-        column.and_then(|i| last.get(i)?.trim().parse::<u64>().ok()).unwrap_or_else(|| panic!("no {name} in {text}"))
-    };
-    let counts = FloodCounts {
-        successful: count("SuccessfulCall(C)"),
-        failed: count("FailedCall(C)"),
-        unexpected: count("FailedUnexpectedMessage(C)"),
-        timed_out: count("FailedMaxUDPRetrans(C)") + count("FailedTimeoutOnRecv(C)"),
-    };
+    let counts = read_stats(&stats).unwrap_or_else(|| panic!("SIPp wrote no statistics in {}", dir.display()));
     let _ = std::fs::remove_dir_all(&dir);
     counts
 }

@@ -48,6 +48,7 @@ use std::time::Duration;
 
 use support::hooks::HookServer;
 use support::languages::Language;
+use support::sipp::read_stats;
 use support::{Server, TempDir, free_port};
 
 const DEFAULT_RATES: &[u32] = &[500, 1000, 2000, 3000, 4000, 5000, 6000, 8000];
@@ -643,35 +644,6 @@ fn print_steps(name: &str, steps: &[Step]) {
 
 fn ratio(a: f64, b: f64) -> f64 {
     if b > 0.0 { a / b } else { 0.0 }
-}
-
-struct Stats {
-    successful: u64,
-    failed: u64,
-    unexpected: u64,
-    timed_out: u64,
-    retransmissions: u64,
-    elapsed_s: f64,
-}
-
-/// The last line of SIPp's `-trace_stat` CSV: cumulative counts, and the wall time from its StartTime and
-/// CurrentTime columns (each "date<TAB>time<TAB>unix-seconds").
-fn read_stats(path: &Path) -> Option<Stats> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<&str> = lines.next()?.split(';').collect();
-    let last: Vec<&str> = lines.next_back()?.split(';').collect();
-    let column = |name: &str| header.iter().position(|h| *h == name).and_then(|i| last.get(i).copied());
-    let count = |name: &str| column(name).and_then(|v| v.trim().parse::<u64>().ok());
-    let seconds = |name: &str| column(name).and_then(|v| v.rsplit('\t').next()?.trim().parse::<f64>().ok());
-    Some(Stats {
-        successful: count("SuccessfulCall(C)")?,
-        failed: count("FailedCall(C)")?,
-        unexpected: count("FailedUnexpectedMessage(C)")?,
-        timed_out: count("FailedMaxUDPRetrans(C)")? + count("FailedTimeoutOnRecv(C)")?,
-        retransmissions: count("Retransmissions(C)")?,
-        elapsed_s: seconds("CurrentTime")? - seconds("StartTime")?,
-    })
 }
 
 /// Every INVITE→200 time SIPp logged (`<scenario>_<pid>_rtt.csv`: "date_ms;response_time_ms;rtd_no").
