@@ -337,7 +337,7 @@ fn over_the_call_limit_new_calls_get_503() {
 fn past_capacity_new_calls_are_shed_with_503_and_the_server_recovers() {
     let data = TempDir::new("host-shed");
     // A low threshold, so the debug build sheds under a load any machine can offer.
-    let server = Server::start_in(&data.0, &["--shed-after-ms", "100"]);
+    let server = Server::start_in(&data.0, &["--shed-after-ms", "50"]);
     server.deploy("answer-hangup", ANSWER_HANGUP).assert_status(201);
     server.put_app("flood", &app("answer-hangup", None, "null")).assert_status(201);
     server.put_app("held", &app("answer-hangup", Some("held"), "{\"hangup_after_ms\": 8000}")).assert_status(201);

@@ -71,8 +71,8 @@ pub(crate) struct ServeArgs {
     /// they are hung up and the server exits.
     #[arg(long = "shutdown-grace-s", env = "CALLWRIGHT_SHUTDOWN_GRACE_S")]
     shutdown_grace_s: Option<u64>,
-    /// Shed load: while received SIP requests wait longer than this many milliseconds to be handled, new
-    /// calls get 503 with Retry-After (default 200; 0 never sheds).
+    /// Shed load: while every SIP request received in a 100 ms window waits longer than this many
+    /// milliseconds to be handled, new calls get 503 with Retry-After (default 200; 0 never sheds).
     #[arg(long = "shed-after-ms", env = "CALLWRIGHT_SHED_AFTER_MS")]
     shed_after_ms: Option<u64>,
     /// Log as JSON lines.

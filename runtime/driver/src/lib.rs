@@ -49,8 +49,9 @@ const MAX_DATAGRAM: usize = 65_535;
 const RECEIVE_BATCH: usize = 64;
 /// Capacity of the command and event channels.
 const CHANNEL_CAPACITY: usize = 4096;
-/// Queueing that starts shedding by default: well past the few milliseconds a busy but keeping-up server
-/// queues, well short of T1 (500 ms), when callers start retransmitting and an overload feeds itself.
+/// Standing queueing that starts shedding by default (the shortest wait of every datagram in a 100 ms
+/// window): far past what a server that keeps up queues, well short of T1 (500 ms), when callers start
+/// retransmitting and an overload feeds itself.
 pub const DEFAULT_SHED_AFTER: Duration = Duration::from_millis(200);
 
 /// Settings of a driver.
@@ -60,7 +61,7 @@ pub struct DriverConfig {
     pub listen: Vec<SocketAddr>,
     /// Endpoint settings (its `listeners` are filled in from the bound sockets).
     pub endpoint: EndpointConfig,
-    /// New calls are refused with 503 while received datagrams wait longer than this before they are
+    /// New calls are refused with 503 while every received datagram waits longer than this before it is
     /// handled (see [`Endpoint::set_shedding`]); `None` never sheds.
     pub shed_after: Option<Duration>,
 }
@@ -332,7 +333,7 @@ impl SipDriver {
                     // Take what else is queued in one go: fewer wake-ups under load.
                     let batch = std::iter::once(first).chain(std::iter::from_fn(|| udp_rx.try_recv().ok()));
                     for (flow, arrived, bytes) in batch.take(RECEIVE_BATCH) {
-                        self.watch_queueing(now.saturating_duration_since(arrived));
+                        self.watch_queueing(now, now.saturating_duration_since(arrived));
                         self.endpoint.handle_message(now.into_std(), flow, &bytes);
                     }
                 }
@@ -351,13 +352,13 @@ impl SipDriver {
     }
 
     /// Sheds new calls while datagrams queue too long (see [`overload`]); `waited` is how long the datagram
-    /// about to be handled was queued.
-    fn watch_queueing(&mut self, waited: Duration) {
+    /// about to be handled at `now` was queued.
+    fn watch_queueing(&mut self, now: Instant, waited: Duration) {
         let Some(detector) = &mut self.overload else { return };
-        match detector.observe(waited) {
+        match detector.observe(now.into_std(), waited) {
             Some(Shedding::Started) => {
                 self.endpoint.set_shedding(true);
-                warn!(waited_ms = waited.as_millis(), "overloaded: requests are queueing; new calls get 503");
+                warn!(window_ms = overload::WINDOW.as_millis(), "overloaded: requests are queueing; new calls get 503");
             }
             Some(Shedding::Stopped) => {
                 self.endpoint.set_shedding(false);

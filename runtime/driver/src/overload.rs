@@ -6,16 +6,27 @@
 //! completes. Refusing new calls with a cheap 503 while requests are queueing keeps the calls in progress
 //! and the ones that are taken fast. The signal is the queueing itself, so it needs no notion of how fast
 //! the machine is.
+//!
+//! A burst is not an overload: after the process was descheduled for a moment (a busy machine), the
+//! datagrams read at once waited from nothing to the length of the pause, and are handled in
+//! milliseconds. An overload is a queue that stands: even the freshest datagram waited. So, as CoDel does
+//! for network queues, the detector looks at the *shortest* wait in each [`WINDOW`] of traffic.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Turns shedding on when a datagram waited longer than `start_above`, and off again when one waited
-/// less than `stop_below` (the gap keeps it from flapping).
+/// The span of traffic whose shortest wait decides.
+pub(crate) const WINDOW: Duration = Duration::from_millis(100);
+
+/// Turns shedding on when every datagram of a window waited longer than `start_above`, and off again
+/// when one of a window waited less than `stop_below` (the gap keeps it from flapping), or when traffic
+/// paused for a window (the queue is gone).
 #[derive(Debug, Clone)]
 pub(crate) struct OverloadDetector {
     start_above: Duration,
     stop_below: Duration,
     shedding: bool,
+    window_start: Option<Instant>,
+    shortest_wait: Duration,
 }
 
 /// A change of state the driver acts on.
@@ -26,22 +37,51 @@ pub(crate) enum Shedding {
 }
 
 impl OverloadDetector {
-    /// Sheds above `start_above` of queueing; stops below a quarter of it.
+    /// Sheds above `start_above` of standing queueing; stops below a quarter of it.
     pub(crate) fn new(start_above: Duration) -> OverloadDetector {
-        OverloadDetector { start_above, stop_below: start_above / 4, shedding: false }
+        OverloadDetector {
+            start_above,
+            stop_below: start_above / 4,
+            shedding: false,
+            window_start: None,
+            shortest_wait: Duration::MAX,
+        }
     }
 
-    /// Takes how long one datagram waited; returns a change of state, if any.
-    pub(crate) fn observe(&mut self, waited: Duration) -> Option<Shedding> {
-        if !self.shedding && waited > self.start_above {
-            self.shedding = true;
-            return Some(Shedding::Started);
+    /// Takes how long the datagram handled `now` waited; returns a change of state, if any.
+    pub(crate) fn observe(&mut self, now: Instant, waited: Duration) -> Option<Shedding> {
+        let Some(start) = self.window_start else {
+            self.open_window(now, waited);
+            return None;
+        };
+        let elapsed = now.saturating_duration_since(start);
+        if elapsed < WINDOW {
+            self.shortest_wait = self.shortest_wait.min(waited);
+            return None;
         }
-        if self.shedding && waited < self.stop_below {
-            self.shedding = false;
-            return Some(Shedding::Stopped);
+        // A window that ended long after it should have had a pause in its traffic: not a standing queue.
+        let shortest = (elapsed < 2 * WINDOW).then_some(self.shortest_wait);
+        self.open_window(now, waited);
+        match shortest {
+            Some(shortest) if !self.shedding && shortest > self.start_above => {
+                self.shedding = true;
+                Some(Shedding::Started)
+            }
+            Some(shortest) if self.shedding && shortest < self.stop_below => {
+                self.shedding = false;
+                Some(Shedding::Stopped)
+            }
+            None if self.shedding => {
+                self.shedding = false;
+                Some(Shedding::Stopped)
+            }
+            _ => None,
         }
-        None
+    }
+
+    fn open_window(&mut self, now: Instant, waited: Duration) {
+        self.window_start = Some(now);
+        self.shortest_wait = waited;
     }
 }
 
@@ -53,18 +93,61 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// Feeds one datagram every 10 ms from `from` for `span`, each having waited `waited`; returns the
+    /// changes seen and the time after the last.
+    fn traffic(
+        detector: &mut OverloadDetector,
+        from: Instant,
+        span: Duration,
+        waited: Duration,
+    ) -> (Vec<Shedding>, Instant) {
+        let mut changes = Vec::new();
+        let mut now = from;
+        while now < from + span {
+            changes.extend(detector.observe(now, waited));
+            now += ms(10);
+        }
+        (changes, now)
+    }
+
     #[test]
-    fn starts_above_the_threshold_and_stops_below_a_quarter_of_it() {
+    fn a_standing_queue_starts_shedding_and_a_short_one_stops_it() {
         let mut detector = OverloadDetector::new(ms(200));
-        assert_eq!(detector.observe(ms(5)), None);
-        assert_eq!(detector.observe(ms(200)), None, "at the threshold is not above it");
-        assert_eq!(detector.observe(ms(201)), Some(Shedding::Started));
-        assert_eq!(detector.observe(ms(900)), None);
-        // Draining: still queueing more than 50 ms, so still shedding.
-        assert_eq!(detector.observe(ms(120)), None);
-        assert_eq!(detector.observe(ms(50)), None);
-        assert_eq!(detector.observe(ms(49)), Some(Shedding::Stopped));
-        assert_eq!(detector.observe(ms(150)), None, "between the two thresholds nothing changes");
-        assert_eq!(detector.observe(ms(300)), Some(Shedding::Started));
+        let start = Instant::now();
+        let (changes, now) = traffic(&mut detector, start, ms(300), ms(5));
+        assert!(changes.is_empty());
+        let (changes, now) = traffic(&mut detector, now, ms(300), ms(250));
+        assert_eq!(changes, [Shedding::Started], "every datagram of a window waited 250 ms");
+        // Draining: still 100 ms of standing queue, still shedding.
+        let (changes, now) = traffic(&mut detector, now, ms(300), ms(100));
+        assert!(changes.is_empty());
+        let (changes, _) = traffic(&mut detector, now, ms(300), ms(20));
+        assert_eq!(changes, [Shedding::Stopped]);
+    }
+
+    #[test]
+    fn a_burst_after_a_pause_is_not_an_overload() {
+        let mut detector = OverloadDetector::new(ms(200));
+        let start = Instant::now();
+        let (_, now) = traffic(&mut detector, start, ms(300), ms(5));
+        // Descheduled 400 ms: the datagrams read at once waited 400 ms down to nothing.
+        let now = now + ms(400);
+        for (i, waited) in (0..40).rev().map(|i| ms(i * 10)).enumerate() {
+            assert_eq!(detector.observe(now + Duration::from_micros(i as u64 * 50), waited), None);
+        }
+        let (changes, _) = traffic(&mut detector, now + ms(2), ms(300), ms(5));
+        assert!(changes.is_empty(), "{changes:?}");
+    }
+
+    #[test]
+    fn one_late_datagram_after_idle_is_not_an_overload_and_a_pause_ends_shedding() {
+        let mut detector = OverloadDetector::new(ms(200));
+        let start = Instant::now();
+        assert_eq!(detector.observe(start, ms(900)), None);
+        assert_eq!(detector.observe(start + ms(5_000), ms(900)), None, "two lone datagrams are no window");
+        let (changes, now) = traffic(&mut detector, start + ms(10_000), ms(300), ms(250));
+        assert_eq!(changes, [Shedding::Started]);
+        // Traffic stops; the next datagram, a second later, finds the queue gone.
+        assert_eq!(detector.observe(now + ms(1_000), ms(250)), Some(Shedding::Stopped));
     }
 }
