@@ -158,7 +158,7 @@ fn a_generated_token_is_kept_in_the_data_dir_and_not_logged() {
         .unwrap();
     let token_file = data.0.join("admin-token");
     let started = Instant::now();
-    while http_ready(http_addr).is_none() && started.elapsed() < Duration::from_secs(30) {
+    while !support::answers_health_check(http_addr) && started.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(50));
     }
     let token = std::fs::read_to_string(&token_file).expect("token file written").trim().to_string();
@@ -173,10 +173,6 @@ fn a_generated_token_is_kept_in_the_data_dir_and_not_logged() {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777, 0o600);
     }
-}
-
-fn http_ready(addr: std::net::SocketAddr) -> Option<()> {
-    std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).ok().map(|_| ())
 }
 
 #[test]

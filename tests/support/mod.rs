@@ -50,6 +50,17 @@ pub fn free_port() -> u16 {
     panic!("no port free for both UDP and TCP")
 }
 
+/// Whether `GET /healthz` at `addr` answers 200.
+pub fn answers_health_check(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut answer = String::new();
+    stream.write_all(request.as_bytes()).is_ok()
+        && stream.read_to_string(&mut answer).is_ok()
+        && answer.starts_with("HTTP/1.1 200")
+}
+
 /// A fresh directory under the system temp dir, removed on drop.
 pub struct TempDir(pub PathBuf);
 
@@ -108,8 +119,9 @@ impl Server {
             .expect("start callwright");
         let mut server = Server { child, sip, http, data: data.to_path_buf(), log_path };
         let started = Instant::now();
-        // The admin API binds after the SIP sockets: once it accepts connections, the server is ready.
-        while TcpStream::connect_timeout(&http, Duration::from_millis(200)).is_err() {
+        // The admin API binds after the SIP sockets: once it answers, the server is ready. (A bare connect
+        // is not proof: with many connections open, a connect to a port nobody listens on can meet itself.)
+        while !answers_health_check(http) {
             assert!(server.is_running(), "callwright exited:\n{}", server.log());
             assert!(started.elapsed() < STARTUP_TIMEOUT, "callwright did not start:\n{}", server.log());
             std::thread::sleep(Duration::from_millis(50));
