@@ -543,11 +543,9 @@ fn assert_still_serving(server: &mut Server) -> (Duration, Duration) {
     (udp, tcp)
 }
 
-/// The resident memory of process `pid`, in KiB.
+/// The resident memory of the running process `pid`, in KiB.
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
-    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("VmRSS in kB")
+    support::rss_kib(pid).expect("VmRSS of a running server")
 }
 
 /// The soft open-file limit of process `pid`.

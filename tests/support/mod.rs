@@ -50,6 +50,12 @@ pub fn free_port() -> u16 {
     panic!("no port free for both UDP and TCP")
 }
 
+/// The resident memory of process `pid` in KiB (`VmRSS` of `/proc/<pid>/status`); `None` once it is gone.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Whether `GET /healthz` at `addr` answers 200.
 pub fn answers_health_check(addr: SocketAddr) -> bool {
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else { return false };

@@ -328,12 +328,9 @@ fn live_calls(server: &Server) -> usize {
     serde_json::from_str::<Vec<serde_json::Value>>(&server.api("GET", "/v1/calls", b"").body).map_or(0, |c| c.len())
 }
 
-/// Resident memory of a process in KiB (`VmRSS` of `/proc/<pid>/status`).
+/// Resident memory of a process in KiB; 0 once it is gone.
 fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
+    support::rss_kib(pid).unwrap_or(0)
 }
 
 /// answer-hangup against SIPp's UAS; returns both sustained rates (SIPp UAS, callwright).

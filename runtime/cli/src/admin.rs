@@ -41,7 +41,7 @@ fn internal(error: impl std::fmt::Display) -> ApiError {
 }
 
 pub(crate) fn router(state: AdminState) -> Router {
-    // Leave headroom over the module limit so an oversized upload reaches the handler and gets a clear 413.
+    // For the JSON bodies of apps; a module upload reads its body itself, up to the module limit.
     let body_limit = state.runtime.engine.limits().max_module_size + (1 << 20);
     let api = Router::new()
         .route("/v1/modules", get(list_modules))

@@ -169,14 +169,15 @@ const STATIC_MAPPINGS_PER_CALL: usize = 2 * INSTANCES_PER_CALL;
 /// Memory mappings a live instance adds: its linear memory and table slots, each split from its guard
 /// (measured: 1,000 calls of the Rust `answer-hangup`, one instance each, added 4,006).
 const MAPPINGS_PER_LIVE_INSTANCE: usize = 4;
+/// Memory mappings one call needs at most: its share of the pool's stacks, and every instance it may hold.
+const MAPPINGS_PER_CALL: usize = STATIC_MAPPINGS_PER_CALL + INSTANCES_PER_CALL * MAPPINGS_PER_LIVE_INSTANCE;
 /// Mappings left for everything else: the allocator's large blocks, threads' stacks, libraries, compiled
 /// modules. When mappings run out, `malloc` fails and the process aborts, so this is generous.
 const MAPPINGS_HEADROOM: usize = 8192;
 
 /// Memory mappings `max_calls` calls need at most (every call at [`INSTANCES_PER_CALL`] instances).
 fn memory_maps_needed(max_calls: usize) -> usize {
-    let per_call = STATIC_MAPPINGS_PER_CALL + INSTANCES_PER_CALL * MAPPINGS_PER_LIVE_INSTANCE;
-    max_calls.saturating_mul(per_call).saturating_add(MAPPINGS_HEADROOM)
+    max_calls.saturating_mul(MAPPINGS_PER_CALL).saturating_add(MAPPINGS_HEADROOM)
 }
 
 /// How many concurrent calls Linux's limit on a process's memory mappings (`vm.max_map_count`, 65,530 by
@@ -188,8 +189,7 @@ pub fn calls_the_memory_maps_allow() -> Option<usize> {
 }
 
 fn calls_allowed_by(max_map_count: usize) -> usize {
-    let per_call = STATIC_MAPPINGS_PER_CALL + INSTANCES_PER_CALL * MAPPINGS_PER_LIVE_INSTANCE;
-    max_map_count.saturating_sub(MAPPINGS_HEADROOM) / per_call
+    max_map_count.saturating_sub(MAPPINGS_HEADROOM) / MAPPINGS_PER_CALL
 }
 
 /// One thread advances the epoch every [`EPOCH_TICK`]; guests check it to yield and to meter CPU.
