@@ -244,6 +244,9 @@ impl SipHandle {
 pub(crate) enum StreamInput {
     /// A framed message arrived on a connection.
     Message(Flow, Vec<u8>),
+    /// A message too large to take arrived on a connection: its header section and its size by its
+    /// Content-Length. The connection writes what it is sent next and then closes.
+    Oversized { flow: Flow, head: Vec<u8>, size: usize },
     /// A connection is open; bytes for `remote` go to `writer`.
     Opened(SocketAddr, mpsc::Sender<Vec<u8>>),
     /// A connection closed.
@@ -371,6 +374,14 @@ impl SipDriver {
     fn on_stream_input(&mut self, input: StreamInput) {
         match input {
             StreamInput::Message(flow, bytes) => self.endpoint.handle_message(Self::now(), flow, &bytes),
+            StreamInput::Oversized { flow, head, size } => {
+                self.endpoint.handle_oversized(flow, &head, size);
+                while let Some(transmit) = self.endpoint.poll_transmit() {
+                    self.send(transmit);
+                }
+                // Dropping our sender ends the connection's outbox after the 513: it then closes.
+                self.connections.remove(&flow.remote);
+            }
             StreamInput::Opened(remote, writer) => {
                 self.connections.insert(remote, writer);
             }

@@ -10,10 +10,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use callwright_sip::message::{Frame, StreamFramer};
+use callwright_sip::message::{Frame, FramingError, StreamFramer};
 use callwright_sip::{Flow, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::WriteHalf;
+use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::{Instant, timeout, timeout_at};
@@ -42,6 +42,8 @@ const REFUSAL_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 const READ_BUFFER: usize = 16 * 1024;
 /// Messages queued for one connection before further ones are dropped.
 const WRITE_BACKLOG: usize = 256;
+/// How long a connection that is closing waits for the driver's last messages (a 513) to write them.
+const LINGER: Duration = Duration::from_secs(1);
 /// How long an outbound connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -179,8 +181,10 @@ enum Closing {
     MessageLate,
     /// A write could not finish in time or failed.
     WriteStuck,
-    /// The stream cannot be framed (too large, bad Content-Length).
+    /// The stream cannot be framed (an endless header section, a bad Content-Length).
     Unframeable,
+    /// A message's Content-Length was over the size limit; a request was answered 513 first.
+    Oversized,
     /// The driver is gone.
     DriverStopped,
 }
@@ -230,6 +234,15 @@ impl Connection {
                                 }
                             }
                             Ok(None) => break,
+                            Err(FramingError::BodyTooLarge { size, head }) => {
+                                warn!(%remote, size, "message too large: answering 513 and closing the TCP connection");
+                                let oversized = StreamInput::Oversized { flow, head, size };
+                                if self.to_driver.send(oversized).await.is_err() {
+                                    break 'connection Closing::DriverStopped;
+                                }
+                                self.close_after_answer(&mut reader, &mut writer, &mut outbox, &mut buffer).await;
+                                break 'connection Closing::Oversized;
+                            }
                             Err(error) => {
                                 warn!(%remote, %error, "closing TCP connection");
                                 break 'connection Closing::Unframeable;
@@ -254,6 +267,28 @@ impl Connection {
         };
         debug!(%remote, ?closing, "TCP connection closed");
         let _ = self.to_driver.send(StreamInput::Closed(remote)).await;
+    }
+
+    /// Closes a connection that cannot go on reading, within [`LINGER`], without losing its last answer:
+    /// writes what the driver still sends before it lets the connection go (closing `outbox`), which is the
+    /// answer to the message that could not be taken and whatever was queued before it; then sends FIN and
+    /// reads and drops what the peer still sends. Closing with unread bytes would send RST instead, and a
+    /// peer's kernel drops data not yet read when RST arrives, so the answer would often be lost.
+    async fn close_after_answer(
+        &self,
+        reader: &mut ReadHalf<'_>,
+        writer: &mut WriteHalf<'_>,
+        outbox: &mut mpsc::Receiver<Vec<u8>>,
+        buffer: &mut [u8],
+    ) {
+        let due = Instant::now() + LINGER;
+        while let Ok(Some(bytes)) = timeout_at(due, outbox.recv()).await {
+            if !self.write(writer, &bytes).await {
+                return;
+            }
+        }
+        let _ = timeout_at(due, writer.shutdown()).await;
+        while let Ok(Ok(1..)) = timeout_at(due, reader.read(buffer)).await {}
     }
 
     /// Writes `bytes` whole; false if that failed or took longer than the write timeout.
@@ -384,6 +419,37 @@ mod tests {
         let mut again = TcpStream::connect(addr).await.unwrap();
         again.write_all(OPTIONS).await.unwrap();
         assert!(matches!(next_input(&mut inputs).await, StreamInput::Message(..)));
+    }
+
+    #[tokio::test]
+    async fn a_message_too_large_gets_the_drivers_answer_before_the_close_while_its_body_still_comes() {
+        let (addr, mut inputs) = listener(8).await;
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let Some(StreamInput::Opened(_, writer)) = inputs.recv().await else { panic!("not opened") };
+        let (mut reader, mut sender) = stream.into_split();
+        let head = b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 1000000\r\n\r\n";
+        sender.write_all(head).await.unwrap();
+        // The body keeps coming: a close with it unread would reset the connection, losing the answer.
+        let body = tokio::spawn(async move {
+            let chunk = [b'a'; 8192];
+            for _ in 0..1_000_000 / chunk.len() {
+                if sender.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let input = timeout(Duration::from_secs(5), inputs.recv()).await.expect("told in time");
+        let Some(StreamInput::Oversized { head: told, size, .. }) = input else { panic!("not told it is oversized") };
+        assert_eq!((told.as_slice(), size), (&head[..], head.len() + 1_000_000));
+        let answer = b"SIP/2.0 513 Message Too Large\r\nContent-Length: 0\r\n\r\n";
+        writer.send(answer.to_vec()).await.unwrap();
+        drop(writer);
+        let mut received = Vec::new();
+        timeout(Duration::from_secs(5), reader.read_to_end(&mut received)).await.unwrap().expect("FIN, not RST");
+        assert_eq!(received, answer);
+        let input = timeout(Duration::from_secs(5), inputs.recv()).await.expect("closed in time");
+        assert!(matches!(input, Some(StreamInput::Closed(_))));
+        timeout(Duration::from_secs(5), body).await.expect("the body's writes end with the connection").unwrap();
     }
 
     #[tokio::test]

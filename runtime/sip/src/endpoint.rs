@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use crate::auth::{Credentials, DigestChallenge, DigestRequest, authorization};
 use crate::dialog::{Dialog, SequenceCheck};
 use crate::error::Error;
-use crate::message::{Host, Message, Method, NameAddr, ParseError, Request, Response, SipUri, Uri, Via};
+use crate::message::{
+    Host, Message, Method, NameAddr, ParseError, ParseErrorKind, Request, Response, SipUri, Uri, Via,
+};
 use crate::rng::IdGenerator;
 use crate::timers::TimerSettings;
 use crate::transaction::{
@@ -660,13 +662,30 @@ impl Endpoint {
                 self.on_request(now, flow, request);
             }
             Ok(Message::Response(response)) => self.on_response(now, response),
-            Err(error) => self.on_parse_error(flow, error),
+            Err(error) => {
+                let (status, warning) = (error.status(), error.kind.to_string());
+                self.answer_unparsed(flow, error, status, &warning);
+            }
         }
     }
 
-    fn on_parse_error(&mut self, flow: Flow, error: ParseError) {
-        let status = error.status();
-        let (Some(headers), method) = (error.request_headers.clone(), error.method.clone()) else {
+    /// A stream message whose Content-Length takes it past [`MAX_MESSAGE_SIZE`](crate::message::MAX_MESSAGE_SIZE)
+    /// bytes: only its header section `head` was read. A request is answered 513 Message Too Large (RFC 3261
+    /// §21.5.14) from those fields; the caller then closes the connection, as the body cannot be skipped.
+    pub fn handle_oversized(&mut self, flow: Flow, head: &[u8], size: usize) {
+        // Without its body the message fails to parse (the body falls short of its Content-Length), but the
+        // error keeps a request's fields, which is all an answer needs.
+        let Err(error) = Message::parse(head) else {
+            return;
+        };
+        let warning = ParseErrorKind::TooLarge(size).to_string();
+        self.answer_unparsed(flow, error, 513, &warning);
+    }
+
+    /// Answers a request that could not be parsed with `status`, from whatever fields of it could be read,
+    /// statelessly; a Warning carries `warning`. Responses, ACKs and requests without a Via get nothing.
+    fn answer_unparsed(&mut self, flow: Flow, error: ParseError, status: u16, warning: &str) {
+        let (Some(headers), method) = (error.request_headers, error.method) else {
             return;
         };
         if method == Some(Method::Ack) || headers.get("Via").is_none() {
@@ -676,7 +695,7 @@ impl Endpoint {
         request.headers = headers;
         // A final response outside a dialog carries a To tag (RFC 3261 §8.2.6.2).
         let mut response = response_to(&request, status, Some(&self.ids.tag()));
-        let warning = error.kind.to_string().replace(['"', '\\'], "'");
+        let warning = warning.replace(['"', '\\'], "'");
         response.headers.push("Warning", format!("399 callwright \"{warning}\""));
         self.add_common_headers(&mut response.headers);
         // A Via we cannot read gives no return address: answer the packet's source.

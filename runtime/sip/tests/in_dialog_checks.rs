@@ -1,5 +1,6 @@
 //! What the UAS core answers before anything reaches the user: 481 for unknown dialogs, 500 for old CSeqs,
-//! 482 for merged requests, 200 to OPTIONS, and retransmissions answered from the transaction.
+//! 482 for merged requests, 200 to OPTIONS, retransmissions answered from the transaction, and 513 to a
+//! stream request too large to read.
 
 mod common;
 
@@ -102,4 +103,28 @@ fn responses_follow_via_received_and_rport() {
     let via = trying.headers.top_via().unwrap();
     assert_eq!(via.params.get("received"), Some(Some("127.0.0.1")));
     assert_eq!(via.params.get("rport"), Some(Some("5070")));
+}
+
+#[test]
+fn a_stream_request_too_large_to_read_gets_513_from_its_header_section() {
+    let mut peer = RawPeer::new(Transport::Tcp);
+    let head = invite("z9hG4bKbig").replace("Content-Length: ", "Content-Length: 7000");
+    let head = &head[..head.find("\r\n\r\n").expect("a header section") + 4];
+    let size = head.len() + 70_000;
+    peer.endpoint.handle_oversized(peer.flow, head.as_bytes(), size);
+    let (sent, events) = peer.drain();
+    assert_eq!(statuses(&sent), [513]);
+    let Message::Response(too_large) = &sent[0] else { unreachable!() };
+    assert!(too_large.headers.tag("To").is_some(), "a final answer outside a dialog has a To tag");
+    assert_eq!(too_large.headers.get("Call-ID"), Some("dlg-1"));
+    let warning = too_large.headers.get("Warning").unwrap_or_default();
+    assert!(warning.contains(&format!("message of {size} bytes")), "{warning}");
+    assert!(events.is_empty(), "no call is offered");
+
+    // A response that is too large, or an ACK, is answered by nobody.
+    let response = "SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP 10.0.0.1;branch=z9hG4bKr\r\nContent-Length: 70000\r\n\r\n";
+    peer.endpoint.handle_oversized(peer.flow, response.as_bytes(), 70_100);
+    let ack = head.replace("INVITE", "ACK");
+    peer.endpoint.handle_oversized(peer.flow, ack.as_bytes(), 70_100);
+    assert!(peer.drain().0.is_empty());
 }

@@ -1,5 +1,6 @@
 //! An arbitrary UDP datagram given to a fresh `Endpoint` must not panic it: nor must answering any call
-//! it starts, a retransmission of the same datagram, or running its timers for 40 s of virtual time.
+//! it starts, a retransmission of the same datagram, running its timers for 40 s of virtual time, or the
+//! same bytes taken as the header section of a stream message too large to read.
 #![no_main]
 
 use std::time::{Duration, Instant};
@@ -41,5 +42,9 @@ fuzz_target!(|data: &[u8]| {
         drain(&mut endpoint, at);
     }
     endpoint.handle_timeout(until);
+    drain(&mut endpoint, until);
+    // The same bytes as the header section of a TCP message too large to take: a 513 or nothing.
+    let stream = Flow { transport: Transport::Tcp, ..flow };
+    endpoint.handle_oversized(stream, data, data.len() + 70_000);
     drain(&mut endpoint, until);
 });

@@ -17,8 +17,16 @@ pub enum Frame {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FramingError {
-    /// A message (or an unterminated header section) grew past the size limit.
+    /// An unterminated header section grew past the size limit.
     TooLarge(usize),
+    /// A header section arrived whole, but its Content-Length takes the message past the size limit. The
+    /// header section is kept so a request can still be answered 513 before the connection closes.
+    BodyTooLarge {
+        /// The message's size by its Content-Length.
+        size: usize,
+        /// The header section, up to and including the blank line.
+        head: Vec<u8>,
+    },
     /// Content-Length missing a number, so the next message's start is unknown.
     BadContentLength(String),
 }
@@ -28,6 +36,9 @@ impl fmt::Display for FramingError {
         match self {
             FramingError::TooLarge(n) => {
                 write!(f, "stream message of {n}+ bytes exceeds {MAX_MESSAGE_SIZE}")
+            }
+            FramingError::BodyTooLarge { size, .. } => {
+                write!(f, "stream message of {size} bytes (by its Content-Length) exceeds {MAX_MESSAGE_SIZE}")
             }
             FramingError::BadContentLength(v) => {
                 write!(f, "unframeable stream: bad Content-Length {v:?}")
@@ -101,7 +112,7 @@ impl StreamFramer {
         let content_length = content_length(&self.buffer[..section_len])?;
         let total = body_start + content_length;
         if total > MAX_MESSAGE_SIZE {
-            return Err(FramingError::TooLarge(total));
+            return Err(FramingError::BodyTooLarge { size: total, head: self.buffer[..body_start].to_vec() });
         }
         if self.buffer.len() < total {
             return Ok(None);
@@ -175,6 +186,12 @@ mod tests {
         let mut framer = StreamFramer::new();
         framer.push(&vec![b'a'; MAX_MESSAGE_SIZE + 1]);
         assert!(matches!(framer.next_frame(), Err(FramingError::TooLarge(_))));
+        // A whole header section announcing too large a body is handed back, to be answered 513.
+        let mut framer = StreamFramer::new();
+        let head = b"INVITE sip:a@b SIP/2.0\r\nl: 70000\r\n\r\n";
+        framer.push(head);
+        let expected = FramingError::BodyTooLarge { size: head.len() + 70_000, head: head.to_vec() };
+        assert_eq!(framer.next_frame(), Err(expected));
         let mut framer = StreamFramer::new();
         framer.push(b"INVITE sip:a@b SIP/2.0\r\nContent-Length: -1\r\n\r\n");
         assert!(matches!(framer.next_frame(), Err(FramingError::BadContentLength(_))));
