@@ -342,13 +342,18 @@ impl SipDriver {
                 }
                 input = self.stream_rx.recv() => {
                     let Some(input) = input else { break };
+                    self.check_pause();
                     self.on_stream_input(input);
                 }
                 command = self.commands.recv() => {
                     let Some(command) = command else { break };
+                    self.check_pause();
                     self.on_command(command);
                 }
-                () = sleep => self.endpoint.handle_timeout(Self::now()),
+                () = sleep => {
+                    self.check_pause();
+                    self.endpoint.handle_timeout(Self::now());
+                }
             }
         }
         debug!("SIP driver stopped");
@@ -358,7 +363,20 @@ impl SipDriver {
     /// about to be handled at `now` was queued.
     fn watch_queueing(&mut self, now: Instant, waited: Duration) {
         let Some(detector) = &mut self.overload else { return };
-        match detector.observe(now.into_std(), waited) {
+        let change = detector.observe(now.into_std(), waited);
+        self.on_shedding_change(change);
+    }
+
+    /// Stops shedding if no datagram came for a while: whenever the driver wakes for something else (a TCP
+    /// message, a command such as stats, a timer), since no datagram may come to end it.
+    fn check_pause(&mut self) {
+        let Some(detector) = &mut self.overload else { return };
+        let change = detector.check_pause(Self::now());
+        self.on_shedding_change(change);
+    }
+
+    fn on_shedding_change(&mut self, change: Option<Shedding>) {
+        match change {
             Some(Shedding::Started) => {
                 self.endpoint.set_shedding(true);
                 warn!(window_ms = overload::WINDOW.as_millis(), "overloaded: requests are queueing; new calls get 503");

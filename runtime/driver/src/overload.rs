@@ -79,6 +79,18 @@ impl OverloadDetector {
         }
     }
 
+    /// Ends shedding when no datagram has come for a window: the queue is gone. [`Self::observe`] would see
+    /// that only when the next datagram comes, and meanwhile a call arriving another way (over TCP) would
+    /// be refused and the server's stats would still say it sheds.
+    pub(crate) fn check_pause(&mut self, now: Instant) -> Option<Shedding> {
+        let paused = self.window_start.is_some_and(|start| now.saturating_duration_since(start) >= 2 * WINDOW);
+        if !(self.shedding && paused) {
+            return None;
+        }
+        self.shedding = false;
+        Some(Shedding::Stopped)
+    }
+
     fn open_window(&mut self, now: Instant, waited: Duration) {
         self.window_start = Some(now);
         self.shortest_wait = waited;
@@ -149,5 +161,17 @@ mod tests {
         assert_eq!(changes, [Shedding::Started]);
         // Traffic stops; the next datagram, a second later, finds the queue gone.
         assert_eq!(detector.observe(now + ms(1_000), ms(250)), Some(Shedding::Stopped));
+    }
+
+    #[test]
+    fn a_pause_ends_shedding_before_the_next_datagram_comes() {
+        let mut detector = OverloadDetector::new(ms(200));
+        let (changes, now) = traffic(&mut detector, Instant::now(), ms(300), ms(250));
+        assert_eq!(changes, [Shedding::Started]);
+        // The last window opened at `now - 100 ms`: one window without traffic is not yet a pause.
+        assert_eq!(detector.check_pause(now + ms(50)), None);
+        assert_eq!(detector.check_pause(now + ms(100)), Some(Shedding::Stopped));
+        assert_eq!(detector.check_pause(now + ms(200)), None, "said once");
+        assert_eq!(detector.observe(now + ms(300), ms(5)), None, "the next datagram changes nothing");
     }
 }
