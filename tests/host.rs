@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use support::hooks::HookServer;
 use support::serde_like::app;
-use support::sipp::{self, Sipp, Transport};
+use support::sipp::{self, Sipp, SippProcess, Transport};
 use support::{ANSWER_HANGUP, HOSTILE, STUBBED_IMPORT, Server, TOKEN, TRANSFER_VERBS, TempDir, VERB_SAMPLE, http};
 
 #[test]
@@ -199,20 +199,7 @@ fn a_deleted_module_lets_its_live_calls_finish() {
     server.put_app("demo", &app("answer-hangup", None, "{\"hangup_after_ms\": 3000}")).assert_status(201);
     let conflict = server.api("DELETE", "/v1/modules/answer-hangup", b"");
     conflict.assert_status(409);
-    let call = Sipp::client("uac-callee-hangs-up.xml", server.sip)
-        .service("1")
-        .calls(1)
-        .timeout(Duration::from_secs(20))
-        .spawn();
-    let started = Instant::now();
-    loop {
-        let calls = server.api("GET", "/v1/calls", b"");
-        if calls.body.contains("\"app\":\"demo\"") {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(5), "the call never showed in /v1/calls: {}", calls.body);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let call = call_in_progress(&server, "1", "demo", Duration::from_secs(20));
     server.api("DELETE", "/v1/apps/demo", b"").assert_status(204);
     server.api("DELETE", "/v1/modules/answer-hangup", b"").assert_status(204);
     server.api("GET", "/v1/modules/answer-hangup", b"").assert_status(404);
@@ -227,16 +214,7 @@ fn replacing_a_module_lets_calls_in_progress_complete_on_the_old_one() {
     let server = Server::start_in(&data.0, &[]);
     server.deploy("flow", ANSWER_HANGUP).assert_status(201);
     server.put_app("demo", &app("flow", None, "{\"hangup_after_ms\": 3000}")).assert_status(201);
-    let call = Sipp::client("uac-callee-hangs-up.xml", server.sip)
-        .service("1")
-        .calls(1)
-        .timeout(Duration::from_secs(20))
-        .spawn();
-    let started = Instant::now();
-    while !server.api("GET", "/v1/calls", b"").body.contains("\"app\":\"demo\"") {
-        assert!(started.elapsed() < Duration::from_secs(5), "the call never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let call = call_in_progress(&server, "1", "demo", Duration::from_secs(20));
     // Replace the module under the same name with a different component while the call runs.
     let replaced = server.deploy("flow", HOSTILE);
     replaced.assert_status(201);
@@ -247,6 +225,22 @@ fn replacing_a_module_lets_calls_in_progress_complete_on_the_old_one() {
 }
 
 /// Starts a server with tight limits, the hostile guest on three numbers and a normal flow on the rest.
+/// Places a call to `service` that the server's guest hangs up (SIPp gives up after `timeout`), and
+/// returns once `GET /v1/calls` lists it under `app`.
+fn call_in_progress(server: &Server, service: &str, app: &str, timeout: Duration) -> SippProcess {
+    let call = Sipp::client("uac-callee-hangs-up.xml", server.sip).service(service).calls(1).timeout(timeout).spawn();
+    let listed = format!("\"app\":\"{app}\"");
+    let started = Instant::now();
+    loop {
+        let calls = server.api("GET", "/v1/calls", b"");
+        if calls.body.contains(&listed) {
+            return call;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the call never showed in /v1/calls: {}", calls.body);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn hostile_server(data: &TempDir) -> Server {
     let server = Server::start_in(&data.0, &["--cpu-per-call-ms", "300", "--memory-per-call-mb", "32"]);
     server.deploy("hostile", HOSTILE).assert_status(201);
@@ -315,16 +309,7 @@ fn over_the_call_limit_new_calls_get_503() {
     let server = Server::start_in(&data.0, &["--max-calls", "1"]);
     server.deploy("answer-hangup", ANSWER_HANGUP).assert_status(201);
     server.put_app("demo", &app("answer-hangup", None, "{\"hangup_after_ms\": 3000}")).assert_status(201);
-    let first = Sipp::client("uac-callee-hangs-up.xml", server.sip)
-        .service("1")
-        .calls(1)
-        .timeout(Duration::from_secs(20))
-        .spawn();
-    let started = Instant::now();
-    while !server.api("GET", "/v1/calls", b"").body.contains("demo") {
-        assert!(started.elapsed() < Duration::from_secs(5));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let first = call_in_progress(&server, "1", "demo", Duration::from_secs(20));
     Sipp::client("uac-rejected-503.xml", server.sip).service("2").calls(1).run().assert_all_succeeded(1);
     first.wait().assert_all_succeeded(1);
 }
@@ -339,16 +324,7 @@ fn past_capacity_new_calls_are_shed_with_503_and_the_server_recovers() {
     server.put_app("held", &app("answer-hangup", Some("held"), "{\"hangup_after_ms\": 8000}")).assert_status(201);
     let stats = || serde_json::from_str::<serde_json::Value>(&server.api("GET", "/v1/stats", b"").body).unwrap();
     // A call in progress before the flood goes on through it: the guest hangs it up after 8 s.
-    let held = Sipp::client("uac-callee-hangs-up.xml", server.sip)
-        .service("held")
-        .calls(1)
-        .timeout(Duration::from_secs(40))
-        .spawn();
-    let started = Instant::now();
-    while stats()["live_calls"] != 1 {
-        assert!(started.elapsed() < Duration::from_secs(10), "the held call did not start: {}", stats());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let held = call_in_progress(&server, "held", "held", Duration::from_secs(40));
     // Far more calls per second than a debug build takes: requests queue, and new calls are refused.
     let counts = sipp::flood(server.sip, "flood", 4_000, 2_000, Duration::from_secs(60));
     let shed = stats()["calls_shed"].as_u64().unwrap();

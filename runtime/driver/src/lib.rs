@@ -394,9 +394,7 @@ impl SipDriver {
             StreamInput::Message(flow, bytes) => self.endpoint.handle_message(Self::now(), flow, &bytes),
             StreamInput::Oversized { flow, head, size } => {
                 self.endpoint.handle_oversized(flow, &head, size);
-                while let Some(transmit) = self.endpoint.poll_transmit() {
-                    self.send(transmit);
-                }
+                self.send_transmits();
                 // Dropping our sender ends the connection's outbox after the 513: it then closes.
                 self.connections.remove(&flow.remote);
             }
@@ -443,14 +441,19 @@ impl SipDriver {
 
     /// Sends everything the endpoint queued and hands its events on.
     async fn flush(&mut self) {
-        while let Some(transmit) = self.endpoint.poll_transmit() {
-            self.send(transmit);
-        }
+        self.send_transmits();
         while let Some(event) = self.endpoint.poll_event() {
             if self.events.send(event).await.is_err() {
                 // Nobody listens any more; keep the SIP side running (it still answers and times out).
                 break;
             }
+        }
+    }
+
+    /// Sends everything the endpoint queued.
+    fn send_transmits(&mut self) {
+        while let Some(transmit) = self.endpoint.poll_transmit() {
+            self.send(transmit);
         }
     }
 
