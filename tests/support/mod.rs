@@ -59,6 +59,11 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
 /// Whether `GET /healthz` at `addr` answers 200.
 pub fn answers_health_check(addr: SocketAddr) -> bool {
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else { return false };
+    // Before the server binds its port, a connect can get that very port as its own source port and meet
+    // itself (TCP simultaneous open): it then holds the port, and the server fails to bind it. Let go at once.
+    if stream.local_addr().is_ok_and(|local| local == addr) {
+        return false;
+    }
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     let mut answer = String::new();
