@@ -112,11 +112,29 @@ impl Server {
     /// Starts `callwright serve` on free ports with no examples, the test token, data in `data`, `args`
     /// added to the command line and `RUST_LOG` set to `log_filter`.
     pub fn start_with(data: &Path, args: &[&str], log_filter: &str) -> Server {
+        Server::launch(data, args, log_filter, None)
+    }
+
+    /// [`Server::start_in`] with the open-file limit of the process set to `files` (soft and hard), as on a
+    /// machine with the common default of 1024.
+    pub fn start_with_file_limit(data: &Path, extra: &[&str], files: u32) -> Server {
+        Server::launch(data, &[&["--sip-t1-ms", "100"], extra].concat(), "info", Some(files))
+    }
+
+    fn launch(data: &Path, args: &[&str], log_filter: &str, file_limit: Option<u32>) -> Server {
         let sip: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("address");
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("address");
         let log_path = data.with_extension(format!("{}.log", sip.port()));
         let log = std::fs::File::create(&log_path).expect("create log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_callwright"))
+        let mut command = match file_limit {
+            Some(files) => {
+                let mut prlimit = Command::new("prlimit");
+                prlimit.arg(format!("--nofile={files}:{files}")).arg("--").arg(env!("CARGO_BIN_EXE_callwright"));
+                prlimit
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_callwright")),
+        };
+        let child = command
             .args(["serve", "--sip", &sip.to_string(), "--http", &http.to_string()])
             .arg("--data")
             .arg(data)

@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use callwright_host::apps::{AppDefinition, AppError};
-use callwright_host::modules::{BUILTIN_PREFIX, ModuleWorld, UploadError};
+use callwright_host::modules::{BUILTIN_PREFIX, ModuleWorld, StoreError, UploadError};
+use callwright_host::names::StoreName;
 use callwright_host::runtime::Runtime;
 use serde_json::json;
 use tracing::info;
@@ -40,9 +41,25 @@ fn internal(error: impl std::fmt::Display) -> ApiError {
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
 }
 
+/// A name from the URL, checked as the stores check it: 400 naming the rule, before anything is read.
+fn checked_name(kind: &'static str, name: &str) -> Result<StoreName, ApiError> {
+    StoreName::parse(kind, name).map_err(|bad| ApiError(StatusCode::BAD_REQUEST, bad.to_string()))
+}
+
+fn store_error(error: StoreError) -> ApiError {
+    match error {
+        StoreError::BadName(bad) => ApiError(StatusCode::BAD_REQUEST, bad.to_string()),
+        other => internal(other),
+    }
+}
+
+/// The largest request body the API reads: a module at the module limit, with room for the JSON of apps.
+pub(crate) fn body_limit(state: &AdminState) -> usize {
+    state.runtime.engine.limits().max_module_size + (1 << 20)
+}
+
 pub(crate) fn router(state: AdminState) -> Router {
-    // For the JSON bodies of apps; a module upload reads its body itself, up to the module limit.
-    let body_limit = state.runtime.engine.limits().max_module_size + (1 << 20);
+    let body_limit = body_limit(&state);
     let api = Router::new()
         .route("/v1/modules", get(list_modules))
         .route("/v1/modules/{name}", get(get_module).put(put_module).delete(delete_module))
@@ -61,13 +78,14 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
     given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
+/// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive (RFC 7235 §2.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+    let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token);
     match given {
         Some(token) if same_secret(token.as_bytes(), state.token.as_bytes()) => next.run(request).await,
         given => {
@@ -88,6 +106,7 @@ async fn list_modules(State(state): State<AdminState>) -> impl IntoResponse {
 }
 
 async fn get_module(State(state): State<AdminState>, Path(name): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    checked_name("module", &name)?;
     let module = state.runtime.modules.get(&name).ok_or_else(|| not_found("module", &name))?;
     Ok(Json(module.meta.clone()))
 }
@@ -97,6 +116,7 @@ async fn put_module(
     Path(name): Path<String>,
     request: Request,
 ) -> Result<impl IntoResponse, ApiError> {
+    checked_name("module", &name)?;
     // Refused from its Content-Length when it announces too much: nothing of it is read.
     let limit = state.runtime.engine.limits().max_module_size;
     let too_large =
@@ -124,6 +144,7 @@ async fn put_module(
 }
 
 async fn delete_module(State(state): State<AdminState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    checked_name("module", &name)?;
     if name.starts_with(BUILTIN_PREFIX) && state.runtime.modules.get(&name).is_some() {
         return Err(ApiError(StatusCode::FORBIDDEN, format!("module {name:?} is built in and cannot be deleted")));
     }
@@ -133,7 +154,7 @@ async fn delete_module(State(state): State<AdminState>, Path(name): Path<String>
             format!("module {name:?} is used by app {app:?}; delete or change the app first"),
         ));
     }
-    match state.runtime.modules.delete(&name).map_err(internal)? {
+    match state.runtime.modules.delete(&name).map_err(store_error)? {
         true => Ok(StatusCode::NO_CONTENT),
         false => Err(not_found("module", &name)),
     }
@@ -151,6 +172,7 @@ async fn list_apps(State(state): State<AdminState>) -> impl IntoResponse {
 }
 
 async fn get_app(State(state): State<AdminState>, Path(name): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    checked_name("app", &name)?;
     Ok(Json(state.runtime.apps.get(&name).ok_or_else(|| not_found("app", &name))?.redacted()))
 }
 
@@ -160,6 +182,7 @@ async fn put_app(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
+    checked_name("app", &name)?;
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -194,7 +217,8 @@ async fn put_app(
 }
 
 async fn delete_app(State(state): State<AdminState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
-    match state.runtime.apps.delete(&name).map_err(internal)? {
+    checked_name("app", &name)?;
+    match state.runtime.apps.delete(&name).map_err(store_error)? {
         true => Ok(StatusCode::NO_CONTENT),
         false => Err(not_found("app", &name)),
     }
@@ -230,4 +254,19 @@ async fn list_calls(State(state): State<AdminState>) -> impl IntoResponse {
 
 async fn stats(State(state): State<AdminState>) -> impl IntoResponse {
     Json(state.runtime.stats().await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer t0k", "bearer t0k", "BEARER t0k", "bEaReR   t0k "] {
+            assert_eq!(bearer_token(value), Some("t0k"), "{value}");
+        }
+        for value in ["Basic t0k", "Bearert0k", "t0k", ""] {
+            assert_eq!(bearer_token(value), None, "{value}");
+        }
+    }
 }

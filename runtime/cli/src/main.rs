@@ -5,6 +5,7 @@
 //! - `callwright deploy`, `apps`, `modules` and `calls` talk to a running server's admin API.
 
 mod admin;
+mod admin_listener;
 mod client;
 mod config;
 
@@ -123,9 +124,12 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     for (transport, addr) in sip.local_addrs() {
         info!(%transport, %addr, "SIP listening");
     }
-    let admin = admin::router(admin::AdminState { runtime: runtime.clone(), token: Arc::new(token) });
+    let admin_state = admin::AdminState { runtime: runtime.clone(), token: Arc::new(token) };
+    let body_limit = admin::body_limit(&admin_state);
+    let admin = admin::router(admin_state);
     let router = tokio::spawn(runtime.clone().route_events(events));
-    let http = tokio::spawn(async move { axum::serve(listener, admin).await });
+    let max_connections = admin_listener::connection_cap();
+    let http = tokio::spawn(admin_listener::serve(listener, admin, max_connections, body_limit));
     tokio::select! {
         () = stop_requested() => {
             // SIP keeps running while the calls in progress finish; a second signal stops at once.

@@ -54,6 +54,14 @@ const CHANNEL_CAPACITY: usize = 4096;
 /// retransmitting and an overload feeds itself.
 pub const DEFAULT_SHED_AFTER: Duration = Duration::from_millis(200);
 
+/// The soft limit on open files of this process (`/proc/self/limits`; Linux only, else `None`): what the
+/// listeners size their connection caps by, so that no listener can take every descriptor.
+pub fn open_file_limit() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..].split_whitespace().next()?.parse::<usize>().ok()
+}
+
 /// Settings of a driver.
 #[derive(Debug, Clone)]
 pub struct DriverConfig {

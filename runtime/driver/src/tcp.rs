@@ -61,11 +61,7 @@ const LIMITS: Limits = Limits { message_deadline: MESSAGE_DEADLINE, write_timeou
 /// the process (outbound connections, the admin API, module files) runs out of descriptors with it. Linux
 /// only (`/proc/self/limits`); elsewhere the constant holds.
 fn inbound_connection_cap() -> usize {
-    let limit = std::fs::read_to_string("/proc/self/limits").ok().and_then(|text| {
-        let line = text.lines().find(|l| l.starts_with("Max open files"))?;
-        line["Max open files".len()..].split_whitespace().next()?.parse::<usize>().ok()
-    });
-    match limit {
+    match crate::open_file_limit() {
         Some(files) => MAX_INBOUND_CONNECTIONS.min(files / 2).max(1),
         None => MAX_INBOUND_CONNECTIONS,
     }
@@ -142,7 +138,7 @@ pub(crate) fn connect(
 ) -> mpsc::Sender<Vec<u8>> {
     let (writer, outbox) = mpsc::channel(WRITE_BACKLOG);
     tokio::spawn(async move {
-        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(remote)).await {
+        match tokio::time::timeout(CONNECT_TIMEOUT, connect_from(local, remote)).await {
             Ok(Ok(stream)) => {
                 let connection = Connection { local, remote, limits: LIMITS, to_driver };
                 // The peer owes us nothing until we have sent a request: no deadline before its first byte.
@@ -159,6 +155,17 @@ pub(crate) fn connect(
         }
     });
     writer
+}
+
+/// Connects to `remote` from the listening address's IP (any port), so a node on its own address behind a
+/// proxy sends from the address its Via and Contact name; from wherever the kernel picks when it listens
+/// on every address.
+async fn connect_from(local: SocketAddr, remote: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = if remote.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    if !local.ip().is_unspecified() && local.is_ipv4() == remote.is_ipv4() {
+        socket.bind(SocketAddr::new(local.ip(), 0))?;
+    }
+    socket.connect(remote).await
 }
 
 /// One connection's addresses and limits. The flow names our listening address as local, so Via and
@@ -323,6 +330,20 @@ mod tests {
         let limits = Limits { message_deadline: DEADLINE, write_timeout: DEADLINE };
         tokio::spawn(accept_with_limits(listener, to_driver, limits, max_inbound));
         (addr, from_connections)
+    }
+
+    #[tokio::test]
+    async fn outbound_connections_leave_from_the_listening_address() {
+        // A peer on 127.0.0.1; we listen on 127.0.0.61, as a node on its own address behind a proxy.
+        let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listening: SocketAddr = "127.0.0.61:5080".parse().unwrap();
+        let stream = connect_from(listening, peer.local_addr().unwrap()).await.unwrap();
+        let (_, seen_from) = peer.accept().await.unwrap();
+        assert_eq!(seen_from.ip(), listening.ip());
+        assert_eq!(stream.local_addr().unwrap().ip(), listening.ip());
+        // Listening on every address: the kernel picks the source.
+        let any: SocketAddr = "0.0.0.0:5080".parse().unwrap();
+        connect_from(any, peer.local_addr().unwrap()).await.unwrap();
     }
 
     /// How long until the server closes `stream` (reads until EOF or reset), at most 5 s.

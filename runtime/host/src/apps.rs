@@ -6,7 +6,8 @@ use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
 
-use crate::modules::{NAME_RULE, valid_name, write_atomically};
+use crate::modules::{StoreError, write_atomically};
+use crate::names::{BadName, StoreName};
 
 /// Which calls an app takes. An app with no route takes every call no other app's route matches.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,7 +172,7 @@ impl AppDefinition {
 #[non_exhaustive]
 pub enum AppError {
     /// Bad app name.
-    BadName(String),
+    BadName(BadName),
     /// Another app already has this route.
     RouteTaken {
         /// The other app.
@@ -186,7 +187,7 @@ pub enum AppError {
 impl std::fmt::Display for AppError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            AppError::BadName(name) => write!(f, "app name {name:?} must be {NAME_RULE}"),
+            AppError::BadName(bad) => bad.fmt(f),
             AppError::RouteTaken { app, route } => write!(f, "app {app:?} already takes {route}"),
             AppError::Storage(error) => write!(f, "storing the app failed: {error}"),
         }
@@ -212,7 +213,7 @@ impl AppStore {
             let Some(name) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".json")) else {
                 continue;
             };
-            if !valid_name(name) {
+            if StoreName::parse("app", name).is_err() {
                 continue;
             }
             match serde_json::from_slice::<AppDefinition>(&std::fs::read(&path)?) {
@@ -227,12 +228,11 @@ impl AppStore {
 
     /// Creates or replaces an app.
     pub fn put(&self, name: &str, app: AppDefinition) -> Result<(), AppError> {
-        if !valid_name(name) {
-            return Err(AppError::BadName(name.to_string()));
-        }
+        let name = &StoreName::parse("app", name).map_err(AppError::BadName)?;
         let mut apps = self.apps.write().expect("app lock");
         let key = app.route_key();
-        if let Some((other, _)) = apps.iter().find(|(other, a)| other.as_str() != name && a.route_key() == key) {
+        if let Some((other, _)) = apps.iter().find(|(other, a)| other.as_str() != name.as_str() && a.route_key() == key)
+        {
             let route = match &key {
                 Some(user) => format!("calls to user {user:?}"),
                 None => "every call (catch-all)".to_string(),
@@ -240,7 +240,7 @@ impl AppStore {
             return Err(AppError::RouteTaken { app: other.clone(), route });
         }
         let json = serde_json::to_vec_pretty(&app).map_err(|e| AppError::Storage(std::io::Error::other(e)))?;
-        write_atomically(&self.dir.join(format!("{name}.json")), &json).map_err(AppError::Storage)?;
+        write_atomically(&self.app_file(name), &json).map_err(AppError::Storage)?;
         apps.insert(name.to_string(), app);
         Ok(())
     }
@@ -255,10 +255,16 @@ impl AppStore {
         self.apps.read().expect("app lock").iter().map(|(n, a)| (n.clone(), a.clone())).collect()
     }
 
+    /// The only way from a name to a path: the name was checked, so the path stays in the store.
+    fn app_file(&self, name: &StoreName) -> PathBuf {
+        self.dir.join(format!("{name}.json"))
+    }
+
     /// Removes an app; false when there was none.
-    pub fn delete(&self, name: &str) -> std::io::Result<bool> {
-        let removed = self.apps.write().expect("app lock").remove(name).is_some();
-        let path = self.dir.join(format!("{name}.json"));
+    pub fn delete(&self, name: &str) -> Result<bool, StoreError> {
+        let name = StoreName::parse("app", name)?;
+        let removed = self.apps.write().expect("app lock").remove(name.as_str()).is_some();
+        let path = self.app_file(&name);
         if path.exists() {
             std::fs::remove_file(path)?;
         }

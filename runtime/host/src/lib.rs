@@ -12,6 +12,7 @@ pub mod engine;
 pub mod hooks;
 pub mod limits;
 pub mod modules;
+pub mod names;
 pub mod runtime;
 pub mod schema;
 pub mod verbs;

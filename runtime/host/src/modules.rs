@@ -18,6 +18,7 @@ use crate::bindings::{CallFlowPre, VerbPre, export_names};
 use crate::call_state::CallState;
 use crate::engine::HostEngine;
 use crate::imports::link_with_stubs;
+use crate::names::{BadName, StoreName, is_valid};
 use crate::verbs::{VerbDefinition, list_verbs};
 
 /// Which callwright world a module targets.
@@ -91,7 +92,7 @@ struct Prepared {
 #[non_exhaustive]
 pub enum UploadError {
     /// The module name is not `[a-z0-9][a-z0-9_-]{0,62}`.
-    BadName(String),
+    BadName(BadName),
     /// Larger than the configured limit.
     TooLarge {
         /// Bytes uploaded.
@@ -119,7 +120,7 @@ pub enum UploadError {
 impl std::fmt::Display for UploadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            UploadError::BadName(name) => write!(f, "module name {name:?} must be {NAME_RULE}"),
+            UploadError::BadName(bad) => bad.fmt(f),
             UploadError::TooLarge { size, limit } => write!(f, "module is {size} bytes; the limit is {limit}"),
             UploadError::NotAComponent(why) => write!(f, "not a WebAssembly component: {why}"),
             UploadError::NoCallwrightWorld { exports } => write!(
@@ -153,6 +154,8 @@ pub struct ModuleStore {
     /// Held while compiling: one compile at a time, since one already uses every core (Cranelift
     /// compiles functions in parallel) and a large component's compile takes a lot of memory.
     compiling: Mutex<()>,
+    /// Held while a module's files are written or removed, and the loaded set changed to match.
+    writing: Mutex<()>,
 }
 
 /// The loaded modules at one moment. A call takes one when it starts and resolves its verbs in it, so a
@@ -188,18 +191,6 @@ impl ModuleSet {
     }
 }
 
-/// What [`valid_name`] accepts, for error messages.
-pub const NAME_RULE: &str = "1-63 characters of a-z, 0-9, '-' or '_', starting with a letter or digit";
-
-/// True for names usable as a directory and in URLs.
-pub fn valid_name(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= 63
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || *b == b'_')
-}
-
 /// Writes `bytes` to `path` through a temporary file and a rename, so readers never see half a file.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
@@ -232,16 +223,23 @@ impl ModuleStore {
         let dir = data_dir.join("modules");
         std::fs::create_dir_all(&dir)?;
         recover_interrupted_writes(&dir)?;
-        let store = ModuleStore { engine, dir, loaded: RwLock::new(Arc::default()), compiling: Mutex::new(()) };
+        let store = ModuleStore {
+            engine,
+            dir,
+            loaded: RwLock::new(Arc::default()),
+            compiling: Mutex::new(()),
+            writing: Mutex::new(()),
+        };
         for entry in std::fs::read_dir(&store.dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !valid_name(&name) || !entry.path().join("meta.json").exists() {
+            let Ok(name) = StoreName::parse("module", &name) else { continue };
+            if !store.module_dir(&name).join("meta.json").exists() {
                 continue;
             }
             match store.load(&name) {
                 Ok(module) => {
-                    store.change(|modules| modules.insert(name, Arc::new(module)));
+                    store.change(|modules| modules.insert(name.to_string(), Arc::new(module)));
                 }
                 Err(error) => warn!(module = %name, %error, "cannot load stored module; skipping it"),
             }
@@ -249,12 +247,13 @@ impl ModuleStore {
         Ok(store)
     }
 
-    fn module_dir(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
+    /// The only way from a name to a path: the name was checked, so the path stays in the store.
+    fn module_dir(&self, name: &StoreName) -> PathBuf {
+        self.dir.join(name.as_str())
     }
 
     /// Loads a stored module, reusing its compiled artifact when the engine still matches.
-    fn load(&self, name: &str) -> anyhow::Result<LoadedModule> {
+    fn load(&self, name: &StoreName) -> anyhow::Result<LoadedModule> {
         let dir = self.module_dir(name);
         let meta: ModuleMeta = serde_json::from_slice(&std::fs::read(dir.join("meta.json"))?)?;
         let artifact = dir.join(format!("{}.cwasm", self.engine.artifact_key()));
@@ -322,9 +321,7 @@ impl ModuleStore {
 
     /// Stores `bytes` (whose SHA-256 is `sha256`) as module `name`.
     fn store(&self, name: &str, bytes: &[u8], sha256: String, builtin: bool) -> Result<ModuleMeta, UploadError> {
-        if !valid_name(name) {
-            return Err(UploadError::BadName(name.to_string()));
-        }
+        let name = &StoreName::parse("module", name).map_err(UploadError::BadName)?;
         let limit = self.engine.limits.max_module_size;
         if bytes.len() > limit {
             return Err(UploadError::TooLarge { size: bytes.len(), limit });
@@ -373,9 +370,14 @@ impl ModuleStore {
             compile_ms,
         };
         let serialized = component.serialize().map_err(|e| UploadError::NotAComponent(format!("{e:#}")))?;
-        self.write(name, bytes, &serialized, &meta).map_err(UploadError::Storage)?;
         let module = Arc::new(LoadedModule { meta: meta.clone(), flow, verb, verbs, component });
-        self.change(|modules| modules.insert(name.to_string(), module));
+        {
+            // One writer at a time, disk and memory together: two uploads of one name would move each
+            // other's directories away, or leave memory holding the one the disk does not.
+            let _one_writer = self.writing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.write(name, bytes, &serialized, &meta).map_err(UploadError::Storage)?;
+            self.change(|modules| modules.insert(name.to_string(), module));
+        }
         info!(module = %name, world = ?world, size = bytes.len(), compile_ms, "module stored");
         Ok(meta)
     }
@@ -389,7 +391,7 @@ impl ModuleStore {
     /// Writes a module's files: component and artifact first, the record last, into a fresh directory
     /// that replaces the old one by rename. A crash at any point leaves either the old module or the new
     /// one (see [`recover_interrupted_writes`]).
-    fn write(&self, name: &str, component: &[u8], artifact: &[u8], meta: &ModuleMeta) -> std::io::Result<()> {
+    fn write(&self, name: &StoreName, component: &[u8], artifact: &[u8], meta: &ModuleMeta) -> std::io::Result<()> {
         let staging = self.dir.join(format!("{STAGING_PREFIX}{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&staging);
         std::fs::create_dir_all(&staging)?;
@@ -434,13 +436,48 @@ impl ModuleStore {
     }
 
     /// Removes a module. Returns false when there was none. Live calls keep running on their instance.
-    pub fn delete(&self, name: &str) -> std::io::Result<bool> {
-        let removed = self.change(|modules| modules.remove(name)).is_some();
-        let dir = self.module_dir(name);
+    pub fn delete(&self, name: &str) -> Result<bool, StoreError> {
+        let name = StoreName::parse("module", name)?;
+        let _one_writer = self.writing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let removed = self.change(|modules| modules.remove(name.as_str())).is_some();
+        let dir = self.module_dir(&name);
         if dir.exists() {
             std::fs::remove_dir_all(dir)?;
         }
         Ok(removed)
+    }
+}
+
+/// Why a store could not remove or change something: a name that is not a name, or the disk.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The name breaks [`crate::names::NAME_RULE`]; nothing was touched.
+    BadName(BadName),
+    /// Disk.
+    Storage(std::io::Error),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::BadName(bad) => bad.fmt(f),
+            StoreError::Storage(error) => write!(f, "the data directory: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<BadName> for StoreError {
+    fn from(bad: BadName) -> StoreError {
+        StoreError::BadName(bad)
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(error: std::io::Error) -> StoreError {
+        StoreError::Storage(error)
     }
 }
 
@@ -460,7 +497,7 @@ fn recover_interrupted_writes(dir: &Path) -> std::io::Result<()> {
             // `<name>-<pid>`: names may contain '-', the pid is what follows the last one.
             let name = rest.rsplit_once('-').map_or(rest, |(name, _)| name);
             let current = dir.join(name);
-            if valid_name(name) && !current.exists() {
+            if is_valid(name) && !current.exists() {
                 warn!(module = %name, "restoring the module an interrupted upload had moved aside");
                 std::fs::rename(&path, &current)?;
                 continue;
