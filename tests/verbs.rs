@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::hooks::{HookRequest, HookServer};
@@ -144,6 +144,29 @@ fn sip_request_and_dial_verbs_in_a_jambonz_array() {
     assert_eq!(dialled["dial_sip_status"], 200, "{dialled}");
     assert!(dialled["dial_call_sid"].as_str().is_some_and(|sid| !sid.is_empty()), "{dialled}");
     assert!(dialled["dial_call_duration"].as_u64().is_some_and(|seconds| seconds <= 5), "{dialled}");
+}
+
+#[test]
+fn a_caller_who_cancels_while_dial_rings_hears_the_ringing_and_cancels_the_callee_at_once() {
+    // The callee rings and never answers; it fails unless our CANCEL comes within 3 s of its 180.
+    let callee = Sipp::server("uas-rings-until-cancel.xml", 0).calls(1).timeout(Duration::from_secs(30)).spawn();
+    let hooks = HookServer::start();
+    let data = TempDir::new("verbs-dial-cancel");
+    let server = Server::start_in(&data.0, &[]);
+    let dial = json!([
+        {"verb": "dial", "target": [{"type": "sip", "sipUri": format!("sip:callee@127.0.0.1:{}", callee.port())}],
+         "timeout": 20, "actionHook": hooks.url("/dial")},
+    ]);
+    server.put_app_with_hooks("dial", "ringing", json!({"verbs": dial}), &hooks, None);
+
+    // The caller needs the callee's 180 relayed, then cancels 300 ms later and expects 200 and 487.
+    let started = Instant::now();
+    server.call("ringing", "uac-cancel-before-answer.xml");
+    callee.wait().assert_all_succeeded(1);
+    assert!(started.elapsed() < Duration::from_secs(8), "the callee was cancelled after {:?}", started.elapsed());
+    let dialled = hooks.wait_for("/dial", 1, HOOK_WAIT)[0].json();
+    assert_eq!(dialled["dial_call_status"], "canceled", "{dialled}");
+    assert_eq!(dialled["dial_sip_status"], 487, "{dialled}");
 }
 
 #[test]

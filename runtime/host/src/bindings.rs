@@ -36,8 +36,8 @@ pub mod verb_world {
 }
 
 pub use callwright::voice::call::{
-    CallEvent, CallInfo, DialError, DialRequest, EndReason as WitEndReason, InboundRefer, IncomingRequest, ReferEvent,
-    ReferOutcome, ReferRequest, SipResponse,
+    CallEvent, CallInfo, CallUpdate, DialError, DialRequest, EndReason as WitEndReason, InboundRefer, IncomingRequest,
+    ReferEvent, ReferOutcome, ReferRequest, SipResponse,
 };
 pub use callwright::voice::dispatch::{VerbError, VerbInfo};
 pub use callwright::voice::hooks::{BodyEncoding, Hook, HookError, HookResponse};

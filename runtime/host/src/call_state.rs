@@ -60,6 +60,10 @@ pub(crate) struct Leg {
     pub(crate) backlog: VecDeque<Event>,
     pub(crate) ended: Option<EndReason>,
     pub(crate) answered: bool,
+    /// An outbound call not answered yet: when the host gives up on it (CANCEL).
+    pub(crate) ring_deadline: Option<tokio::time::Instant>,
+    /// The host cancelled it because nobody answered in time: it ends as `failed(408)`.
+    pub(crate) timed_out: bool,
     /// Requests from the far end the guest has not answered yet.
     pub(crate) unanswered: HashSet<IncomingRequestHandle>,
     /// Inbound REFERs handed to the guest and not decided yet.
@@ -83,6 +87,8 @@ impl Leg {
             backlog: VecDeque::new(),
             ended: None,
             answered: false,
+            ring_deadline: None,
+            timed_out: false,
             unanswered: HashSet::new(),
             inbound_refers: HashMap::new(),
             refers_delivered: Vec::new(),

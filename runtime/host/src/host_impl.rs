@@ -1,5 +1,6 @@
 //! Host glue for the `callwright:voice` imports: look the resource up, call the SIP driver, map the result.
 
+use std::task::Poll;
 use std::time::Duration;
 
 use callwright_sip::message::Method;
@@ -9,8 +10,9 @@ use wasmtime::component::Resource;
 
 use crate::bindings::callwright::voice::{call, clock, dispatch, hooks, log, types, variables};
 use crate::bindings::{
-    Body, CallError, CallEvent, CallInfo, DialError, DialRequest, Header, Hook, HookError, HookResponse, InboundRefer,
-    IncomingRequest, ReferEvent, ReferRequest, SipResponse, VerbError, VerbInfo, WitEndReason,
+    Body, CallError, CallEvent, CallInfo, CallUpdate, DialError, DialRequest, Direction, Header, Hook, HookError,
+    HookResponse, InboundRefer, IncomingRequest, ReferEvent, ReferRequest, SipResponse, VerbError, VerbInfo,
+    WitEndReason,
 };
 use crate::call_state::{CallResource, CallState, Leg, PendingRefer, ReferResource, call_error, guest_result};
 use crate::outbound::{self, OutboundStep};
@@ -39,6 +41,22 @@ pub(crate) fn headers_of(headers: &callwright_sip::message::Headers) -> Vec<Head
     headers.iter().map(|h| Header { name: h.name.clone(), value: h.value.clone() }).collect()
 }
 
+/// How a leg ended, as the guest sees it: an outbound call the host cancelled for want of an answer
+/// failed with 408.
+fn leg_end_reason(leg: &Leg) -> Option<WitEndReason> {
+    let reason = leg.ended.as_ref()?;
+    Some(if leg.timed_out { WitEndReason::Failed(408) } else { wit_end_reason(reason) })
+}
+
+fn sip_response(response: &callwright_sip::message::Response) -> SipResponse {
+    SipResponse {
+        status: response.status,
+        reason: response.reason.clone(),
+        headers: headers_of(&response.headers),
+        body: body_of(&response.headers, &response.body),
+    }
+}
+
 fn wit_end_reason(reason: &EndReason) -> WitEndReason {
     match reason {
         EndReason::RemoteHangup => WitEndReason::RemoteHangup,
@@ -61,14 +79,34 @@ impl CallState {
         Ok((handle, leg))
     }
 
-    /// Turns a SIP event into what the guest sees, updating the leg; `None` for events the guest does not
-    /// see (responses to other requests, events of the UAC side).
+    /// Turns a SIP event into what `wait` reports, updating the leg; `None` for events the guest does not
+    /// see (responses to other requests, a 100 Trying).
+    fn to_guest_update(leg: &mut Leg, event: Event) -> Option<CallUpdate> {
+        match event {
+            Event::CallProgress { response, .. } if response.status > 100 => {
+                Some(CallUpdate::Progress(sip_response(&response)))
+            }
+            Event::CallAnswered { response, .. } => {
+                leg.answered = true;
+                leg.ring_deadline = None;
+                if let Some(call_id) = response.headers.call_id() {
+                    leg.info.sip_call_id = call_id.to_string();
+                }
+                // The far end's session description, as for an inbound call (its offer).
+                leg.info.body = body_of(&response.headers, &response.body);
+                Some(CallUpdate::Answered(sip_response(&response)))
+            }
+            Event::CallEnded { reason, .. } => {
+                leg.ended = Some(reason);
+                leg_end_reason(leg).map(|reason| CallUpdate::Event(CallEvent::Ended(reason)))
+            }
+            other => Self::to_guest_event(leg, other).map(CallUpdate::Event),
+        }
+    }
+
+    /// The requests of the far end as the guest sees them, updating the leg; `None` for the rest.
     fn to_guest_event(leg: &mut Leg, event: Event) -> Option<CallEvent> {
         match event {
-            Event::CallEnded { reason, .. } => {
-                leg.ended = Some(reason.clone());
-                Some(CallEvent::Ended(wit_end_reason(&reason)))
-            }
             Event::CallConfirmed { .. } => Some(CallEvent::Confirmed),
             Event::Request { handle, request, .. } if request.method == Method::Refer => {
                 leg.unanswered.insert(handle);
@@ -110,22 +148,52 @@ impl types::Host for CallState {}
 
 impl call::Host for CallState {
     async fn dial(&mut self, request: DialRequest) -> Result<Result<Resource<CallResource>, DialError>> {
-        let local_ip = match self.legs.values().next() {
-            Some(leg) => leg.local_ip,
-            None => std::net::Ipv4Addr::LOCALHOST.into(),
-        };
-        let (handle, deadline) = match self.start_outbound(request, Extras::default(), local_ip).await? {
-            Ok(placed) => placed,
+        let handle = match self.start_outbound(request, Extras::default(), self.local_ip()).await? {
+            Ok(handle) => handle,
             Err(error) => return Ok(Err(error)),
         };
+        // The guest cannot act while it waits here: when its caller leaves, the call placed for it goes.
+        let callers: Vec<CallHandle> = self
+            .legs
+            .iter()
+            .filter(|(other, leg)| **other != handle && leg.info.direction == Direction::Inbound && leg.ended.is_none())
+            .map(|(other, _)| *other)
+            .collect();
         loop {
-            match self.wait_outbound(handle, deadline).await {
+            match self.wait_outbound(handle, &callers).await? {
                 OutboundStep::Progress(..) => {}
                 OutboundStep::Answered(..) => return Ok(Ok(self.table.push(CallResource { handle })?)),
                 OutboundStep::Failed(status) => return Ok(Err(DialError::Failed(status))),
                 OutboundStep::TimedOut => return Ok(Err(DialError::Timeout)),
+                OutboundStep::Abandoned => {
+                    return Ok(Err(DialError::Other("the caller hung up before the call was answered".into())));
+                }
             }
         }
+    }
+
+    async fn start_dial(&mut self, request: DialRequest) -> Result<Result<Resource<CallResource>, DialError>> {
+        Ok(match self.start_outbound(request, Extras::default(), self.local_ip()).await? {
+            Ok(handle) => Ok(self.table.push(CallResource { handle })?),
+            Err(error) => Err(error),
+        })
+    }
+
+    async fn wait(
+        &mut self,
+        calls: Vec<Resource<CallResource>>,
+        timeout_ms: Option<u32>,
+    ) -> Result<Option<(u32, CallUpdate)>> {
+        if calls.is_empty() {
+            return Ok(None);
+        }
+        let mut handles = Vec::with_capacity(calls.len());
+        for call in &calls {
+            self.decline_unhandled_refers(call).await?;
+            handles.push(self.handle_of(call)?);
+        }
+        let deadline = timeout_ms.map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms.into()));
+        Ok(self.wait_any(&handles, deadline).await?.map(|(index, update)| (index as u32, update)))
     }
 }
 
@@ -222,13 +290,20 @@ impl CallState {
         Ok(Ok(refer::with_replaces(&uri, &refer::replaces_value(&dialog))))
     }
 
-    /// Starts an outbound call and adds its leg; returns the call and when to give up on it.
+    /// The address to place calls from: the one the guest's first call came in on (the listener that
+    /// matches its address family is chosen in [`outbound::plan`]).
+    fn local_ip(&self) -> std::net::IpAddr {
+        let first = self.legs.values().min_by_key(|leg| leg.info.direction == Direction::Outbound);
+        first.map_or(std::net::Ipv4Addr::LOCALHOST.into(), |leg| leg.local_ip)
+    }
+
+    /// Starts an outbound call and adds its leg, to be cancelled if not answered by the request's timeout.
     async fn start_outbound(
         &mut self,
         request: DialRequest,
         mut extras: Extras,
         local_ip: std::net::IpAddr,
-    ) -> Result<Result<(CallHandle, tokio::time::Instant), DialError>> {
+    ) -> Result<Result<CallHandle, DialError>> {
         let plan = match outbound::plan(&request, self.sip.local_addrs(), local_ip).await {
             Ok(plan) => plan,
             Err(why) => return Ok(Err(DialError::InvalidArgument(why))),
@@ -255,46 +330,119 @@ impl CallState {
         info.id = handle.to_string();
         self.add_leg(handle, info, local_ip, events);
         let timeout = request.timeout_ms.map_or(outbound::DEFAULT_TIMEOUT, |ms| Duration::from_millis(ms.into()));
-        Ok(Ok((handle, tokio::time::Instant::now() + timeout)))
+        if let Some(leg) = self.legs.get_mut(&handle) {
+            leg.ring_deadline = Some(tokio::time::Instant::now() + timeout);
+        }
+        Ok(Ok(handle))
     }
 
-    /// Waits for the next step of an outbound call; past `deadline` it is cancelled.
-    async fn wait_outbound(&mut self, handle: CallHandle, deadline: tokio::time::Instant) -> OutboundStep {
+    /// Waits for the next step of an outbound call. Past its ring deadline it is cancelled; so it is when
+    /// one of `callers` (the calls it was placed for) ends first.
+    async fn wait_outbound(&mut self, handle: CallHandle, callers: &[CallHandle]) -> Result<OutboundStep> {
+        let listened: Vec<CallHandle> = std::iter::once(handle).chain(callers.iter().copied()).collect();
         loop {
-            let Some(leg) = self.legs.get_mut(&handle) else { return OutboundStep::Failed(500) };
+            let leg = self.legs.get_mut(&handle).ok_or_else(|| wasmtime::Error::msg("dial without a leg"))?;
             while let Some(event) = leg.backlog.pop_front() {
-                match event {
-                    Event::CallProgress { response, .. } => {
-                        return OutboundStep::Progress(response.status, response.reason.clone());
+                match Self::to_guest_update(leg, event) {
+                    Some(CallUpdate::Progress(response)) => {
+                        return Ok(OutboundStep::Progress(response.status, response.reason));
                     }
-                    Event::CallAnswered { response, .. } => {
-                        leg.answered = true;
-                        if let Some(call_id) = response.headers.call_id() {
-                            leg.info.sip_call_id = call_id.to_string();
-                        }
-                        // The far end's session description, as for an inbound call (its offer).
-                        leg.info.body = body_of(&response.headers, &response.body);
-                        return OutboundStep::Answered(response.status, response.reason.clone());
-                    }
-                    Event::CallEnded { reason, .. } => {
-                        let status = match reason {
-                            EndReason::Failed(status) | EndReason::Rejected(status) => status,
-                            _ => 487,
-                        };
-                        return OutboundStep::Failed(status);
+                    Some(CallUpdate::Answered(response)) => {
+                        return Ok(OutboundStep::Answered(response.status, response.reason));
                     }
                     _ => {}
                 }
             }
             if leg.ended.is_some() {
-                return OutboundStep::Failed(487);
+                return Ok(match leg_end_reason(leg) {
+                    _ if leg.timed_out => OutboundStep::TimedOut,
+                    Some(WitEndReason::Failed(status) | WitEndReason::Rejected(status)) => OutboundStep::Failed(status),
+                    _ => OutboundStep::Failed(487),
+                });
             }
-            if !leg.receive(Some(deadline)).await {
+            if callers.iter().any(|caller| self.legs.get(caller).is_none_or(|leg| leg.ended.is_some())) {
                 // CANCEL; the call's end (or a 2xx that crossed the CANCEL, then BYE) follows.
                 let _ = self.sip.hangup(handle).await;
-                return OutboundStep::TimedOut;
+                return Ok(OutboundStep::Abandoned);
+            }
+            let wake = self.cancel_unanswered(&[handle]).await;
+            self.receive_any(&listened, wake).await;
+        }
+    }
+
+    /// Waits until one of `handles` has an update for the guest, or `deadline`; see `call.wait` in WIT.
+    async fn wait_any(
+        &mut self,
+        handles: &[CallHandle],
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Option<(usize, CallUpdate)>> {
+        loop {
+            for (index, handle) in handles.iter().enumerate() {
+                let leg =
+                    self.legs.get_mut(handle).ok_or_else(|| wasmtime::Error::msg("call resource without a leg"))?;
+                while let Some(event) = leg.backlog.pop_front() {
+                    if let Some(update) = Self::to_guest_update(leg, event) {
+                        return Ok(Some((index, update)));
+                    }
+                }
+                // An ended call keeps answering `ended`, so a guest looping on updates cannot hang.
+                if let Some(reason) = leg_end_reason(leg) {
+                    return Ok(Some((index, CallUpdate::Event(CallEvent::Ended(reason)))));
+                }
+            }
+            let ring_deadline = self.cancel_unanswered(handles).await;
+            let wake = [deadline, ring_deadline].into_iter().flatten().min();
+            if !self.receive_any(handles, wake).await && deadline.is_some_and(|at| at <= tokio::time::Instant::now()) {
+                return Ok(None);
             }
         }
+    }
+
+    /// Cancels the outbound calls among `handles` whose ring deadline has passed; returns the next deadline
+    /// of the others.
+    async fn cancel_unanswered(&mut self, handles: &[CallHandle]) -> Option<tokio::time::Instant> {
+        let now = tokio::time::Instant::now();
+        let mut next = None;
+        for handle in handles {
+            let Some(leg) = self.legs.get_mut(handle) else { continue };
+            match leg.ring_deadline {
+                Some(at) if at <= now => {
+                    leg.ring_deadline = None;
+                    leg.timed_out = true;
+                    // CANCEL; the call's end (or a 2xx that crossed the CANCEL, then BYE) follows.
+                    let _ = self.sip.hangup(*handle).await;
+                }
+                Some(at) => next = Some(next.map_or(at, |n: tokio::time::Instant| n.min(at))),
+                None => {}
+            }
+        }
+        next
+    }
+
+    /// Waits for the next SIP event of any of `handles` until `until`, and absorbs it into its leg. False
+    /// when the time ran out.
+    async fn receive_any(&mut self, handles: &[CallHandle], until: Option<tokio::time::Instant>) -> bool {
+        let mut legs: Vec<&mut Leg> =
+            self.legs.iter_mut().filter(|(handle, _)| handles.contains(handle)).map(|(_, leg)| leg).collect();
+        let received = std::future::poll_fn(|context| {
+            for (index, leg) in legs.iter_mut().enumerate() {
+                if let Poll::Ready(event) = leg.events.poll_recv(context) {
+                    return Poll::Ready((index, event));
+                }
+            }
+            Poll::Pending
+        });
+        let (index, received) = match until {
+            Some(at) => match tokio::time::timeout_at(at, received).await {
+                Ok(received) => received,
+                Err(_) => return false,
+            },
+            None => received.await,
+        };
+        // No sender left: the router let go of the call, so it is over.
+        let event = received.unwrap_or(Event::CallEnded { call: CallHandle(0), reason: EndReason::LocalHangup });
+        legs[index].absorb(event);
+        true
     }
 }
 
@@ -379,12 +527,7 @@ impl call::HostCall for CallState {
             let position =
                 leg.backlog.iter().position(|e| matches!(e, Event::Response { request, .. } if *request == sent));
             if let Some(Event::Response { response, .. }) = position.and_then(|i| leg.backlog.remove(i)) {
-                return Ok(Ok(SipResponse {
-                    status: response.status,
-                    reason: response.reason.clone(),
-                    headers: headers_of(&response.headers),
-                    body: body_of(&response.headers, &response.body),
-                }));
+                return Ok(Ok(sip_response(&response)));
             }
             leg.receive(None).await;
         }
@@ -413,14 +556,14 @@ impl call::HostCall for CallState {
         let deadline = timeout_ms.map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms.into()));
         loop {
             if let Some(event) = leg.backlog.pop_front() {
-                match Self::to_guest_event(leg, event) {
-                    Some(event) => return Ok(Some(event)),
-                    None => continue,
+                match Self::to_guest_update(leg, event) {
+                    Some(CallUpdate::Event(event)) => return Ok(Some(event)),
+                    _ => continue,
                 }
             }
             // An ended call keeps answering `ended`, so a guest looping on events cannot hang.
-            if let Some(reason) = &leg.ended {
-                return Ok(Some(CallEvent::Ended(wit_end_reason(reason))));
+            if let Some(reason) = leg_end_reason(leg) {
+                return Ok(Some(CallEvent::Ended(reason)));
             }
             if !leg.receive(deadline).await {
                 return Ok(None);
@@ -530,21 +673,21 @@ impl call::HostCall for CallState {
             }
         };
         loop {
-            match self.wait_outbound(placed.0, placed.1).await {
+            match self.wait_outbound(placed, &[]).await? {
                 OutboundStep::Progress(status, reason) if status > 100 => {
                     self.notify_referrer(handle, &pending, status, &reason, false).await?
                 }
                 OutboundStep::Progress(..) => {}
                 OutboundStep::Answered(status, reason) => {
                     self.notify_referrer(handle, &pending, status, &reason, true).await?;
-                    return Ok(Ok(self.table.push(CallResource { handle: placed.0 })?));
+                    return Ok(Ok(self.table.push(CallResource { handle: placed })?));
                 }
                 OutboundStep::Failed(status) => {
                     let reason = callwright_sip::message::reason_phrase(status);
                     self.notify_referrer(handle, &pending, status, reason, true).await?;
                     return Ok(Err(CallError::Other(format!("the transfer target answered {status}"))));
                 }
-                OutboundStep::TimedOut => {
+                OutboundStep::TimedOut | OutboundStep::Abandoned => {
                     self.notify_referrer(handle, &pending, 408, "Request Timeout", true).await?;
                     return Ok(Err(CallError::Timeout));
                 }

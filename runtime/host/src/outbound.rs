@@ -26,6 +26,8 @@ pub(crate) enum OutboundStep {
     Failed(u16),
     /// Not answered in time; it was cancelled.
     TimedOut,
+    /// A call it was placed for (the caller) ended first; it was cancelled.
+    Abandoned,
 }
 
 /// Where and how an outbound INVITE goes.

@@ -386,6 +386,9 @@ struct Call {
     /// The ACK we sent for the 2xx (resent when the 2xx is retransmitted).
     ack: Option<Vec<u8>>,
     bye_after_ack: bool,
+    /// Requests the user sent in this inbound call before the ACK came: sent once it does, so none can
+    /// overtake the 2xx (over a proxy and TCP, a REFER left right after the 200 and arrived first).
+    after_ack: Vec<(RequestHandle, InDialogRequest)>,
     cancel_when_provisional: bool,
     credentials: Option<Credentials>,
     auth_attempts: u8,
@@ -878,6 +881,7 @@ impl Endpoint {
                 pending_2xx: None,
                 ack: None,
                 bye_after_ack: false,
+                after_ack: Vec::new(),
                 cancel_when_provisional: false,
                 credentials: None,
                 auth_attempts: 0,
@@ -1073,7 +1077,11 @@ impl Endpoint {
         call.pending_2xx = None;
         if call.state == CallState::AwaitingAck {
             call.state = CallState::Confirmed;
+            let waiting = std::mem::take(&mut call.after_ack);
             self.events.push_back(Event::CallConfirmed { call: handle });
+            for (request_handle, request) in waiting {
+                self.send_in_dialog(now, handle, request_handle, request);
+            }
             if self.calls[&handle].bye_after_ack {
                 self.send_bye(now, handle);
             }
@@ -1528,6 +1536,7 @@ impl Endpoint {
                 call.pending_2xx = None;
                 if call.state == CallState::AwaitingAck {
                     call.state = CallState::Confirmed;
+                    self.fail_waiting_for_ack(handle, 408);
                     self.send_bye(now, handle);
                     self.report_end(handle, EndReason::AckTimeout);
                 }
@@ -1749,14 +1758,38 @@ impl Endpoint {
         let call = self.call_mut(handle)?;
         let usable = matches!(call.state, CallState::Confirmed | CallState::AwaitingAck)
             || (call.state == CallState::Ended && request.method == Method::Notify);
-        let Some(dialog) = call.dialog.as_mut().filter(|_| usable) else {
+        if call.dialog.is_none() || !usable {
             return Err(Self::invalid(handle, "send a request in", call));
+        }
+        let request_handle = RequestHandle(self.new_handle());
+        let call = self.calls.get_mut(&handle).expect("checked");
+        if call.state == CallState::AwaitingAck {
+            // §13.3.1.4 holds BYE until the ACK; any other request would race the 2xx as well.
+            call.after_ack.push((request_handle, request));
+            return Ok(request_handle);
+        }
+        self.send_in_dialog(now, handle, request_handle, request);
+        Ok(request_handle)
+    }
+
+    /// Sends a request [`Endpoint::send_request`] accepted, in a dialog that is up.
+    fn send_in_dialog(
+        &mut self,
+        now: Instant,
+        handle: CallHandle,
+        request_handle: RequestHandle,
+        request: InDialogRequest,
+    ) {
+        let Some(call) = self.calls.get_mut(&handle) else {
+            return;
+        };
+        let Some(dialog) = call.dialog.as_mut() else {
+            return;
         };
         let mut sip = dialog.new_request(request.method.clone());
         let seq = dialog.local_seq;
         request.extras.apply(&mut sip.headers, &mut sip.body);
         let flow = call.flow;
-        let request_handle = RequestHandle(self.new_handle());
         if request.method == Method::Refer {
             let call = self.calls.get_mut(&handle).expect("checked");
             call.subscriptions.push(ReferSubscription {
@@ -1777,7 +1810,6 @@ impl Endpoint {
         }
         self.outgoing.insert(request_handle, OutgoingRequest { credentials: request.credentials, auth_attempts: 0 });
         self.start_client(now, flow, sip, ClientOwner::InDialog(handle, request_handle));
-        Ok(request_handle)
     }
 
     /// Places an outbound call.
@@ -1817,6 +1849,7 @@ impl Endpoint {
                 pending_2xx: None,
                 ack: None,
                 bye_after_ack: false,
+                after_ack: Vec::new(),
                 cancel_when_provisional: false,
                 credentials: call.credentials,
                 auth_attempts: 0,
@@ -1865,12 +1898,34 @@ impl Endpoint {
         };
         call.state = CallState::Ended;
         call.pending_2xx = None;
+        self.fail_waiting_for_ack(handle, 481);
+        let Some(call) = self.calls.get_mut(&handle) else {
+            return;
+        };
         let pending: Vec<IncomingRequestHandle> = std::mem::take(&mut call.pending_incoming);
         for incoming in pending {
             let _ = self.respond(now, incoming, 481, Extras::default());
         }
         self.report_end(handle, reason);
         self.maybe_forget_soon(now, handle);
+    }
+
+    /// Answers locally, with `status`, the requests that waited for an ACK that will not come (408: the ACK
+    /// timed out; 481: the call ended first), so whoever waits for their responses is told.
+    fn fail_waiting_for_ack(&mut self, handle: CallHandle, status: u16) {
+        let Some(call) = self.calls.get_mut(&handle) else {
+            return;
+        };
+        let waiting = std::mem::take(&mut call.after_ack);
+        for (request, _) in waiting {
+            self.outgoing.remove(&request);
+            if let Some(subscription) =
+                self.calls.get_mut(&handle).and_then(|c| c.subscriptions.iter_mut().find(|s| s.refer == request))
+            {
+                subscription.state = SubscriptionState::Terminated;
+            }
+            self.events.push_back(Event::Response { call: handle, request, response: Response::new(status) });
+        }
     }
 
     fn report_end(&mut self, handle: CallHandle, reason: EndReason) {

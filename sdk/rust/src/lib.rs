@@ -71,8 +71,8 @@ pub mod bindings {
 }
 
 pub use bindings::callwright::voice::call::{
-    Call, CallEvent, CallInfo, DialError, DialRequest, EndReason, InboundRefer, IncomingRequest, Refer, ReferEvent,
-    ReferOutcome, ReferRequest, SipResponse, dial,
+    Call, CallEvent, CallInfo, CallUpdate, DialError, DialRequest, EndReason, InboundRefer, IncomingRequest, Refer,
+    ReferEvent, ReferOutcome, ReferRequest, SipResponse, dial, start_dial, wait,
 };
 pub use bindings::callwright::voice::log::Level;
 pub use bindings::callwright::voice::types::{Body, CallError, Credentials, Direction, Header};

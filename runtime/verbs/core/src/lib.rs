@@ -12,8 +12,8 @@ use callwright_sdk::hooks::{self, Hook};
 use callwright_sdk::serde_json::{Map, Value, json};
 use callwright_sdk::transfer::jambonz_call_fields;
 use callwright_sdk::{
-    Body, Call, CallError, CallEvent, Credentials, DialError, DialRequest, Header, Level, ROUTINE_REQUEST_HOOK,
-    VerbSpec, Verbs, clock, dial as place_call, log, variables,
+    Body, Call, CallError, CallEvent, CallUpdate, Credentials, DialError, DialRequest, EndReason, Header, Level,
+    ROUTINE_REQUEST_HOOK, VerbSpec, Verbs, clock, log, start_dial, variables, wait,
 };
 
 /// The variable `tag` keeps its data in (JSON); the jambonz runner sends it as `customer_data`.
@@ -24,8 +24,9 @@ pub const SESSION_CONFIG: &str = "jambonz.config";
 const APPLIED_SETTINGS: [&str; 2] = ["sipRequestWithinDialogHook", "reset"];
 /// How long `dial` rings when the document gives no `timeout` (jambonz's default).
 const DIAL_TIMEOUT_SECONDS: f64 = 60.0;
-/// How often `dial` looks at each side of a bridged call (there is no wait-for-either primitive yet).
-const BRIDGE_POLL_MS: u32 = 50;
+/// The caller and the callee in `wait`'s list, by index.
+const CALLER: u32 = 0;
+const CALLEE: u32 = 1;
 
 /// The module's verbs.
 pub struct CoreVerbs;
@@ -268,9 +269,10 @@ fn sip_request(call: &Call, args: &Value) -> Value {
 }
 
 /// Calls the target and bridges it to this call: the caller's SDP offer goes to the target and the
-/// target's answer back (media flows between the two ends; callwright carries none). Ends when either
-/// side hangs up or `timeLimit` passes; the actionHook gets `dial_call_status`, `dial_sip_status`,
-/// `dial_call_sid` and `dial_call_duration`.
+/// target's answer back (media flows between the two ends; callwright carries none). While the target
+/// rings, its 180 and 183 (with early media) are relayed to a caller not yet answered, and a caller who
+/// hangs up cancels it. Ends when either side hangs up or `timeLimit` passes; the actionHook gets
+/// `dial_call_status`, `dial_sip_status`, `dial_call_sid` and `dial_call_duration`.
 fn dial(call: &Call, args: &Value) -> Result<Value, String> {
     let target = &args["target"][0];
     let info = call.info();
@@ -287,11 +289,12 @@ fn dial(call: &Call, args: &Value) -> Result<Value, String> {
     let timeout = args.get("timeout").and_then(Value::as_f64).unwrap_or(DIAL_TIMEOUT_SECONDS);
     request.timeout_ms = Some((timeout * 1000.0).min(f64::from(u32::MAX)) as u32);
     let mut result = Map::new();
-    let callee = match place_call(&request) {
+    let callee = match start_dial(&request).and_then(|callee| ring_until_answered(call, callee)) {
         Ok(callee) => callee,
         Err(error) => {
             let (status, sip_status) = match &error {
                 DialError::Failed(486 | 600) => ("busy", error_status(&error)),
+                DialError::Failed(487) => ("canceled", 487),
                 DialError::Failed(_) => ("failed", error_status(&error)),
                 DialError::Timeout => ("no-answer", 487),
                 DialError::InvalidArgument(why) | DialError::Other(why) => {
@@ -326,6 +329,33 @@ fn dial(call: &Call, args: &Value) -> Result<Value, String> {
     Ok(report(call, args, "dial", result))
 }
 
+/// Waits while the callee rings: its 180/183 go to the caller (ignored once the caller is answered), a
+/// caller who hangs up cancels the callee (487). The callee once answered, or why it was not.
+fn ring_until_answered(caller: &Call, callee: Call) -> Result<Call, DialError> {
+    loop {
+        match wait(&[caller, &callee], None) {
+            Some((CALLER, CallUpdate::Event(CallEvent::Ended(_)))) => {
+                let _ = callee.hangup();
+                return Err(DialError::Failed(487));
+            }
+            Some((CALLER, CallUpdate::Event(CallEvent::Request(request)))) => caller.answer_routine_request(&request),
+            Some((CALLEE, CallUpdate::Progress(progress))) => {
+                let _ = caller.ring(progress.status, &[], progress.body.as_ref());
+            }
+            Some((CALLEE, CallUpdate::Answered(_))) => return Ok(callee),
+            Some((CALLEE, CallUpdate::Event(CallEvent::Ended(reason)))) => {
+                return Err(match reason {
+                    EndReason::Failed(408) => DialError::Timeout,
+                    EndReason::Failed(status) | EndReason::Rejected(status) => DialError::Failed(status),
+                    _ => DialError::Failed(487),
+                });
+            }
+            Some((CALLEE, CallUpdate::Event(CallEvent::Request(request)))) => callee.answer_routine_request(&request),
+            _ => {}
+        }
+    }
+}
+
 fn error_status(error: &DialError) -> u16 {
     match error {
         DialError::Failed(status) => *status,
@@ -334,21 +364,20 @@ fn error_status(error: &DialError) -> u16 {
 }
 
 /// Waits until one side of a bridged call hangs up (or the time limit passes: then the callee is hung up).
-/// True when the caller left.
+/// True when the caller left. Sleeps in the host until either side has something: no polling.
 fn bridge(caller: &Call, callee: &Call, started: u64, limit_ms: Option<u64>) -> bool {
     loop {
-        if limit_ms.is_some_and(|limit| clock::now_ms() - started >= limit) {
+        let left_ms = limit_ms.map(|limit| limit.saturating_sub(clock::now_ms() - started));
+        if left_ms == Some(0) {
             let _ = callee.hangup();
             return false;
         }
-        match caller.next_event(Some(BRIDGE_POLL_MS)) {
-            Some(CallEvent::Ended(_)) => return true,
-            Some(CallEvent::Request(request)) => caller.answer_routine_request(&request),
-            _ => {}
-        }
-        match callee.next_event(Some(0)) {
-            Some(CallEvent::Ended(_)) => return false,
-            Some(CallEvent::Request(request)) => callee.answer_routine_request(&request),
+        let timeout = left_ms.map(|ms| ms.min(u64::from(u32::MAX)) as u32);
+        match wait(&[caller, callee], timeout) {
+            Some((CALLER, CallUpdate::Event(CallEvent::Ended(_)))) => return true,
+            Some((CALLER, CallUpdate::Event(CallEvent::Request(request)))) => caller.answer_routine_request(&request),
+            Some((CALLEE, CallUpdate::Event(CallEvent::Ended(_)))) => return false,
+            Some((CALLEE, CallUpdate::Event(CallEvent::Request(request)))) => callee.answer_routine_request(&request),
             _ => {}
         }
     }
