@@ -31,6 +31,10 @@ pub(crate) const MAX_CONNECTIONS: usize = 256;
 pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client may take to send a request's body once its header section arrived.
 pub(crate) const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Connections refused past the cap that may linger (up to [`REFUSAL_LINGER`]) to get their 503 out.
+const MAX_LINGERING_REFUSALS: usize = 64;
+/// How long a refused connection may take to read its 503.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 /// At most one warning about refused connections per this interval.
 const REFUSAL_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -46,9 +50,10 @@ pub(crate) fn connection_cap() -> usize {
 pub(crate) async fn serve(listener: TcpListener, router: Router, max_connections: usize, body_limit: usize) {
     let router = router.layer(axum::middleware::from_fn_with_state(body_limit, read_body_in_time));
     let slots = Arc::new(Semaphore::new(max_connections));
+    let refusals = Arc::new(Semaphore::new(MAX_LINGERING_REFUSALS));
     let mut last_warning: Option<tokio::time::Instant> = None;
     loop {
-        let (mut stream, remote) = match listener.accept().await {
+        let (stream, remote) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -62,10 +67,15 @@ pub(crate) async fn serve(listener: TcpListener, router: Router, max_connections
                 warn!(max_connections, "admin API at its connection limit: refusing connections");
                 last_warning = Some(tokio::time::Instant::now());
             }
-            tokio::spawn(async move {
-                let refusal = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\nRetry-After: 5\r\n\r\n";
-                let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(refusal)).await;
-            });
+            // Told with FIN after reading off what it sent: closing with its request unread would reset the
+            // connection, and the peer's kernel would drop the 503. A bounded number linger so; past that,
+            // a flood is closed at once.
+            if let Ok(lingering) = refusals.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    refuse(stream).await;
+                    drop(lingering);
+                });
+            }
             continue;
         };
         let service = TowerToHyperService::new(router.clone());
@@ -80,6 +90,22 @@ pub(crate) async fn serve(listener: TcpListener, router: Router, max_connections
             drop(slot);
         });
     }
+}
+
+/// Answers 503 on a connection past the cap, closes our side, and reads off what the client still sends
+/// until it closes too (at most [`REFUSAL_LINGER`]).
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let refusal =
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\nRetry-After: 5\r\n\r\n";
+    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+        stream.write_all(refusal).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
 }
 
 /// Reads the whole body (at most `limit` bytes) before the handler runs, within [`BODY_READ_TIMEOUT`]; a
