@@ -287,6 +287,37 @@ fn hostile_guests_are_stopped_while_a_normal_call_completes() {
 }
 
 #[test]
+fn waiting_is_not_cpu_a_guest_waiting_9_s_in_slices_keeps_a_200_ms_budget_and_a_spinner_is_stopped_at_it() {
+    let data = TempDir::new("host-cpu");
+    let server = Server::start_in(&data.0, &["--cpu-per-call-ms", "200"]);
+    server.deploy("hostile", HOSTILE).assert_status(201);
+    let nap = "{\"mode\": \"nap\", \"nap_ms\": 9000, \"answer_first\": true}";
+    server.put_app("nap", &app("hostile", Some("nap"), nap)).assert_status(201);
+    let spin = "{\"mode\": \"spin\", \"answer_first\": true}";
+    server.put_app("spin", &app("hostile", Some("spin"), spin)).assert_status(201);
+
+    // 9 s of waiting in 20 ms slices (on the call's events and in the clock, by turns), then the guest
+    // hangs up (SIPp waits 10 s for the BYE). Charging the waits, the old meter stopped it within 1 s.
+    let started = Instant::now();
+    Sipp::client("uac-callee-hangs-up.xml", server.sip)
+        .service("nap")
+        .timeout(Duration::from_secs(30))
+        .run()
+        .assert_all_succeeded(1);
+    assert!(started.elapsed() >= Duration::from_secs(9), "the nap ended after {:?}", started.elapsed());
+    let log = server.log();
+    assert!(!log.contains("CPU budget"), "the waiting guest was charged for its waits:\n{log}");
+    assert_eq!(log.matches("guest finished").count(), 1, "{log}");
+
+    // A spinner is stopped at its budget: 200 ms of execution, whatever else the machine does.
+    let started = Instant::now();
+    Sipp::client("uac-callee-hangs-up.xml", server.sip).service("spin").run().assert_all_succeeded(1);
+    let stopped_after = started.elapsed();
+    assert!(stopped_after < Duration::from_secs(3), "the spinner was stopped after {stopped_after:?}");
+    assert!(server.log().contains("guest used its CPU budget of 200ms"), "{}", server.log());
+}
+
+#[test]
 fn a_guest_that_outlives_its_call_is_stopped_after_the_grace_period() {
     let data = TempDir::new("host-grace");
     let config = data.0.join("callwright.toml");

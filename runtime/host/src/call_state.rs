@@ -15,7 +15,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings::{CallError, CallInfo};
 use crate::hooks::CallHooks;
-use crate::limits::{EPOCH_TICK, SandboxLimits};
+use crate::limits::SandboxLimits;
 use crate::refer::ReferProgress;
 use crate::verbs::VerbContext;
 
@@ -194,27 +194,47 @@ fn truncated(text: &str) -> &str {
     text.char_indices().nth(64).map_or(text, |(end, _)| &text[..end])
 }
 
-/// Measures guest CPU time from epoch ticks: consecutive ticks while wasm runs count, gaps (the guest
-/// waiting in a host call) do not.
+/// Measures the guest's own execution: the time between entering wasm (a call into the guest, or the
+/// return from a host import) and leaving it (a call to a host import, or the guest's return), from
+/// wasmtime's call hooks. Time suspended in the host (waiting for SIP, a hook, a timer) never counts.
+/// Time the guest's thread was preempted while in wasm does: it is wall time, not the thread's CPU
+/// time (a guest's fiber may move between threads at every yield).
 #[derive(Debug)]
 pub(crate) struct CpuMeter {
+    /// Execution charged so far, to this call (a verb's meter starts where its caller's stands).
     pub(crate) used: Duration,
     pub(crate) budget: Duration,
-    last_tick: Instant,
+    /// Since when the guest has been running, while it runs.
+    running_since: Option<Instant>,
 }
 
 impl CpuMeter {
     pub(crate) fn new(budget: Duration) -> CpuMeter {
-        CpuMeter { used: Duration::ZERO, budget, last_tick: Instant::now() }
+        CpuMeter { used: Duration::ZERO, budget, running_since: None }
     }
 
-    /// Called on every epoch tick seen while the guest runs. Returns false when the budget is spent.
-    pub(crate) fn tick(&mut self) -> bool {
-        let now = Instant::now();
-        let since = now - self.last_tick;
-        self.last_tick = now;
-        // A long gap means the guest was suspended in a host call: charge one tick, not the wait.
-        self.used += if since <= EPOCH_TICK * 3 { since } else { EPOCH_TICK };
+    /// A meter that goes on from `used` of `budget` (a verb run for a call that already used some).
+    pub(crate) fn continuing(used: Duration, budget: Duration) -> CpuMeter {
+        CpuMeter { used, budget, running_since: None }
+    }
+
+    /// The guest enters wasm.
+    pub(crate) fn resume(&mut self) {
+        self.running_since.get_or_insert_with(Instant::now);
+    }
+
+    /// The guest leaves wasm.
+    pub(crate) fn pause(&mut self) {
+        if let Some(since) = self.running_since.take() {
+            self.used += since.elapsed();
+        }
+    }
+
+    /// Charges the execution up to now; false when the budget is spent (checked at every epoch tick).
+    pub(crate) fn within_budget(&mut self) -> bool {
+        if let Some(since) = self.running_since.replace(Instant::now()) {
+            self.used += since.elapsed();
+        }
         self.used <= self.budget
     }
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::{info, warn};
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
+use wasmtime::{CallHook, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 
 use crate::bindings::CallFlow;
 use crate::call_state::CallState;
@@ -89,14 +89,23 @@ impl HostEngine {
         self.pooling
     }
 
-    /// A store for one guest instance with `state`: memory limited, CPU metered from the epoch (the guest
-    /// yields every tick, so other calls run, and traps when its state's CPU budget is spent).
+    /// A store for one guest instance with `state`: memory limited, CPU metered from wasmtime's call hooks
+    /// (the guest's own execution, see [`crate::call_state::CpuMeter`]) and checked at every epoch tick,
+    /// where the guest also yields so other calls run; past its budget it traps.
     pub(crate) fn store(&self, state: CallState) -> Store<CallState> {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
+        store.call_hook(|mut context, hook| {
+            let cpu = &mut context.data_mut().cpu;
+            match hook {
+                CallHook::CallingWasm | CallHook::ReturningFromHost => cpu.resume(),
+                CallHook::CallingHost | CallHook::ReturningFromWasm => cpu.pause(),
+            }
+            Ok(())
+        });
         store.epoch_deadline_callback(|mut context| {
             let cpu = &mut context.data_mut().cpu;
-            if cpu.tick() {
+            if cpu.within_budget() {
                 // Within budget: let other calls run, then check again next tick.
                 Ok(UpdateDeadline::Yield(1))
             } else {

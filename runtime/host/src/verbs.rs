@@ -221,7 +221,7 @@ pub(crate) async fn run_verb(
     );
     state.variables = caller.variables.clone();
     state.legs = std::mem::take(&mut caller.legs);
-    state.cpu = CpuMeter::new(caller.cpu.budget.saturating_sub(caller.cpu.used));
+    state.cpu = CpuMeter::continuing(caller.cpu.used, caller.cpu.budget);
     state.verbs = Some(context.clone());
     state.verb_depth = caller.verb_depth + 1;
     let lent: HashSet<CallHandle> = state.legs.keys().copied().collect();
@@ -239,7 +239,7 @@ pub(crate) async fn run_verb(
     let store = guard.store.take().expect("taken once");
     drop(guard);
     let mut state = store.into_data();
-    caller.cpu.used += state.cpu.used;
+    caller.cpu.used = state.cpu.used;
     let (returned, placed): (Vec<_>, Vec<_>) = state.legs.drain().partition(|(handle, _)| lent.contains(handle));
     caller.hooks.give_back(state.hooks);
     caller.legs.extend(returned);

@@ -1,6 +1,6 @@
 //! Test guest that misbehaves, to prove the sandbox stops it without touching other calls. Config:
-//! `{"mode": "spin" | "grow" | "trap" | "sleep" | "hoard-variables" | "big-hooks", "answer_first": bool,
-//! "hook": url, "payload_bytes": n}`.
+//! `{"mode": "spin" | "grow" | "trap" | "sleep" | "nap" | "hoard-variables" | "big-hooks", "answer_first": bool,
+//! "hook": url, "payload_bytes": n, "nap_ms": n}`.
 
 use callwright_sdk::hooks::{self, Hook};
 use callwright_sdk::{Call, Config, Flow, clock, flow, variables};
@@ -40,6 +40,18 @@ impl Flow for Hostile {
                 let asked = hooks::send(&hook, "{\"ask\": true}").map(|r| r.body.len());
                 let report = callwright_sdk::serde_json::json!({"sent": format!("{sent:?}"), "asked": format!("{asked:?}")});
                 hooks::send(&hook, &report.to_string()).map_err(|e| e.to_string())?;
+                call.hangup().map_err(|e| e.to_string())
+            }
+            // Waits `nap_ms` in 20 ms slices, as a guest polling its call does (half of them on the call's
+            // events, half in the clock), then hangs up: waiting is not CPU, so a small budget holds.
+            "nap" => {
+                let until = clock::now_ms() + config.get_u64("nap_ms").unwrap_or(10_000);
+                while clock::now_ms() < until {
+                    if let Some(callwright_sdk::CallEvent::Ended(_)) = call.next_event(Some(20)) {
+                        return Err("the caller hung up during the nap".into());
+                    }
+                    clock::sleep(20);
+                }
                 call.hangup().map_err(|e| e.to_string())
             }
             // Outlives its call: sleeps ten minutes whatever happens to the call.
