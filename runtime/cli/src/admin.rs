@@ -53,13 +53,22 @@ fn store_error(error: StoreError) -> ApiError {
     }
 }
 
-/// The largest request body the API reads: a module at the module limit, with room for the JSON of apps.
-pub(crate) fn body_limit(state: &AdminState) -> usize {
-    state.runtime.engine.limits().max_module_size + (1 << 20)
+/// The request bodies the API reads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyLimits {
+    /// The largest body any route reads: a module at the module limit, with room for the JSON of apps.
+    pub(crate) any: usize,
+    /// The module limit: a module upload announcing more is refused from its Content-Length, unread.
+    pub(crate) upload: usize,
+}
+
+pub(crate) fn body_limits(state: &AdminState) -> BodyLimits {
+    let upload = state.runtime.engine.limits().max_module_size;
+    BodyLimits { any: upload + (1 << 20), upload }
 }
 
 pub(crate) fn router(state: AdminState) -> Router {
-    let body_limit = body_limit(&state);
+    let body_limit = body_limits(&state).any;
     let api = Router::new()
         .route("/v1/modules", get(list_modules))
         .route("/v1/modules/{name}", get(get_module).put(put_module).delete(delete_module))

@@ -15,7 +15,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -24,6 +24,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
+
+use crate::admin::BodyLimits;
 
 /// Connections the admin API holds at once: far more than operators and their tools use.
 pub(crate) const MAX_CONNECTIONS: usize = 256;
@@ -46,9 +48,9 @@ pub(crate) fn connection_cap() -> usize {
     }
 }
 
-/// Serves `router` on `listener` within the bounds above; bodies longer than `body_limit` get 413.
-pub(crate) async fn serve(listener: TcpListener, router: Router, max_connections: usize, body_limit: usize) {
-    let router = router.layer(axum::middleware::from_fn_with_state(body_limit, read_body_in_time));
+/// Serves `router` on `listener` within the bounds above; bodies past `body_limits` get 413.
+pub(crate) async fn serve(listener: TcpListener, router: Router, max_connections: usize, body_limits: BodyLimits) {
+    let router = router.layer(axum::middleware::from_fn_with_state(body_limits, read_body_in_time));
     let slots = Arc::new(Semaphore::new(max_connections));
     let refusals = Arc::new(Semaphore::new(MAX_LINGERING_REFUSALS));
     let mut last_warning: Option<tokio::time::Instant> = None;
@@ -108,14 +110,22 @@ async fn refuse(mut stream: tokio::net::TcpStream) {
     .await;
 }
 
-/// Reads the whole body (at most `limit` bytes) before the handler runs, within [`BODY_READ_TIMEOUT`]; a
-/// client that trickles it gets 408. A request announcing more than `limit` goes to its handler unread,
-/// which refuses it from the Content-Length (413 naming the limit that applies).
-async fn read_body_in_time(State(limit): State<usize>, request: Request, next: Next) -> Response {
+/// Reads the whole body (at most `limits.any` bytes) before the handler runs, within
+/// [`BODY_READ_TIMEOUT`]; a client that trickles it gets 408. A module upload announcing more than the
+/// module limit goes to its handler unread, which refuses it from the Content-Length (413 naming the
+/// module limit); any other request announcing more is refused here, unread.
+async fn read_body_in_time(State(limits): State<BodyLimits>, request: Request, next: Next) -> Response {
     let announced = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if announced.is_some_and(|length| length > limit as u64) {
-        return next.run(request).await;
+    if let Some(length) = announced.filter(|length| *length > limits.upload as u64) {
+        let is_upload = request.method() == Method::PUT && request.uri().path().starts_with("/v1/modules/");
+        if is_upload {
+            return next.run(request).await;
+        }
+        if length > limits.any as u64 {
+            return refusal(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is over {} bytes", limits.any));
+        }
     }
+    let limit = limits.any;
     let (parts, body) = request.into_parts();
     match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, limit)).await {
         Ok(Ok(bytes)) => next.run(Request::from_parts(parts, Body::from(bytes))).await,

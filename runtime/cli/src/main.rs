@@ -125,11 +125,11 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         info!(%transport, %addr, "SIP listening");
     }
     let admin_state = admin::AdminState { runtime: runtime.clone(), token: Arc::new(token) };
-    let body_limit = admin::body_limit(&admin_state);
+    let body_limits = admin::body_limits(&admin_state);
     let admin = admin::router(admin_state);
     let router = tokio::spawn(runtime.clone().route_events(events));
     let max_connections = admin_listener::connection_cap();
-    let http = tokio::spawn(admin_listener::serve(listener, admin, max_connections, body_limit));
+    let http = tokio::spawn(admin_listener::serve(listener, admin, max_connections, body_limits));
     tokio::select! {
         () = stop_requested() => {
             // SIP keeps running while the calls in progress finish; a second signal stops at once.
