@@ -108,7 +108,9 @@ fn oversized_messages_are_handled_within_the_limit_and_cut_off_beyond_it() {
 #[test]
 fn slow_and_silent_tcp_connections_do_not_stall_the_server_and_connections_past_the_cap_are_closed() {
     let data = TempDir::new("hostile-slowloris");
-    let mut server = answer_hangup_server(&data);
+    // The default T1 (500 ms): a message's deadline is 64·T1 = 32 s, longer than this test holds the
+    // connections (T1 = 100 ms would close the silent ones after 6.4 s, freeing places under the cap).
+    let mut server = answer_hangup_server_with(&data, &[]);
     let cap = MAX_INBOUND_CONNECTIONS.min(open_file_limit(server.pid()) / 2);
     assert!(
         open_file_limit(std::process::id()) > cap + 1000,
@@ -147,7 +149,8 @@ fn slow_and_silent_tcp_connections_do_not_stall_the_server_and_connections_past_
     assert_still_serving(&mut server);
     assert_eq!(trickle.stop(), 0, "trickling connections were closed before their deadline");
     drop(silent);
-    assert_idle_within(&server, Duration::from_secs(20));
+    // At the default T1, ended calls linger 64·T1 = 32 s.
+    assert_idle_within(&server, Duration::from_secs(45));
     let warnings = server.log().matches("TCP connection limit reached").count();
     assert_eq!(warnings, 1, "one warning for the refused connections (rate-limited):\n{}", server.log());
     eprintln!("RSS: {rss_before} KiB before, {rss_at_cap} KiB with {cap} connections open");
@@ -491,7 +494,12 @@ fn tcp_request(method: &str, user: &str, extra_headers: &str) -> String {
 
 /// A server with the answer-hangup guest as its catch-all app (it waits a minute for the caller's BYE).
 fn answer_hangup_server(data: &TempDir) -> Server {
-    let server = Server::start_in(&data.0, &[]);
+    answer_hangup_server_with(data, &["--sip-t1-ms", "100"])
+}
+
+/// [`answer_hangup_server`] with `args` instead of T1 = 100 ms.
+fn answer_hangup_server_with(data: &TempDir, args: &[&str]) -> Server {
+    let server = Server::start_with(&data.0, args, "info");
     server.deploy("answer-hangup", ANSWER_HANGUP).assert_status(201);
     server.put_app("any", &app("answer-hangup", None, "{\"hangup_after_ms\": 60000}")).assert_status(201);
     server

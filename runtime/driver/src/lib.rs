@@ -266,6 +266,8 @@ pub struct SipDriver {
     endpoint: Endpoint,
     udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
     tcp_local: Vec<SocketAddr>,
+    /// The time limits of every TCP connection, from the endpoint's timers.
+    tcp_limits: tcp::Limits,
     connections: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
     stream_tx: mpsc::Sender<StreamInput>,
     stream_rx: mpsc::Receiver<StreamInput>,
@@ -299,12 +301,14 @@ impl SipDriver {
         let (command_tx, command_rx) = mpsc::channel(CHANNEL_CAPACITY);
         let (event_tx, event_rx) = mpsc::channel(CHANNEL_CAPACITY);
         let (stream_tx, stream_rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let tcp_limits = tcp::Limits::for_timers(&endpoint_config.timers);
         for listener in listeners {
-            tokio::spawn(tcp::accept_loop(listener, stream_tx.clone()));
+            tokio::spawn(tcp::accept_loop(listener, stream_tx.clone(), tcp_limits));
         }
         let driver = SipDriver {
             endpoint: Endpoint::new(endpoint_config),
             tcp_local: udp.iter().map(|(addr, _)| *addr).collect(),
+            tcp_limits,
             udp,
             connections: HashMap::new(),
             stream_tx,
@@ -486,7 +490,7 @@ impl SipDriver {
                             warn!(remote = %flow.remote, "no TCP listener for this address family");
                             return;
                         };
-                        let writer = tcp::connect(local, flow.remote, self.stream_tx.clone());
+                        let writer = tcp::connect(local, flow.remote, self.stream_tx.clone(), self.tcp_limits);
                         self.connections.insert(flow.remote, writer.clone());
                         writer
                     }

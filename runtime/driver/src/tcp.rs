@@ -1,8 +1,9 @@
 //! TCP connections: one task per connection frames what it reads and writes what the driver sends.
 //!
 //! A peer cannot hold the server's resources by being slow (slowloris): a message must arrive whole
-//! within [`MESSAGE_DEADLINE`] of its first byte (an inbound connection's first message within that
-//! time of the accept), a write may not block longer than that on a peer that does not read, and at
+//! within its deadline (64·T1, [`TimerSettings::stream_message_deadline`]) of its first byte (an inbound
+//! connection's first message within that time of the accept), a write may not block longer than that
+//! on a peer that does not read, and at
 //! most [`MAX_INBOUND_CONNECTIONS`] inbound connections are open at once; past that, new ones are
 //! accepted and closed at once so the listen backlog never fills.
 
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use callwright_sip::message::{Frame, FramingError, StreamFramer};
+use callwright_sip::timers::TimerSettings;
 use callwright_sip::{Flow, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
@@ -23,13 +25,6 @@ use crate::StreamInput;
 
 /// A connection with no bytes either way for this long is closed (keep-alives count as bytes).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-/// How long a message may take to arrive once its first byte has, and an inbound connection to send its
-/// first message: 64·T1 at the default T1, the time after which the sender's transaction has given up
-/// (Timers B and F), so the rest of a slower message would be answered to nobody. A 64 KiB message
-/// needs only 16 kbit/s to make it; a peer slower than that is broken or is holding the connection.
-const MESSAGE_DEADLINE: Duration = Duration::from_secs(32);
-/// How long writing one message may wait on a peer that does not read (its receive window is full).
-const WRITE_TIMEOUT: Duration = MESSAGE_DEADLINE;
 /// Inbound connections open at once, as Kamailio's `tcp_max_connections` default: enough for the
 /// proxies, SBCs and softphones in front of a server of a few thousand calls, and bounded in memory
 /// (at worst a 64 KiB partial message and the read buffer each: about 160 MiB). Lowered to half the
@@ -47,14 +42,24 @@ const LINGER: Duration = Duration::from_secs(1);
 /// How long an outbound connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The time limits of a connection: [`LIMITS`] (tests shorten them).
+/// The time limits of a connection.
 #[derive(Debug, Clone, Copy)]
-struct Limits {
+pub(crate) struct Limits {
+    /// How long a message may take to arrive once its first byte has, and an inbound connection to send
+    /// its first message. At the default T1 (32 s) a 64 KiB message needs only 16 kbit/s to make it; a
+    /// peer slower than that is broken or is holding the connection.
     message_deadline: Duration,
+    /// How long writing one message may wait on a peer that does not read (its receive window is full).
     write_timeout: Duration,
 }
 
-const LIMITS: Limits = Limits { message_deadline: MESSAGE_DEADLINE, write_timeout: WRITE_TIMEOUT };
+impl Limits {
+    /// The limits that follow the endpoint's timers (both are [`TimerSettings::stream_message_deadline`]).
+    pub(crate) fn for_timers(timers: &TimerSettings) -> Limits {
+        let deadline = timers.stream_message_deadline();
+        Limits { message_deadline: deadline, write_timeout: deadline }
+    }
+}
 
 /// [`MAX_INBOUND_CONNECTIONS`], or half the soft open-file limit when that is lower: a listener that hits
 /// the file limit first fails every `accept` (the backlog fills and nobody is told why), and the rest of
@@ -67,8 +72,8 @@ fn inbound_connection_cap() -> usize {
     }
 }
 
-pub(crate) async fn accept_loop(listener: TcpListener, to_driver: mpsc::Sender<StreamInput>) {
-    accept_with_limits(listener, to_driver, LIMITS, inbound_connection_cap()).await;
+pub(crate) async fn accept_loop(listener: TcpListener, to_driver: mpsc::Sender<StreamInput>, limits: Limits) {
+    accept_with_limits(listener, to_driver, limits, inbound_connection_cap()).await;
 }
 
 /// Accepts connections, at most `max_inbound` open at once.
@@ -135,12 +140,13 @@ pub(crate) fn connect(
     local: SocketAddr,
     remote: SocketAddr,
     to_driver: mpsc::Sender<StreamInput>,
+    limits: Limits,
 ) -> mpsc::Sender<Vec<u8>> {
     let (writer, outbox) = mpsc::channel(WRITE_BACKLOG);
     tokio::spawn(async move {
         match tokio::time::timeout(CONNECT_TIMEOUT, connect_from(local, remote)).await {
             Ok(Ok(stream)) => {
-                let connection = Connection { local, remote, limits: LIMITS, to_driver };
+                let connection = Connection { local, remote, limits, to_driver };
                 // The peer owes us nothing until we have sent a request: no deadline before its first byte.
                 connection.serve(stream, outbox, None, None).await;
             }

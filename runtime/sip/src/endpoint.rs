@@ -77,9 +77,6 @@ pub struct EndpointConfig {
     pub user_agent: String,
     /// T1, T2, T4.
     pub timers: TimerSettings,
-    /// How long an ended call keeps answering NOTIFYs of its REFERs (RFC 5057: BYE ends only the INVITE
-    /// usage).
-    pub linger: Duration,
     /// Seed for tags, branches and Call-IDs; the driver passes OS randomness.
     pub id_seed: u64,
     /// Retry-After sent with the 503 that refuses new calls while the endpoint sheds load (see
@@ -95,7 +92,6 @@ impl Default for EndpointConfig {
             contact_user: "callwright".into(),
             user_agent: concat!("callwright/", env!("CARGO_PKG_VERSION")).into(),
             timers: TimerSettings::default(),
-            linger: Duration::from_secs(32),
             id_seed: 0x5eed,
             shed_retry_after: Duration::from_secs(5),
         }
@@ -1938,19 +1934,17 @@ impl Endpoint {
         }
     }
 
-    /// Schedules forgetting an ended call: at once when nothing can still arrive for it, else after the
-    /// linger time (REFER subscriptions still NOTIFYing, BYE retransmissions).
+    /// Schedules forgetting an ended call after the linger time (REFER subscriptions still NOTIFYing, BYE
+    /// retransmissions: [`TimerSettings::call_linger`]).
     fn maybe_forget_soon(&mut self, now: Instant, handle: CallHandle) {
-        let linger = self.config.linger;
+        let linger = self.config.timers.call_linger();
         let Some(call) = self.calls.get_mut(&handle) else {
             return;
         };
         if call.state != CallState::Ended {
             return;
         }
-        let subscriptions_open = call.subscriptions.iter().any(|s| s.state != SubscriptionState::Terminated);
-        let wait = if subscriptions_open { linger } else { self.config.timers.timeout_64t1().min(linger) };
-        call.forget_at = Some(now + wait);
+        call.forget_at = Some(now + linger);
         self.schedule_call(handle);
     }
 
