@@ -170,6 +170,63 @@ fn a_caller_who_cancels_while_dial_rings_hears_the_ringing_and_cancels_the_calle
 }
 
 #[test]
+fn a_dial_bridge_outlasts_a_hundred_cpu_budgets_and_either_side_hanging_up_ends_both() {
+    // With a 200 ms CPU budget, a bridge charged for its waits would be cut within a second or two.
+    const TALK: Duration = Duration::from_secs(20);
+    let talk_ms = TALK.as_millis().to_string();
+    let holding_callee = Sipp::server("uas-answer.xml", 0).calls(1).timeout(Duration::from_secs(60)).spawn();
+    let hanging_up_callee = Sipp::server("uas-answer-talk-bye.xml", 0)
+        .arg("-d")
+        .arg(&talk_ms)
+        .calls(1)
+        .timeout(Duration::from_secs(60))
+        .spawn();
+    let hooks = HookServer::start();
+    let data = TempDir::new("verbs-dial-bridge");
+    let server = Server::start_in(&data.0, &["--cpu-per-call-ms", "200"]);
+    for (app, callee) in [("caller-ends", &holding_callee), ("callee-ends", &hanging_up_callee)] {
+        let dial = json!([
+            {"verb": "dial", "target": [{"type": "sip", "sipUri": format!("sip:callee@127.0.0.1:{}", callee.port())}],
+             "actionHook": hooks.url(&format!("/{app}"))},
+        ]);
+        server.put_app_with_hooks(app, app, json!({"verbs": dial}), &hooks, None);
+    }
+
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        // The caller talks for 20 s and hangs up: a BYE from us meanwhile fails it, and the callee must get ours.
+        let caller_ends = scope.spawn(|| {
+            Sipp::client("uac-talks-then-hangs-up.xml", server.sip)
+                .service("caller-ends")
+                .arg("-d")
+                .arg(&talk_ms)
+                .timeout(Duration::from_secs(60))
+                .run()
+        });
+        // The callee talks for 20 s and hangs up: the caller must get our BYE then, not before.
+        let callee_ends = scope.spawn(|| {
+            let outcome = Sipp::client("uac-callee-hangs-up.xml", server.sip)
+                .service("callee-ends")
+                .timeout(Duration::from_secs(60))
+                .run();
+            (outcome, started.elapsed())
+        });
+        caller_ends.join().expect("caller thread").assert_all_succeeded(1);
+        let (outcome, hung_up_after) = callee_ends.join().expect("caller thread");
+        outcome.assert_all_succeeded(1);
+        assert!(hung_up_after >= TALK, "the caller was hung up after {hung_up_after:?}, before the callee hung up");
+    });
+    holding_callee.wait().assert_all_succeeded(1);
+    hanging_up_callee.wait().assert_all_succeeded(1);
+    for app in ["caller-ends", "callee-ends"] {
+        let dialled = hooks.wait_for(&format!("/{app}"), 1, HOOK_WAIT)[0].json();
+        assert_eq!(dialled["dial_call_status"], "completed", "{app}: {dialled}");
+        assert!(dialled["dial_call_duration"].as_u64().is_some_and(|seconds| seconds >= 19), "{app}: {dialled}");
+    }
+    assert!(!server.log().contains("CPU budget"), "a guest was stopped for CPU:\n{}", server.log());
+}
+
+#[test]
 fn config_sends_routine_requests_to_its_hook() {
     let hooks = HookServer::start();
     let data = TempDir::new("verbs-config");
@@ -353,7 +410,7 @@ fn a_verb_that_runs_itself_stops_at_the_nesting_limit() {
     server.put_app_with_hooks("recurse", "recurse", flow, &hooks, None);
     server.call("recurse", "uac-rejected-500.xml");
     let failed = hooks.wait_for("/status", 2, HOOK_WAIT)[1].json();
-    assert!(failed["error"].as_str().is_some_and(|e| e.contains("verbs nest deeper than 8")), "{failed}");
+    assert!(failed["error"].as_str().is_some_and(|e| e.contains("verbs nest deeper than 2")), "{failed}");
 }
 
 #[test]

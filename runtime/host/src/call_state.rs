@@ -1,5 +1,5 @@
 //! The state one guest instance runs with (the wasmtime `Store` data): its call legs, variables, WASI
-//! context that grants nothing, memory limits and CPU meter.
+//! context that grants nothing, its share of the call's memory budget and CPU meter.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -10,12 +10,12 @@ use callwright_sip::{CallHandle, EndReason, Event, Extras, IncomingRequestHandle
 use tokio::sync::mpsc;
 use tracing::info;
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings::{CallError, CallInfo};
 use crate::hooks::CallHooks;
 use crate::limits::SandboxLimits;
+use crate::memory_budget::CallMemory;
 use crate::refer::ReferProgress;
 use crate::verbs::VerbContext;
 
@@ -243,7 +243,8 @@ impl CpuMeter {
 pub struct CallState {
     pub(crate) table: ResourceTable,
     wasi: WasiCtx,
-    pub(crate) limits: StoreLimits,
+    /// This instance's share of the call's memory budget (the store's limiter).
+    pub(crate) memory: CallMemory,
     pub(crate) sip: SipHandle,
     pub(crate) legs: std::collections::HashMap<CallHandle, Leg>,
     pub(crate) variables: Variables,
@@ -274,13 +275,7 @@ impl CallState {
             table: ResourceTable::new(),
             // No preopened dirs, no env, no args, no sockets, no inherited stdio: a WASI guest sees nothing.
             wasi: WasiCtxBuilder::new().build(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_per_call)
-                .instances(16)
-                .tables(64)
-                .memories(4)
-                .trap_on_grow_failure(true)
-                .build(),
+            memory: CallMemory::new(limits.memory_per_call),
             sip,
             legs: std::collections::HashMap::new(),
             variables: Variables::default(),

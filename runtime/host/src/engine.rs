@@ -9,11 +9,8 @@ use wasmtime::{CallHook, Config, Engine, InstanceAllocationStrategy, PoolingAllo
 
 use crate::bindings::CallFlow;
 use crate::call_state::CallState;
-use crate::limits::{EPOCH_TICK, SandboxLimits};
+use crate::limits::{EPOCH_TICK, INSTANCES_PER_CALL, SandboxLimits};
 
-/// Instances a call may hold at once, for sizing the pool: its flow, plus verbs (a document's runner runs
-/// one verb at a time; a verb may run another).
-const INSTANCES_PER_CALL: usize = 3;
 /// Guard pages after each linear memory. Memories are bounds-checked (their reservation is only the
 /// memory limit, so that tens of thousands fit in the address space), so the guard only catches
 /// offsets a check lets through.
@@ -94,7 +91,7 @@ impl HostEngine {
     /// where the guest also yields so other calls run; past its budget it traps.
     pub(crate) fn store(&self, state: CallState) -> Store<CallState> {
         let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.limits);
+        store.limiter(|state| &mut state.memory);
         store.call_hook(|mut context, hook| {
             let cpu = &mut context.data_mut().cpu;
             match hook {

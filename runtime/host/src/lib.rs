@@ -20,6 +20,7 @@ pub mod verbs;
 mod call_state;
 mod host_impl;
 mod imports;
+mod memory_budget;
 mod outbound;
 mod refer;
 mod sdp;

@@ -7,7 +7,7 @@ use std::time::Duration;
 pub struct SandboxLimits {
     /// Guest CPU time one call may use in total (time spent waiting in host calls does not count).
     pub cpu_per_call: Duration,
-    /// Linear memory one instance may grow to.
+    /// Linear memory one call's instances may hold together (its flow and the verbs it runs share it).
     pub memory_per_call: usize,
     /// Instances (calls with live guests) at once; further calls get 503 with Retry-After.
     pub max_concurrent_calls: usize,
@@ -41,3 +41,12 @@ impl Default for SandboxLimits {
 
 /// How often the engine's epoch advances; the CPU budget is checked at this granularity.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// How deep verbs may run verbs: a call's flow runs a verb (depth 1), which may run another (depth 2: a
+/// custom verb built on a built-in one, as the `custom-verb` example's lookup refers through `sip:refer`).
+/// Deeper is refused, so a verb that runs itself fails instead of exhausting the host.
+pub const MAX_VERB_DEPTH: u32 = 2;
+
+/// Instances one call holds at most at once: its flow and one verb at each depth. The instance pool has
+/// room for this many per allowed call, so it never refuses what the limits admitted.
+pub const INSTANCES_PER_CALL: usize = 1 + MAX_VERB_DEPTH as usize;

@@ -134,7 +134,7 @@ impl Runtime {
             CallHooks::new(self.hook_client.clone(), Default::default(), "bench".into(), limits.hook_payload_size);
         let state = CallState::new(self.sip.clone(), limits, "bench".into(), self.registrar.clone(), hooks);
         let mut store = Store::new(&self.engine.engine, state);
-        store.limiter(|state| &mut state.limits);
+        store.limiter(|state| &mut state.memory);
         store.set_epoch_deadline(u64::MAX / 2);
         let pre = module.flow.as_ref().ok_or_else(|| anyhow::anyhow!("module is not a call flow"))?;
         pre.instantiate_async(&mut store).await.map_err(|e| anyhow::anyhow!("{e:#}"))?;

@@ -5,7 +5,7 @@
 //! the module is loaded, with a JSON schema per verb); [`VerbContext::resolve`] picks the module for a
 //! name (the app's pin, else a user's module before a built-in one, newest first); [`run_verb`] checks
 //! the arguments against the schema and runs the verb in a fresh instance that borrows the caller's call
-//! state (legs, variables, hooks, CPU budget) and gives it back when the verb returns.
+//! state (legs, variables, hooks, CPU and memory budgets) and gives it back when the verb returns.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -18,12 +18,10 @@ use wasmtime::Store;
 use crate::bindings::{VerbError, VerbInfo, VerbPre};
 use crate::call_state::{CallResource, CallState, CpuMeter, Leg, finish_legs};
 use crate::engine::HostEngine;
+use crate::limits::MAX_VERB_DEPTH;
 use crate::modules::{LoadedModule, ModuleSet};
 use crate::schema;
 
-/// How deep verbs may run verbs (a verb built from other verbs); deeper is refused, so a verb that runs
-/// itself fails instead of exhausting the host.
-pub const MAX_VERB_DEPTH: u32 = 8;
 /// The longest verb name a module may declare.
 const MAX_NAME_LENGTH: usize = 64;
 /// How long `list-verbs` may run when a module is loaded, in epoch ticks (10 ms each).
@@ -132,7 +130,7 @@ pub(crate) fn list_verbs(engine: &Arc<HostEngine>, pre: &VerbPre<CallState>) -> 
                     .map_err(|e| format!("cannot start a runtime to list the verbs: {e}"))?;
                 runtime.block_on(async {
                     let mut store = Store::new(&engine.engine, CallState::detached(&engine.limits));
-                    store.limiter(|state| &mut state.limits);
+                    store.limiter(|state| &mut state.memory);
                     store.set_epoch_deadline(LISTING_TICKS);
                     store.epoch_deadline_trap();
                     let instance = pre.instantiate_async(&mut store).await.map_err(|e| format!("{e:#}"))?;
@@ -220,6 +218,7 @@ pub(crate) async fn run_verb(
         caller.hooks.lend(label.clone()),
     );
     state.variables = caller.variables.clone();
+    state.memory = caller.memory.share();
     state.legs = std::mem::take(&mut caller.legs);
     state.cpu = CpuMeter::continuing(caller.cpu.used, caller.cpu.budget);
     state.verbs = Some(context.clone());
