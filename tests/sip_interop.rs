@@ -1,6 +1,7 @@
 //! SIP interop: SIPp calls `callwright serve` over UDP and TCP. Calls answered and hung up from either side,
 //! a caller that never ACKs (we retransmit the 200, then BYE), a CANCEL before the answer, a busy callee,
-//! and OPTIONS. The call logic is the `sip-behaviours` test guest, uploaded through the admin API.
+//! and OPTIONS. The call logic is the `sip-behaviours` test guest, uploaded through the admin API; the IVR
+//! example is called as `serve` deploys it.
 
 mod support;
 
@@ -108,4 +109,24 @@ fn calls_over_ipv6_on_udp_and_tcp() {
             Sipp::client("uac-caller-hangs-up.xml", v6).transport(transport).service("answer").calls(3).rate(10).run();
         outcome.assert_all_succeeded(3);
     }
+}
+
+#[test]
+fn the_ivr_that_serve_deploys_on_2000_answers_digits_sent_as_info() {
+    // `serve` as the README runs it: the examples deployed on first start, the IVR on 2000.
+    let data = TempDir::new("interop-ivr");
+    let server = Server::with_examples(&data.0);
+    for transport in TRANSPORTS {
+        // Digit 1 brings the menu as a MESSAGE in the dialog, digit 9 our BYE.
+        let outcome = Sipp::client("uac-ivr-digits.xml", server.sip)
+            .transport(transport)
+            .service("2000")
+            .calls(2)
+            .rate(10)
+            .timeout(Duration::from_secs(30))
+            .run();
+        outcome.assert_all_succeeded(2);
+    }
+    let log = server.log();
+    assert_eq!(log.matches("digit 9 (so far 19)").count(), 4, "the IVR saw both digits of every call:\n{log}");
 }

@@ -112,16 +112,22 @@ impl Server {
     /// Starts `callwright serve` on free ports with no examples, the test token, data in `data`, `args`
     /// added to the command line and `RUST_LOG` set to `log_filter`.
     pub fn start_with(data: &Path, args: &[&str], log_filter: &str) -> Server {
-        Server::launch(data, args, log_filter, None)
+        Server::launch(data, args, log_filter, None, false)
+    }
+
+    /// `callwright serve` as the README's first command runs it (the built-in examples deployed on first
+    /// start), on free ports with T1 = 100 ms, the test token and data in `data`.
+    pub fn with_examples(data: &Path) -> Server {
+        Server::launch(data, &["--sip-t1-ms", "100"], "info", None, true)
     }
 
     /// [`Server::start_in`] with the open-file limit of the process set to `files` (soft and hard), as on a
     /// machine with the common default of 1024.
     pub fn start_with_file_limit(data: &Path, extra: &[&str], files: u32) -> Server {
-        Server::launch(data, &[&["--sip-t1-ms", "100"], extra].concat(), "info", Some(files))
+        Server::launch(data, &[&["--sip-t1-ms", "100"], extra].concat(), "info", Some(files), false)
     }
 
-    fn launch(data: &Path, args: &[&str], log_filter: &str, file_limit: Option<u32>) -> Server {
+    fn launch(data: &Path, args: &[&str], log_filter: &str, file_limit: Option<u32>, examples: bool) -> Server {
         let sip: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("address");
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("address");
         let log_path = data.with_extension(format!("{}.log", sip.port()));
@@ -138,7 +144,8 @@ impl Server {
             .args(["serve", "--sip", &sip.to_string(), "--http", &http.to_string()])
             .arg("--data")
             .arg(data)
-            .args(["--admin-token", TOKEN, "--no-examples"])
+            .args(["--admin-token", TOKEN])
+            .args((!examples).then_some("--no-examples"))
             .args(args)
             .env("RUST_LOG", log_filter)
             .stdin(Stdio::null())
