@@ -1,5 +1,5 @@
-//! The state one guest instance runs with (the wasmtime `Store` data): its call legs, variables, WASI
-//! context that grants nothing, its share of the call's memory budget and CPU meter.
+//! The state one guest instance runs with (the wasmtime `Store` data), built in one place from the
+//! capability units' parts; the SIP call legs it holds; the CPU meter.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -13,11 +13,16 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings::{CallError, CallInfo};
+use crate::capabilities::call_control::CallControl;
+use crate::capabilities::dispatch::{Dispatch, VerbDispatch};
+use crate::capabilities::hooks::Hooks;
+use crate::capabilities::log_clock::{GuestLog, LogClock};
+use crate::capabilities::variables::{CallVariables, VariableAccess};
+use crate::capabilities::{CallSetup, Calls, Capability};
 use crate::hooks::CallHooks;
 use crate::limits::SandboxLimits;
 use crate::memory_budget::CallMemory;
 use crate::refer::ReferProgress;
-use crate::verbs::VerbContext;
 
 /// Tells the call router where a new outbound call's events go (sent from the SIP driver's task when the
 /// call is created, before its first event).
@@ -239,65 +244,83 @@ impl CpuMeter {
     }
 }
 
-/// The data of one guest instance's store.
+/// The data of one guest instance's store: what wasmtime needs (the resource table, WASI that grants
+/// nothing, the memory limiter, the CPU meter) and each capability unit's part (see
+/// [`crate::capabilities`]).
 pub struct CallState {
     pub(crate) table: ResourceTable,
     wasi: WasiCtx,
     /// This instance's share of the call's memory budget (the store's limiter).
     pub(crate) memory: CallMemory,
-    pub(crate) sip: SipHandle,
-    pub(crate) legs: std::collections::HashMap<CallHandle, Leg>,
-    pub(crate) variables: Variables,
-    /// Bytes the call's variables may take ([`SandboxLimits::host_buffer_per_call`]).
-    pub(crate) host_buffer_limit: usize,
     pub(crate) cpu: CpuMeter,
-    /// Names the call in logs.
-    pub(crate) label: String,
-    /// Registers outbound calls the guest places with the router.
-    pub(crate) registrar: Registrar,
-    /// The app's hooks.
+    pub(crate) calls: Calls,
     pub(crate) hooks: CallHooks,
-    /// How this guest runs verbs; none where verbs cannot run (listing a module's verbs).
-    pub(crate) verbs: Option<Arc<VerbContext>>,
-    /// How many verbs this guest runs inside (0 for a call's flow).
-    pub(crate) verb_depth: u32,
+    pub(crate) variables: VariableAccess,
+    pub(crate) verbs: VerbDispatch,
+    pub(crate) log: GuestLog,
 }
 
 impl CallState {
-    pub(crate) fn new(
-        sip: SipHandle,
-        limits: &SandboxLimits,
-        label: String,
-        registrar: Registrar,
-        hooks: CallHooks,
-    ) -> CallState {
+    /// The state of a call's flow: every unit builds its part from `setup`. The one place a guest's
+    /// state is made; a verb's comes from its caller's ([`CallState::for_verb`]).
+    pub(crate) fn new(setup: &CallSetup<'_>) -> CallState {
         CallState {
             table: ResourceTable::new(),
             // No preopened dirs, no env, no args, no sockets, no inherited stdio: a WASI guest sees nothing.
             wasi: WasiCtxBuilder::new().build(),
-            memory: CallMemory::new(limits.memory_per_call),
-            sip,
-            legs: std::collections::HashMap::new(),
-            variables: Variables::default(),
-            host_buffer_limit: limits.host_buffer_per_call,
-            cpu: CpuMeter::new(limits.cpu_per_call),
-            label,
-            registrar,
-            hooks,
-            verbs: None,
-            verb_depth: 0,
+            memory: CallMemory::new(setup.limits.memory_per_call),
+            cpu: CpuMeter::new(setup.limits.cpu_per_call),
+            calls: CallControl::state(setup),
+            hooks: Hooks::state(setup),
+            variables: CallVariables::state(setup),
+            verbs: Dispatch::state(setup),
+            log: LogClock::state(setup),
         }
+    }
+
+    /// The state of a verb the guest holding `caller` runs, named `label` in logs: every unit lends its
+    /// part (the calls move over, the hooks' queue too; variables and the memory budget are shared; the
+    /// CPU meter goes on from where the caller's stands). [`CallState::give_back`] returns them.
+    pub(crate) fn for_verb(caller: &mut CallState, label: &str) -> CallState {
+        CallState {
+            table: ResourceTable::new(),
+            wasi: WasiCtxBuilder::new().build(),
+            memory: caller.memory.share(),
+            cpu: CpuMeter::continuing(caller.cpu.used, caller.cpu.budget),
+            calls: CallControl::lend(&mut caller.calls, label),
+            hooks: Hooks::lend(&mut caller.hooks, label),
+            variables: CallVariables::lend(&mut caller.variables, label),
+            verbs: Dispatch::lend(&mut caller.verbs, label),
+            log: LogClock::lend(&mut caller.log, label),
+        }
+    }
+
+    /// Takes back what [`CallState::for_verb`] lent, once the verb returned.
+    pub(crate) fn give_back(&mut self, verb: CallState) {
+        self.cpu.used = verb.cpu.used;
+        CallControl::give_back(&mut self.calls, verb.calls);
+        Hooks::give_back(&mut self.hooks, verb.hooks);
+        CallVariables::give_back(&mut self.variables, verb.variables);
+        Dispatch::give_back(&mut self.verbs, verb.verbs);
+        LogClock::give_back(&mut self.log, verb.log);
     }
 
     /// State for running guest code outside any call: SIP commands fail, hooks are refused, and
     /// outbound calls go nowhere.
     pub(crate) fn detached(limits: &SandboxLimits) -> CallState {
         let (registrar, _) = mpsc::unbounded_channel();
-        let hooks =
-            CallHooks::new(reqwest::Client::new(), Default::default(), "detached".into(), limits.hook_payload_size);
-        CallState::new(SipHandle::detached(), limits, "detached".into(), registrar, hooks)
+        CallState::new(&CallSetup {
+            limits,
+            sip: SipHandle::detached(),
+            label: "detached".into(),
+            registrar,
+            hook_client: reqwest::Client::new(),
+            hooks: Default::default(),
+            verbs: None,
+        })
     }
 
+    /// Hands the guest a call it is to handle.
     pub(crate) fn add_leg(
         &mut self,
         handle: CallHandle,
@@ -305,7 +328,7 @@ impl CallState {
         local_ip: std::net::IpAddr,
         events: mpsc::Receiver<Event>,
     ) {
-        self.legs.insert(handle, Leg::new(info, local_ip, events));
+        self.calls.legs.insert(handle, Leg::new(info, local_ip, events));
     }
 }
 

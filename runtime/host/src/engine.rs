@@ -4,10 +4,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::{info, warn};
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{CallHook, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 
-use crate::bindings::CallFlow;
 use crate::call_state::CallState;
 use crate::limits::{EPOCH_TICK, INSTANCES_PER_CALL, SandboxLimits};
 
@@ -68,8 +67,7 @@ impl HostEngine {
     fn with_engine(engine: Engine, limits: SandboxLimits, pooling: bool) -> anyhow::Result<HostEngine> {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(context("linking WASI"))?;
-        CallFlow::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |state| state)
-            .map_err(context("linking callwright:voice"))?;
+        crate::capabilities::link_all(&mut linker).map_err(context("linking callwright:voice"))?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
         info!(pooling, "wasm engine ready");

@@ -250,24 +250,52 @@ pub fn signature(secret: &str, unix_seconds: u64, body: &str) -> String {
 async fn deliver_in_order(
     client: reqwest::Client,
     settings: HookSettings,
-    mut queue: mpsc::Receiver<Prepared>,
+    queue: mpsc::Receiver<Prepared>,
     label: String,
 ) {
+    retry_in_order(queue, &label, &mut HttpDelivery { client, settings }).await;
+}
+
+/// One attempt at delivering a status callback: the status it was delivered with, or why to try again.
+trait Delivery {
+    fn attempt(&mut self, prepared: &Prepared) -> impl Future<Output = Result<u16, String>> + Send;
+}
+
+/// Delivery over HTTP; a 5xx is tried again, any other answer is final.
+struct HttpDelivery {
+    client: reqwest::Client,
+    settings: HookSettings,
+}
+
+impl Delivery for HttpDelivery {
+    async fn attempt(&mut self, prepared: &Prepared) -> Result<u16, String> {
+        match execute(&self.client, &self.settings, prepared).await {
+            Ok(response) if !response.status().is_server_error() => Ok(response.status().as_u16()),
+            Ok(response) => Err(format!("HTTP {}", response.status())),
+            Err(error) => Err(format!("{error:?}")),
+        }
+    }
+}
+
+/// Takes the queued callbacks one at a time and makes up to [`NOTIFY_ATTEMPTS`] attempts at each,
+/// waiting [`FIRST_RETRY_DELAY`], doubled each time, between them. The next callback waits for the one
+/// before.
+async fn retry_in_order(mut queue: mpsc::Receiver<Prepared>, label: &str, delivery: &mut impl Delivery) {
     while let Some(prepared) = queue.recv().await {
+        let url = redacted(&prepared.url);
         let mut delay = FIRST_RETRY_DELAY;
-        for attempt in 1..=NOTIFY_ATTEMPTS {
-            let failure = match execute(&client, &settings, &prepared).await {
-                Ok(response) if !response.status().is_server_error() => {
-                    debug!(call = %label, url = %redacted(&prepared.url), status = %response.status(), "status callback delivered");
+        for tried in 1..=NOTIFY_ATTEMPTS {
+            let failure = match delivery.attempt(&prepared).await {
+                Ok(status) => {
+                    debug!(call = %label, %url, status, "status callback delivered");
                     break;
                 }
-                Ok(response) => format!("HTTP {}", response.status()),
-                Err(error) => format!("{error:?}"),
+                Err(failure) => failure,
             };
-            if attempt == NOTIFY_ATTEMPTS {
-                warn!(call = %label, url = %redacted(&prepared.url), %failure, "status callback dropped after {attempt} attempts");
+            if tried == NOTIFY_ATTEMPTS {
+                warn!(call = %label, %url, %failure, "status callback dropped after {tried} attempts");
             } else {
-                debug!(call = %label, url = %redacted(&prepared.url), %failure, attempt, "status callback failed; retrying");
+                debug!(call = %label, %url, %failure, attempt = tried, "status callback failed; retrying");
                 tokio::time::sleep(delay).await;
                 delay *= 2;
             }
@@ -314,6 +342,60 @@ mod tests {
 
     fn hook(url: &str, method: Option<&str>) -> Hook {
         Hook { url: url.into(), method: method.map(str::to_string), username: None, password: None, encoding: None }
+    }
+
+    fn status_callback(path: &str) -> Prepared {
+        Prepared {
+            method: reqwest::Method::POST,
+            url: reqwest::Url::parse(&format!("http://hooks.example.com{path}")).unwrap(),
+            basic_auth: None,
+            body: Some("{}".into()),
+            content_type: "application/json",
+            twilio_params: None,
+        }
+    }
+
+    /// Records when each callback was tried; `/first` is delivered at its fourth attempt, nothing else is.
+    struct Recorder {
+        started: tokio::time::Instant,
+        attempts: Vec<(String, Duration)>,
+    }
+
+    impl Delivery for Recorder {
+        async fn attempt(&mut self, prepared: &Prepared) -> Result<u16, String> {
+            let path = prepared.url.path().to_string();
+            self.attempts.push((path.clone(), self.started.elapsed()));
+            let tries = self.attempts.iter().filter(|(tried, _)| *tried == path).count();
+            if path == "/first" && tries == 4 { Ok(200) } else { Err("HTTP 503".into()) }
+        }
+    }
+
+    /// In virtual time: the first callback fails three times and is delivered at the fourth attempt, after
+    /// 0.5 + 1 + 2 s; the second waits for it, fails four times and is dropped.
+    #[tokio::test(start_paused = true)]
+    async fn status_callbacks_are_retried_with_doubling_waits_in_order_and_dropped_after_four_attempts() {
+        let (queue, callbacks) = mpsc::channel(8);
+        queue.send(status_callback("/first")).await.unwrap();
+        queue.send(status_callback("/second")).await.unwrap();
+        drop(queue);
+        let mut recorder = Recorder { started: tokio::time::Instant::now(), attempts: Vec::new() };
+        retry_in_order(callbacks, "test", &mut recorder).await;
+        let attempts = recorder.attempts;
+        let ms = |ms| Duration::from_millis(ms);
+        let expected: Vec<(String, Duration)> = [
+            ("/first", 0),
+            ("/first", 500),
+            ("/first", 1500),
+            ("/first", 3500),
+            ("/second", 3500),
+            ("/second", 4000),
+            ("/second", 5000),
+            ("/second", 7000),
+        ]
+        .into_iter()
+        .map(|(path, at)| (path.to_string(), ms(at)))
+        .collect();
+        assert_eq!(attempts, expected);
     }
 
     #[test]

@@ -68,13 +68,30 @@ pub(crate) fn link_with_stubs(
         let Some((name, item)) = unsatisfied_import(&format!("{error:#}"), &imports) else {
             return Err(error);
         };
-        if name.starts_with(OWN_PACKAGE) || stubbed.contains(name) {
+        if name.starts_with(OWN_PACKAGE) {
+            return Err(unserved(name, error));
+        }
+        if stubbed.contains(name) {
             return Err(error);
         }
         let extended = stubbing.get_or_insert_with(|| linker.clone());
         stub(&mut extended.root(), name, item, name, &Stubbing { engine, provided: &provided })?;
         stubbed.push(name.clone());
     }
+}
+
+/// The error for a `callwright:voice` import the linker did not satisfy: one no capability unit serves
+/// (a guest built for a newer host) is named with the interfaces the units do serve.
+fn unserved(name: &str, error: wasmtime::Error) -> wasmtime::Error {
+    let unversioned = name.split('@').next().unwrap_or(name);
+    if crate::capabilities::served_interfaces().any(|served| served == unversioned) {
+        return error;
+    }
+    let served: Vec<&str> = crate::capabilities::served_interfaces().collect();
+    wasmtime::Error::msg(format!(
+        "the module imports {name}, which this host does not have (it serves {} at @0.1.0)",
+        served.join(", ")
+    ))
 }
 
 /// The import a link error is about: of the names the error quotes, the one it quotes first.

@@ -18,10 +18,9 @@ pub mod schema;
 pub mod verbs;
 
 mod call_state;
-mod host_impl;
+mod capabilities;
 mod imports;
 mod memory_budget;
-mod outbound;
 mod refer;
 mod sdp;
 

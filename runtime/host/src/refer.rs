@@ -2,7 +2,7 @@
 //! following its progress to exactly one outcome, whatever the far end does.
 //!
 //! [`ReferProgress`] is a plain state machine fed with what happened (response, NOTIFY, call ended, time);
-//! the host glue in `host_impl` reads SIP events and asks it for the next [`ReferEvent`].
+//! the transfer unit (`capabilities/transfer.rs`) reads SIP events and asks it for the next [`ReferEvent`].
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use callwright_sip::message::{Response, Uri};
 use tokio::time::Instant;
 
 use crate::bindings::{ReferEvent, ReferOutcome, SipResponse};
-use crate::host_impl::{body_of, headers_of};
+use crate::capabilities::call_control::{body_of, headers_of};
 
 /// How long a transfer may take after the REFER was accepted, unless the guest says otherwise (as jambonz).
 pub(crate) const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(15);

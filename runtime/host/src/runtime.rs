@@ -17,9 +17,9 @@ use wasmtime::Store;
 use crate::apps::{AppDefinition, AppStore};
 use crate::bindings::{CallInfo, Direction};
 use crate::call_state::{CallResource, CallState, Registrar, Registration, finish_legs};
+use crate::capabilities::CallSetup;
+use crate::capabilities::call_control::{body_of, headers_of};
 use crate::engine::HostEngine;
-use crate::hooks::CallHooks;
-use crate::host_impl::{body_of, headers_of};
 use crate::modules::{LoadedModule, ModuleSet, ModuleStore};
 use crate::verbs::VerbContext;
 
@@ -129,10 +129,15 @@ impl Runtime {
     /// Creates a call's sandbox for `module` and instantiates it, without running it: what every call pays
     /// before its guest starts. For benchmarks (`runtime/cli/benches/instantiate.rs`).
     pub async fn instantiate_only(&self, module: &LoadedModule) -> anyhow::Result<()> {
-        let limits = &self.engine.limits;
-        let hooks =
-            CallHooks::new(self.hook_client.clone(), Default::default(), "bench".into(), limits.hook_payload_size);
-        let state = CallState::new(self.sip.clone(), limits, "bench".into(), self.registrar.clone(), hooks);
+        let state = CallState::new(&CallSetup {
+            limits: &self.engine.limits,
+            sip: self.sip.clone(),
+            label: "bench".into(),
+            registrar: self.registrar.clone(),
+            hook_client: self.hook_client.clone(),
+            hooks: Default::default(),
+            verbs: None,
+        });
         let mut store = Store::new(&self.engine.engine, state);
         store.limiter(|state| &mut state.memory);
         store.set_epoch_deadline(u64::MAX / 2);
@@ -183,9 +188,9 @@ impl Runtime {
 
     /// Waits until no call is live, for at most `limit`; true if none is.
     async fn wait_until_idle(&self, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
+        let deadline = tokio::time::Instant::now() + limit;
         while self.live_count() > 0 {
-            if Instant::now() >= deadline {
+            if tokio::time::Instant::now() >= deadline {
                 return false;
             }
             tokio::time::sleep(IDLE_POLL).await;
@@ -342,15 +347,16 @@ impl Runtime {
         _permit: OwnedSemaphorePermit,
     ) {
         let limits = self.engine.limits.clone();
-        let hooks = CallHooks::new(
-            self.hook_client.clone(),
-            std::mem::take(&mut app.hooks),
-            call.to_string(),
-            limits.hook_payload_size,
-        );
-        let mut state = CallState::new(self.sip.clone(), &limits, call.to_string(), self.registrar.clone(), hooks);
         let pinned = std::mem::take(&mut app.verbs);
-        state.verbs = Some(Arc::new(VerbContext { engine: self.engine.clone(), modules, pinned }));
+        let state = CallState::new(&CallSetup {
+            limits: &limits,
+            sip: self.sip.clone(),
+            label: call.to_string(),
+            registrar: self.registrar.clone(),
+            hook_client: self.hook_client.clone(),
+            hooks: std::mem::take(&mut app.hooks),
+            verbs: Some(Arc::new(VerbContext { engine: self.engine.clone(), modules, pinned })),
+        });
         let mut store = self.engine.store(state);
         store.data_mut().add_leg(call, info, local_ip, events);
         let config = app.flow.config.to_string();
@@ -408,7 +414,7 @@ impl Runtime {
             }
         };
         let state = store.into_data();
-        finish_legs(&self.sip, state.legs, failed).await;
+        finish_legs(&self.sip, state.calls.legs, failed).await;
     }
 }
 

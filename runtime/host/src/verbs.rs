@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use wasmtime::Store;
 
 use crate::bindings::{VerbError, VerbInfo, VerbPre};
-use crate::call_state::{CallResource, CallState, CpuMeter, Leg, finish_legs};
+use crate::call_state::{CallResource, CallState, Leg};
 use crate::engine::HostEngine;
 use crate::limits::MAX_VERB_DEPTH;
 use crate::modules::{LoadedModule, ModuleSet};
@@ -174,7 +174,7 @@ struct LegsGuard<'c> {
 impl Drop for LegsGuard<'_> {
     fn drop(&mut self) {
         if let Some(store) = self.store.as_mut() {
-            self.caller_legs.extend(store.data_mut().legs.drain());
+            self.caller_legs.extend(store.data_mut().calls.legs.drain());
         }
     }
 }
@@ -186,10 +186,10 @@ pub(crate) async fn run_verb(
     name: &str,
     args: &str,
 ) -> wasmtime::Result<Result<String, VerbError>> {
-    let Some(context) = caller.verbs.clone() else {
+    let Some(context) = caller.verbs.context.clone() else {
         return Ok(Err(VerbError::Failed("verbs cannot run here".into())));
     };
-    if caller.verb_depth >= MAX_VERB_DEPTH {
+    if caller.verbs.depth >= MAX_VERB_DEPTH {
         return Ok(Err(VerbError::Failed(format!("verb {name:?}: verbs nest deeper than {MAX_VERB_DEPTH}"))));
     }
     let (module, verb) = match context.resolve(name) {
@@ -209,23 +209,9 @@ pub(crate) async fn run_verb(
         return Ok(Err(VerbError::UnknownVerb(format!("module {:?} is not a verb module", module.meta.name))));
     };
 
-    let label = format!("{}/{name}", caller.label);
-    let mut state = CallState::new(
-        caller.sip.clone(),
-        &context.engine.limits,
-        label.clone(),
-        caller.registrar.clone(),
-        caller.hooks.lend(label.clone()),
-    );
-    state.variables = caller.variables.clone();
-    state.memory = caller.memory.share();
-    state.legs = std::mem::take(&mut caller.legs);
-    state.cpu = CpuMeter::continuing(caller.cpu.used, caller.cpu.budget);
-    state.verbs = Some(context.clone());
-    state.verb_depth = caller.verb_depth + 1;
-    let lent: HashSet<CallHandle> = state.legs.keys().copied().collect();
-
-    let mut guard = LegsGuard { store: Some(context.engine.store(state)), caller_legs: &mut caller.legs };
+    let label = format!("{}/{name}", caller.calls.label);
+    let state = CallState::for_verb(caller, &label);
+    let mut guard = LegsGuard { store: Some(context.engine.store(state)), caller_legs: &mut caller.calls.legs };
     let store = guard.store.as_mut().expect("set above");
     let outcome = async {
         let instance = pre.instantiate_async(&mut *store).await?;
@@ -237,12 +223,8 @@ pub(crate) async fn run_verb(
     // Give back what was lent; the calls the verb placed itself end with it.
     let store = guard.store.take().expect("taken once");
     drop(guard);
-    let mut state = store.into_data();
-    caller.cpu.used = state.cpu.used;
-    let (returned, placed): (Vec<_>, Vec<_>) = state.legs.drain().partition(|(handle, _)| lent.contains(handle));
-    caller.hooks.give_back(state.hooks);
-    caller.legs.extend(returned);
-    finish_legs(&caller.sip, placed, outcome.is_err()).await;
+    caller.give_back(store.into_data());
+    caller.calls.finish_placed(outcome.is_err()).await;
 
     let module_name = &module.meta.name;
     Ok(match outcome {
