@@ -149,3 +149,31 @@ fn stub(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use wasmtime::component::Component;
+
+    use super::*;
+    use crate::engine::HostEngine;
+    use crate::limits::SandboxLimits;
+
+    fn link(engine: &HostEngine, text: &str) -> Result<Vec<String>, String> {
+        let bytes = wat::parse_str(text).expect("component text");
+        let component = Component::new(engine.engine(), &bytes).expect("component");
+        link_with_stubs(&engine.linker, &component).map(|(_, stubbed)| stubbed).map_err(|e| format!("{e:#}"))
+    }
+
+    #[test]
+    fn a_callwright_interface_no_unit_serves_is_refused_naming_the_served_ones_and_others_are_stubbed() {
+        let engine = HostEngine::on_demand(SandboxLimits::default()).unwrap();
+        let newer = r#"(component (import "callwright:voice/media@0.2.0" (instance (export "play" (func)))))"#;
+        let error = link(&engine, newer).unwrap_err();
+        assert!(error.contains("imports callwright:voice/media@0.2.0, which this host does not have"), "{error}");
+        for served in ["callwright:voice/call", "callwright:voice/hooks", "callwright:voice/dispatch"] {
+            assert!(error.contains(served), "{served} missing from: {error}");
+        }
+        let foreign = r#"(component (import "example:other/thing@1.0.0" (instance (export "go" (func)))))"#;
+        assert_eq!(link(&engine, foreign).unwrap(), ["example:other/thing@1.0.0"]);
+    }
+}
