@@ -352,7 +352,7 @@ pub(crate) fn call_error(error: CommandError) -> wasmtime::Result<CallError> {
     match error {
         CommandError::Stopped => Err(wasmtime::Error::msg("the SIP driver stopped")),
         CommandError::Sip(Error::UnknownCall(_) | Error::UnknownRequest(_)) => Ok(CallError::CallEnded),
-        CommandError::Sip(Error::InvalidState { state: "ended", .. }) => Ok(CallError::CallEnded),
+        CommandError::Sip(Error::CallEnded { .. }) => Ok(CallError::CallEnded),
         CommandError::Sip(error @ Error::InvalidState { .. }) => Ok(CallError::InvalidState(error.to_string())),
         CommandError::Sip(error @ Error::BadArgument(_)) => Ok(CallError::InvalidArgument(error.to_string())),
         CommandError::Sip(error) => Ok(CallError::Other(error.to_string())),

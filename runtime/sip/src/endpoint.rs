@@ -1552,7 +1552,10 @@ impl Endpoint {
     }
 
     fn invalid(handle: CallHandle, operation: &'static str, call: &Call) -> Error {
-        Error::InvalidState { call: handle, operation, state: call.state.name() }
+        match call.state {
+            CallState::Ended => Error::CallEnded { call: handle, operation },
+            _ => Error::InvalidState { call: handle, operation, state: call.state.name() },
+        }
     }
 
     /// Sends a provisional response (180, 183) to an inbound call.

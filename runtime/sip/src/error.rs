@@ -12,7 +12,14 @@ pub enum Error {
     UnknownCall(CallHandle),
     /// No such incoming request awaiting an answer.
     UnknownRequest(IncomingRequestHandle),
-    /// The call is not in a state where the command makes sense.
+    /// The call has ended (it is still known, for late requests, but takes no commands).
+    CallEnded {
+        /// The call.
+        call: CallHandle,
+        /// What was asked.
+        operation: &'static str,
+    },
+    /// The call is not in a state where the command makes sense (it has not ended).
     InvalidState {
         /// The call.
         call: CallHandle,
@@ -33,6 +40,7 @@ impl fmt::Display for Error {
         match self {
             Error::UnknownCall(call) => write!(f, "no call {call}"),
             Error::UnknownRequest(request) => write!(f, "no pending request {request}"),
+            Error::CallEnded { call, operation } => write!(f, "cannot {operation} {call}: the call has ended"),
             Error::InvalidState { call, operation, state } => write!(f, "cannot {operation} {call}: call is {state}"),
             Error::BadArgument(why) => write!(f, "bad argument: {why}"),
             Error::NoRoute(why) => write!(f, "no route: {why}"),
