@@ -111,6 +111,7 @@ enum Command {
     Hangup(CallHandle, Reply<()>),
     Respond(IncomingRequestHandle, u16, Extras, Reply<()>),
     SendRequest(CallHandle, InDialogRequest, Reply<RequestHandle>),
+    NotifyRefer(IncomingRequestHandle, u16, String, Reply<RequestHandle>),
     Invite(Box<OutboundCall>, Option<OnCreated>, Reply<CallHandle>),
     Dialog(CallHandle, oneshot::Sender<Option<Dialog>>),
     Stats(oneshot::Sender<DriverStats>),
@@ -220,6 +221,17 @@ impl SipHandle {
         request: InDialogRequest,
     ) -> Result<RequestHandle, CommandError> {
         self.ask(|r| Command::SendRequest(call, request, r)).await
+    }
+
+    /// Tells the far end how the transfer of an accepted REFER goes (see [`Endpoint::notify_refer`]).
+    pub async fn notify_refer(
+        &self,
+        refer: IncomingRequestHandle,
+        status: u16,
+        reason: &str,
+    ) -> Result<RequestHandle, CommandError> {
+        let reason = reason.to_string();
+        self.ask(|r| Command::NotifyRefer(refer, status, reason, r)).await
     }
 
     /// Places an outbound call.
@@ -433,6 +445,9 @@ impl SipDriver {
                 drop(reply.send(endpoint.respond(now, request, status, extras)))
             }
             Command::SendRequest(call, request, reply) => drop(reply.send(endpoint.send_request(now, call, request))),
+            Command::NotifyRefer(refer, status, reason, reply) => {
+                drop(reply.send(endpoint.notify_refer(now, refer, status, &reason)))
+            }
             Command::Invite(call, on_created, reply) => {
                 let result = endpoint.invite(now, *call);
                 if let (Ok(handle), Some(on_created)) = (&result, on_created) {

@@ -43,10 +43,6 @@ pub struct ReferResource {
 pub(crate) struct PendingRefer {
     pub(crate) refer_to: String,
     pub(crate) referred_by: Option<String>,
-    /// The REFER's CSeq number (the `id` of its NOTIFYs' Event header when it is not the dialog's first).
-    pub(crate) cseq: u32,
-    /// Whether an earlier REFER came in this dialog.
-    pub(crate) needs_event_id: bool,
 }
 
 /// The host side of a guest's `call` resource: which SIP call it names.
@@ -75,8 +71,6 @@ pub(crate) struct Leg {
     pub(crate) inbound_refers: HashMap<IncomingRequestHandle, PendingRefer>,
     /// Inbound REFERs delivered by the last `next-event`: still unanswered at the next one, they get 501.
     pub(crate) refers_delivered: Vec<IncomingRequestHandle>,
-    /// How many REFERs the far end sent in this dialog.
-    pub(crate) inbound_refer_count: u32,
     /// REFERs we sent, by request.
     pub(crate) refers: HashMap<RequestHandle, ReferProgress>,
     /// Requests we sent whose responses nobody waits for (our NOTIFYs about an inbound REFER).
@@ -97,7 +91,6 @@ impl Leg {
             unanswered: HashSet::new(),
             inbound_refers: HashMap::new(),
             refers_delivered: Vec::new(),
-            inbound_refer_count: 0,
             refers: HashMap::new(),
             unawaited: HashSet::new(),
         }

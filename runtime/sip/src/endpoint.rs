@@ -17,6 +17,7 @@ use crate::error::Error;
 use crate::message::{
     Host, Message, Method, NameAddr, ParseError, ParseErrorKind, Request, Response, SipUri, Uri, Via,
 };
+use crate::refer_notifier::ReferNotifier;
 use crate::rng::IdGenerator;
 use crate::timers::TimerSettings;
 use crate::transaction::{
@@ -394,6 +395,8 @@ struct Call {
     ended_reported: bool,
     forget_at: Option<Instant>,
     pending_incoming: Vec<IncomingRequestHandle>,
+    /// REFERs the far end sent in this dialog (a later one's NOTIFYs carry `Event: refer;id=`).
+    refers_received: u32,
     /// The session description we last sent (re-INVITE and UPDATE are answered with it).
     local_sdp: Option<Vec<u8>>,
 }
@@ -454,6 +457,9 @@ pub struct Endpoint {
     dialog_index: HashMap<(String, String), CallHandle>,
     outgoing: HashMap<RequestHandle, OutgoingRequest>,
     incoming: HashMap<IncomingRequestHandle, IncomingRequest>,
+    /// The subscriptions of REFERs the far end sent, by REFER, until their final NOTIFY or their call is
+    /// forgotten.
+    refer_notifiers: HashMap<IncomingRequestHandle, ReferNotifier>,
     timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -584,6 +590,7 @@ impl Endpoint {
             dialog_index: HashMap::new(),
             outgoing: HashMap::new(),
             incoming: HashMap::new(),
+            refer_notifiers: HashMap::new(),
             timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -886,6 +893,7 @@ impl Endpoint {
                 ended_reported: false,
                 forget_at: None,
                 pending_incoming: Vec::new(),
+                refers_received: 0,
                 local_sdp: None,
             },
         );
@@ -963,6 +971,13 @@ impl Endpoint {
         let incoming = IncomingRequestHandle(self.new_handle());
         let call = self.calls.get_mut(&handle).expect("indexed call exists");
         call.pending_incoming.push(incoming);
+        if request.method == Method::Refer {
+            let earlier = call.refers_received;
+            call.refers_received += 1;
+            if let Some(notifier) = ReferNotifier::for_refer(handle, &request, earlier) {
+                self.refer_notifiers.insert(incoming, notifier);
+            }
+        }
         self.incoming.insert(incoming, IncomingRequest { call: handle, key, request: request.clone() });
         self.events.push_back(Event::Request { call: handle, handle: incoming, request });
     }
@@ -1734,10 +1749,38 @@ impl Endpoint {
         if let Some(call) = self.calls.get_mut(&incoming.call) {
             call.pending_incoming.retain(|h| *h != handle);
         }
+        if let Some(notifier) = self.refer_notifiers.get_mut(&handle)
+            && !notifier.answered(status)
+        {
+            self.refer_notifiers.remove(&handle);
+        }
         let mut response = response_to(&incoming.request, status, None);
         extras.apply(&mut response.headers, &mut response.body);
         self.respond_on(now, &incoming.key, &incoming.request, response);
         Ok(())
+    }
+
+    /// Tells the far end how the transfer it asked for with `refer` (answered 2xx) goes: a NOTIFY of the
+    /// REFER's subscription with `status` and `reason` as its sipfrag status line, the Event and
+    /// Subscription-State it needs (see [`crate::refer_notifier`]); a final status ends the subscription.
+    /// Also after our BYE (RFC 5057: the subscription outlives the INVITE usage) while the call lingers.
+    /// Refused for a REFER that was not accepted, asked for no subscription, or had its final NOTIFY.
+    pub fn notify_refer(
+        &mut self,
+        now: Instant,
+        refer: IncomingRequestHandle,
+        status: u16,
+        reason: &str,
+    ) -> Result<RequestHandle, Error> {
+        let notifier = self.refer_notifiers.get_mut(&refer).ok_or_else(|| {
+            Error::BadArgument(format!("{refer} is not a REFER with a subscription (accepted, Refer-Sub not false)"))
+        })?;
+        let extras = notifier.notify(status, reason)?;
+        let call = notifier.call;
+        if notifier.is_terminated() {
+            self.refer_notifiers.remove(&refer);
+        }
+        self.send_request(now, call, InDialogRequest { method: Method::Notify, extras, credentials: None })
     }
 
     /// Sends a request inside an established call (INFO, MESSAGE, NOTIFY, REFER, SUBSCRIBE, OPTIONS,
@@ -1857,6 +1900,7 @@ impl Endpoint {
                 ended_reported: false,
                 forget_at: None,
                 pending_incoming: Vec::new(),
+                refers_received: 0,
                 local_sdp: (!invite.body.is_empty()).then(|| invite.body.clone()),
             },
         );
@@ -1956,6 +2000,7 @@ impl Endpoint {
             let call_id = call.invite.headers.call_id().unwrap_or_default().to_string();
             self.dialog_index.remove(&(call_id, call.local_tag));
             self.outgoing.retain(|h, _| !call.subscriptions.iter().any(|s| s.refer == *h));
+            self.refer_notifiers.retain(|_, notifier| notifier.call != handle);
         }
     }
 

@@ -41,6 +41,7 @@ pub mod dialog;
 pub mod endpoint;
 pub mod error;
 pub mod message;
+pub mod refer_notifier;
 pub mod timers;
 pub mod transport;
 

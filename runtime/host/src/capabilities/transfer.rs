@@ -26,13 +26,7 @@ pub(crate) fn inbound_refer(leg: &mut Leg, handle: IncomingRequestHandle, reques
     let refer_to = request.headers.get("Refer-To").unwrap_or_default().to_string();
     let (target, replaces) = refer::split_refer_to(&refer_to).unwrap_or((refer_to.clone(), None));
     let referred_by = request.headers.get("Referred-By").map(str::to_string);
-    let pending = PendingRefer {
-        refer_to: refer_to.clone(),
-        referred_by: referred_by.clone(),
-        cseq: request.headers.cseq().map(|c| c.seq).unwrap_or_default(),
-        needs_event_id: leg.inbound_refer_count > 0,
-    };
-    leg.inbound_refer_count += 1;
+    let pending = PendingRefer { refer_to: refer_to.clone(), referred_by: referred_by.clone() };
     leg.inbound_refers.insert(handle, pending);
     leg.refers_delivered.push(handle);
     CallEvent::Refer(InboundRefer {
@@ -160,7 +154,7 @@ impl Calls {
         if let Err(error) = self.sip.respond(request, 202, Extras::default()).await {
             return call_error(error).map(Err);
         }
-        self.notify_referrer(handle, &pending, 100, "Trying", false).await;
+        self.notify_referrer(handle, request, 100, "Trying").await;
         let mut extras = Extras::default();
         if let Some(referred_by) = &pending.referred_by {
             extras.headers.push(("Referred-By".into(), referred_by.clone()));
@@ -180,48 +174,43 @@ impl Calls {
         let placed = match self.start_outbound(dial, extras, local_ip).await? {
             Ok(placed) => placed,
             Err(error) => {
-                self.notify_referrer(handle, &pending, 503, "Service Unavailable", true).await;
+                self.notify_referrer(handle, request, 503, "Service Unavailable").await;
                 return Ok(Err(CallError::Other(format!("the transfer target could not be called: {error:?}"))));
             }
         };
         loop {
             match self.wait_outbound(placed, &[]).await? {
                 OutboundStep::Progress(status, reason) if status > 100 => {
-                    self.notify_referrer(handle, &pending, status, &reason, false).await
+                    self.notify_referrer(handle, request, status, &reason).await
                 }
                 OutboundStep::Progress(..) => {}
                 OutboundStep::Answered(status, reason) => {
-                    self.notify_referrer(handle, &pending, status, &reason, true).await;
+                    self.notify_referrer(handle, request, status, &reason).await;
                     return Ok(Ok(placed));
                 }
                 OutboundStep::Failed(status) => {
                     let reason = callwright_sip::message::reason_phrase(status);
-                    self.notify_referrer(handle, &pending, status, reason, true).await;
+                    self.notify_referrer(handle, request, status, reason).await;
                     return Ok(Err(CallError::Other(format!("the transfer target answered {status}"))));
                 }
                 OutboundStep::TimedOut | OutboundStep::Abandoned => {
-                    self.notify_referrer(handle, &pending, 408, "Request Timeout", true).await;
+                    self.notify_referrer(handle, request, 408, "Request Timeout").await;
                     return Ok(Err(CallError::Timeout));
                 }
             }
         }
     }
 
-    /// Sends the referrer a NOTIFY with the sipfrag status line of our call to the transfer target.
-    async fn notify_referrer(&mut self, call: CallHandle, refer: &PendingRefer, status: u16, reason: &str, last: bool) {
-        let event = if refer.needs_event_id { format!("refer;id={}", refer.cseq) } else { "refer".into() };
-        let state = if last { "terminated;reason=noresource" } else { "active;expires=60" };
-        let extras = Extras::body("message/sipfrag;version=2.0", format!("SIP/2.0 {status} {reason}\r\n"))
-            .header("Event", &event)
-            .header("Subscription-State", state);
-        let notify = InDialogRequest { method: Method::Notify, extras, credentials: None };
-        match self.sip.send_request(call, notify).await {
+    /// Tells the referrer the status of our call to the transfer target (the SIP core's REFER notifier
+    /// makes the NOTIFY; a final status ends the subscription).
+    async fn notify_referrer(&mut self, call: CallHandle, refer: IncomingRequestHandle, status: u16, reason: &str) {
+        match self.sip.notify_refer(refer, status, reason).await {
             Ok(sent) => {
                 if let Some(leg) = self.legs.get_mut(&call) {
                     leg.unawaited.insert(sent);
                 }
             }
-            // The referrer may have hung up already; the transfer goes on regardless.
+            // The referrer may have hung up already, or asked for no NOTIFYs; the transfer goes on regardless.
             Err(error) => tracing::info!(call = %self.label, %error, "NOTIFY to the referrer not sent"),
         }
     }
