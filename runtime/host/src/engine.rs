@@ -33,25 +33,33 @@ pub struct HostEngine {
 impl HostEngine {
     /// Builds the engine: async support, component model, epoch interruption, the pooling allocator when
     /// the machine can reserve its address space (else on-demand allocation, as wasmtime's own server does).
-    /// `max_concurrent_calls` is lowered to what the process's memory mappings allow (see
-    /// [`calls_the_memory_maps_allow`]).
+    /// The pool is sized to what the process's memory mappings allow ([`PoolPlan`]); `max_concurrent_calls`
+    /// is lowered when even one instance per call would not fit.
     pub fn new(mut limits: SandboxLimits) -> anyhow::Result<HostEngine> {
-        if let Some(allowed) = calls_the_memory_maps_allow()
-            && allowed < limits.max_concurrent_calls
-        {
+        let plan = PoolPlan::for_calls(limits.max_concurrent_calls, max_map_count());
+        if plan.max_calls < limits.max_concurrent_calls {
             warn!(
                 max_calls = limits.max_concurrent_calls,
-                lowered_to = allowed,
+                lowered_to = plan.max_calls,
                 "vm.max_map_count is too low for max_calls: max_calls lowered; to allow more, raise it (sysctl -w vm.max_map_count={})",
                 memory_maps_needed(limits.max_concurrent_calls)
             );
-            limits.max_concurrent_calls = allowed;
+            limits.max_concurrent_calls = plan.max_calls;
         }
-        let (engine, pooling) = match Engine::new(&config(&limits, true)) {
+        if plan.instances < limits.max_concurrent_calls * INSTANCES_PER_CALL {
+            info!(
+                instances = plan.instances,
+                max_calls = limits.max_concurrent_calls,
+                "the instance pool holds one instance per call and {} more for verbs (vm.max_map_count allows no more; raise it to {} for {INSTANCES_PER_CALL} per call)",
+                plan.instances - limits.max_concurrent_calls,
+                memory_maps_needed(limits.max_concurrent_calls)
+            );
+        }
+        let (engine, pooling) = match Engine::new(&config(&limits, Some(&plan))) {
             Ok(engine) => (engine, true),
             Err(error) => {
                 warn!(%error, "pooling allocator unavailable; allocating instances on demand");
-                (Engine::new(&config(&limits, false)).map_err(context("creating the wasm engine"))?, false)
+                (Engine::new(&config(&limits, None)).map_err(context("creating the wasm engine"))?, false)
             }
         };
         HostEngine::with_engine(engine, limits, pooling)
@@ -60,7 +68,7 @@ impl HostEngine {
     /// An engine that allocates every instance on demand (no pooling): the fallback of
     /// [`HostEngine::new`], and the reference the instantiation benchmark compares pooling with.
     pub fn on_demand(limits: SandboxLimits) -> anyhow::Result<HostEngine> {
-        let engine = Engine::new(&config(&limits, false)).map_err(context("creating the wasm engine"))?;
+        let engine = Engine::new(&config(&limits, None)).map_err(context("creating the wasm engine"))?;
         HostEngine::with_engine(engine, limits, false)
     }
 
@@ -136,7 +144,8 @@ pub(crate) fn context(what: &'static str) -> impl FnOnce(wasmtime::Error) -> any
     move |error| anyhow::anyhow!("{what}: {error:#}")
 }
 
-fn config(limits: &SandboxLimits, pooling: bool) -> Config {
+/// The engine's configuration; pooled as `pool` plans, or allocating on demand without one.
+fn config(limits: &SandboxLimits, pool: Option<&PoolPlan>) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.wasm_component_model_async(true);
@@ -146,10 +155,9 @@ fn config(limits: &SandboxLimits, pooling: bool) -> Config {
     config.memory_reservation(limits.memory_per_call as u64);
     config.memory_reservation_for_growth(0);
     config.memory_guard_size(MEMORY_GUARD_BYTES);
-    if pooling {
-        // Slots for every call the limits allow, so the pool never refuses a call the limit admitted.
-        let instances =
-            u32::try_from(limits.max_concurrent_calls.saturating_mul(INSTANCES_PER_CALL)).unwrap_or(u32::MAX);
+    if let Some(plan) = pool {
+        config.memory_init_cow(plan.copy_on_write);
+        let instances = u32::try_from(plan.instances).unwrap_or(u32::MAX);
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(instances);
         pool.total_core_instances(instances.saturating_mul(4));
@@ -167,33 +175,62 @@ fn config(limits: &SandboxLimits, pooling: bool) -> Config {
     config
 }
 
-/// Memory mappings the pool holds for each call it has room for, live or not: each fiber stack is a
-/// mapping and its guard page another ([`INSTANCES_PER_CALL`] stacks).
-const STATIC_MAPPINGS_PER_CALL: usize = 2 * INSTANCES_PER_CALL;
-/// Memory mappings a live instance adds: its linear memory and table slots, each split from its guard
-/// (measured: 1,000 calls of the Rust `answer-hangup`, one instance each, added 4,006).
-const MAPPINGS_PER_LIVE_INSTANCE: usize = 4;
-/// Memory mappings one call needs at most: its share of the pool's stacks, and every instance it may hold.
-const MAPPINGS_PER_CALL: usize = STATIC_MAPPINGS_PER_CALL + INSTANCES_PER_CALL * MAPPINGS_PER_LIVE_INSTANCE;
+/// Memory mappings the pool holds for each instance it has room for, live or not: its fiber stack and
+/// the stack's guard page.
+const MAPPINGS_PER_POOLED_STACK: usize = 2;
+/// Memory mappings a live instance adds: its linear memory's slot split from the rest of the pool
+/// (measured: 1,000 calls of the Rust `answer-hangup` added 1,999).
+const MAPPINGS_PER_LIVE_INSTANCE: usize = 2;
+/// The same with copy-on-write memory images: the image's mapping splits the slot twice more
+/// (1,000 calls added 3,999).
+const MAPPINGS_PER_LIVE_INSTANCE_COW: usize = 4;
 /// Mappings left for everything else: the allocator's large blocks, threads' stacks, libraries, compiled
 /// modules. When mappings run out, `malloc` fails and the process aborts, so this is generous.
 const MAPPINGS_HEADROOM: usize = 8192;
 
-/// Memory mappings `max_calls` calls need at most (every call at [`INSTANCES_PER_CALL`] instances).
+/// How the instance pool is sized under the process's limit on memory mappings (`vm.max_map_count`,
+/// 65,530 by default). Past that limit an instance fails to allocate, and so does `malloc`, which aborts
+/// the process, so the pool must fit under it with every instance live:
+/// 1. room for [`INSTANCES_PER_CALL`] instances per allowed call, with copy-on-write memory images (the
+///    fastest instantiation for large modules), when that fits;
+/// 2. else the same without copy-on-write (data segments are copied at instantiation, and a live
+///    instance takes half the mappings);
+/// 3. else one instance per allowed call and as many more as fit, shared by the calls' verbs (a verb
+///    finding the pool full fails with wasmtime's message);
+/// 4. else the call limit is lowered to the instances that fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PoolPlan {
+    instances: usize,
+    max_calls: usize,
+    copy_on_write: bool,
+}
+
+impl PoolPlan {
+    fn for_calls(max_calls: usize, max_map_count: Option<usize>) -> PoolPlan {
+        let wanted = max_calls.saturating_mul(INSTANCES_PER_CALL);
+        let Some(limit) = max_map_count else {
+            return PoolPlan { instances: wanted, max_calls, copy_on_write: true };
+        };
+        let budget = limit.saturating_sub(MAPPINGS_HEADROOM);
+        let fitting = |per_instance: usize| budget / (MAPPINGS_PER_POOLED_STACK + per_instance);
+        if wanted <= fitting(MAPPINGS_PER_LIVE_INSTANCE_COW) {
+            return PoolPlan { instances: wanted, max_calls, copy_on_write: true };
+        }
+        let instances = fitting(MAPPINGS_PER_LIVE_INSTANCE).min(wanted);
+        PoolPlan { instances, max_calls: max_calls.min(instances), copy_on_write: false }
+    }
+}
+
+/// Memory mappings `max_calls` calls need with every call at [`INSTANCES_PER_CALL`] live instances and
+/// copy-on-write images.
 fn memory_maps_needed(max_calls: usize) -> usize {
-    max_calls.saturating_mul(MAPPINGS_PER_CALL).saturating_add(MAPPINGS_HEADROOM)
+    let per_instance = MAPPINGS_PER_POOLED_STACK + MAPPINGS_PER_LIVE_INSTANCE_COW;
+    max_calls.saturating_mul(INSTANCES_PER_CALL * per_instance).saturating_add(MAPPINGS_HEADROOM)
 }
 
-/// How many concurrent calls Linux's limit on a process's memory mappings (`vm.max_map_count`, 65,530 by
-/// default) allows; `None` where it cannot be read. Past that limit an instance fails to allocate, and so
-/// does `malloc`, which aborts the process: the call limit must stay under it.
-pub fn calls_the_memory_maps_allow() -> Option<usize> {
-    let limit: usize = std::fs::read_to_string("/proc/sys/vm/max_map_count").ok()?.trim().parse().ok()?;
-    Some(calls_allowed_by(limit))
-}
-
-fn calls_allowed_by(max_map_count: usize) -> usize {
-    max_map_count.saturating_sub(MAPPINGS_HEADROOM) / MAPPINGS_PER_CALL
+/// Linux's limit on a process's memory mappings; `None` where it cannot be read.
+fn max_map_count() -> Option<usize> {
+    std::fs::read_to_string("/proc/sys/vm/max_map_count").ok()?.trim().parse().ok()
 }
 
 /// One thread advances the epoch every [`EPOCH_TICK`]; guests check it to yield and to meter CPU.
@@ -214,14 +251,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_call_limit_fits_the_memory_maps_with_headroom() {
-        // Linux's default: about 3,000 calls, each at its most instances.
-        assert_eq!(calls_allowed_by(65_530), 3_185);
-        for limit in [10_000, 65_530, 262_144, 1_048_576] {
-            let allowed = calls_allowed_by(limit);
-            assert!(memory_maps_needed(allowed) <= limit, "{limit}");
-            assert!(memory_maps_needed(allowed + 1) > limit, "{limit}: one call more would not fit");
+    fn the_pool_fits_the_memory_maps_with_every_instance_live() {
+        let mappings = |plan: &PoolPlan| {
+            let live = if plan.copy_on_write { MAPPINGS_PER_LIVE_INSTANCE_COW } else { MAPPINGS_PER_LIVE_INSTANCE };
+            plan.instances * (MAPPINGS_PER_POOLED_STACK + live) + MAPPINGS_HEADROOM
+        };
+        // Linux's default: 10,000 calls, one instance each and 4,334 more for verbs, without copy-on-write.
+        let default = PoolPlan::for_calls(10_000, Some(65_530));
+        assert_eq!(default, PoolPlan { instances: 14_334, max_calls: 10_000, copy_on_write: false });
+        // Few calls: three instances each, with copy-on-write.
+        assert_eq!(
+            PoolPlan::for_calls(1_000, Some(65_530)),
+            PoolPlan { instances: 3_000, max_calls: 1_000, copy_on_write: true }
+        );
+        // A raised limit gives every call its three instances again.
+        let raised = PoolPlan::for_calls(10_000, Some(memory_maps_needed(10_000)));
+        assert_eq!(raised, PoolPlan { instances: 30_000, max_calls: 10_000, copy_on_write: true });
+        // Too low for one instance per call: the call limit follows the pool.
+        let low = PoolPlan::for_calls(10_000, Some(20_000));
+        assert_eq!((low.max_calls, low.instances), (2_952, 2_952));
+        for limit in [20_000, 65_530, 100_000, 262_144] {
+            let plan = PoolPlan::for_calls(10_000, Some(limit));
+            assert!(mappings(&plan) <= limit, "{limit}: {plan:?}");
+            assert!(plan.instances >= plan.max_calls, "{limit}: every call has its flow's instance");
         }
-        assert_eq!(calls_allowed_by(1_000), 0, "below the headroom no call fits");
+        assert_eq!(PoolPlan::for_calls(10_000, Some(1_000)).max_calls, 0, "below the headroom no call fits");
     }
 }

@@ -20,6 +20,7 @@ use crate::call_state::{CallResource, CallState, Registrar, Registration, finish
 use crate::capabilities::CallSetup;
 use crate::capabilities::call_control::{body_of, headers_of};
 use crate::engine::HostEngine;
+use crate::limits::SandboxLimits;
 use crate::modules::{LoadedModule, ModuleSet, ModuleStore};
 use crate::verbs::VerbContext;
 
@@ -369,25 +370,7 @@ impl Runtime {
             let resource = store.data_mut().table.push(CallResource { handle: call })?;
             instance.callwright_voice_flow().call_handle(&mut store, resource, &config).await
         };
-        // A guest may outlive its call only by the grace period (time for post-call work); then it stops,
-        // so a guest sleeping or waiting after the caller left frees its instance and its permit.
-        let after_call = async {
-            if ended.await.is_err() {
-                std::future::pending::<()>().await;
-            }
-            tokio::time::sleep(limits.after_call_grace).await;
-        };
-        let mut hang_up_all = self.hang_up_all.subscribe();
-        let shutdown = async move {
-            if hang_up_all.wait_for(|now| *now).await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        };
-        let outcome = tokio::select! {
-            outcome = tokio::time::timeout(limits.max_call_duration, run) => outcome.map_err(|_| "the maximum call duration"),
-            () = after_call => Err("the grace period after the call ended"),
-            () = shutdown => Err("the shutdown deadline"),
-        };
+        let outcome = within_limits(run, &limits, ended, self.hang_up_all.subscribe()).await;
         let failed = match outcome {
             Ok(Ok(Ok(()))) => {
                 info!(%call, elapsed = ?started.elapsed(), "guest finished");
@@ -415,6 +398,34 @@ impl Runtime {
         };
         let state = store.into_data();
         finish_legs(&self.sip, state.calls.legs, failed).await;
+    }
+}
+
+/// Runs a call's guest (`run`) within the limits of its time: the maximum call duration; the grace period
+/// once its call ended (`ended` fires), as a guest may outlive its call only for post-call work, so one
+/// sleeping or waiting after the caller left frees its instance and its permit; and the shutdown
+/// deadline (`hang_up_all` turns true). The error names the limit it ran past.
+async fn within_limits<T>(
+    run: impl Future<Output = T>,
+    limits: &SandboxLimits,
+    ended: oneshot::Receiver<()>,
+    mut hang_up_all: watch::Receiver<bool>,
+) -> Result<T, &'static str> {
+    let after_call = async {
+        if ended.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(limits.after_call_grace).await;
+    };
+    let shutdown = async move {
+        if hang_up_all.wait_for(|now| *now).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        outcome = tokio::time::timeout(limits.max_call_duration, run) => outcome.map_err(|_| "the maximum call duration"),
+        () = after_call => Err("the grace period after the call ended"),
+        () = shutdown => Err("the shutdown deadline"),
     }
 }
 
@@ -446,5 +457,63 @@ fn call_info(call: CallHandle, request: &Request, flow: Flow) -> CallInfo {
         body: body_of(headers, &request.body),
         remote_address: flow.remote.to_string(),
         transport: flow.transport.to_string().to_ascii_lowercase(),
+    }
+}
+
+#[cfg(test)]
+mod time_limit_tests {
+    use std::time::Duration;
+
+    use tokio::sync::{oneshot, watch};
+    use tokio::time::{Instant, sleep};
+
+    use super::{SandboxLimits, within_limits};
+
+    const FOREVER: Duration = Duration::from_secs(100 * 3600);
+
+    /// A guest that runs for `duration`, its call ending after `ends_after`, the server shutting down after
+    /// `shutdown_after`: what stopped it, and when (in virtual time).
+    async fn run(
+        duration: Duration,
+        ends_after: Option<Duration>,
+        shutdown_after: Option<Duration>,
+    ) -> (Result<(), &'static str>, Duration) {
+        let limits = SandboxLimits::default();
+        let started = Instant::now();
+        let (end, ended) = oneshot::channel();
+        let (hang_up_all, hang_up_all_seen) = watch::channel(false);
+        tokio::spawn(async move {
+            match ends_after {
+                Some(after) => {
+                    sleep(after).await;
+                    let _ = end.send(());
+                }
+                None => sleep(FOREVER).await,
+            }
+        });
+        tokio::spawn(async move {
+            if let Some(after) = shutdown_after {
+                sleep(after).await;
+                let _ = hang_up_all.send(true);
+            }
+            sleep(FOREVER).await;
+        });
+        let outcome = within_limits(sleep(duration), &limits, ended, hang_up_all_seen).await;
+        (outcome, started.elapsed())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_guest_stops_at_the_grace_after_its_call_the_maximum_duration_or_the_shutdown() {
+        let secs = Duration::from_secs;
+        // Done in time.
+        assert_eq!(run(secs(2), Some(secs(5)), None).await, (Ok(()), secs(2)));
+        // Post-call work within the grace period (30 s) is let finish.
+        assert_eq!(run(secs(20), Some(secs(5)), None).await, (Ok(()), secs(20)));
+        // Past it, stopped exactly at the end of the grace period.
+        assert_eq!(run(FOREVER, Some(secs(5)), None).await, (Err("the grace period after the call ended"), secs(35)));
+        // A call that never ends is stopped at the maximum call duration (4 h).
+        assert_eq!(run(FOREVER, None, None).await, (Err("the maximum call duration"), secs(4 * 3600)));
+        // The shutdown deadline stops it at once.
+        assert_eq!(run(FOREVER, None, Some(secs(7))).await, (Err("the shutdown deadline"), secs(7)));
     }
 }
