@@ -414,6 +414,28 @@ fn a_verb_that_runs_itself_stops_at_the_nesting_limit() {
 }
 
 #[test]
+fn a_calls_memory_limit_holds_for_its_flow_and_nested_verbs_together() {
+    let hooks = HookServer::start();
+    let data = TempDir::new("verbs-memory");
+    let server = Server::start_in(&data.0, &["--memory-per-call-mb", "24"]);
+    server.deploy("sample", VERB_SAMPLE).assert_status(201);
+    let decline = json!({"verb": "sip:decline", "status": 486});
+    // One verb holding 16 MiB fits the call's 24 MiB.
+    let alone = json!({"verbs": [{"verb": "sample:hoard", "mib": 16}, decline], "status_hook": hooks.url("/alone")});
+    server.put_app_with_hooks("alone", "alone", alone, &hooks, None);
+    server.call("alone", "uac-busy.xml");
+    // Two verbs holding 12 MiB each at once do not, though each alone is under the limit.
+    let nested = json!({"mib": 12, "then": {"verb": "sample:hoard", "args": {"mib": 12}}});
+    let together = json!({"verbs": [{"verb": "sample:hoard", "mib": 12, "then": nested["then"]}, decline],
+                          "status_hook": hooks.url("/together")});
+    server.put_app_with_hooks("together", "together", together, &hooks, None);
+    server.call("together", "uac-rejected-500.xml");
+    let failed = hooks.wait_for("/together", 2, HOOK_WAIT)[1].json();
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(error.contains("over the limit of 25165824 bytes per call"), "{failed}");
+}
+
+#[test]
 fn a_call_a_verb_places_ends_with_the_verb() {
     let target = Sipp::server("uas-answer.xml", 0).calls(1).timeout(Duration::from_secs(30)).spawn();
     let hooks = HookServer::start();

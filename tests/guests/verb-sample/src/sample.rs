@@ -17,6 +17,11 @@ impl Verbs for Sample {
             },
             VerbSpec { name: "sample:recurse".into(), schema: r#"{"type": "object"}"#.into() },
             VerbSpec {
+                name: "sample:hoard".into(),
+                schema: r#"{"type": "object", "properties": {"mib": {"type": "integer", "minimum": 0}, "then": {"type": "object"}}, "required": ["mib"]}"#
+                    .into(),
+            },
+            VerbSpec {
                 name: "sample:dial".into(),
                 schema: r#"{"type": "object", "properties": {"target": {"type": "string"}}, "required": ["target"]}"#
                     .into(),
@@ -39,6 +44,18 @@ impl Verbs for Sample {
             }
             // Runs itself: the host's nesting limit must end it.
             "sample:recurse" => dispatch::run_verb(call, "sample:recurse", &json!({})).map_err(|e| e.message().to_string()),
+            // Holds `mib` MiB of its memory (touched) while it runs the verb `then` names, if any.
+            "sample:hoard" => {
+                let held = std::hint::black_box(vec![1u8; args["mib"].as_u64().unwrap_or(0) as usize * 1024 * 1024]);
+                let nested = match args.get("then") {
+                    Some(then) => {
+                        let name = then["verb"].as_str().unwrap_or_default();
+                        Some(dispatch::run_verb(call, name, &then["args"]).map_err(|e| e.message().to_string())?)
+                    }
+                    None => None,
+                };
+                Ok(json!({ "held_mib": held.len() >> 20, "nested": nested }))
+            }
             "sample:echo" => Ok(json!({ "text": args["text"], "call": call.info().id, "version": VERSION })),
             "sample:report" => {
                 let hook = Hook::post(args["hook"].as_str().unwrap_or_default());
