@@ -48,5 +48,6 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub const MAX_VERB_DEPTH: u32 = 2;
 
 /// Instances one call holds at most at once: its flow and one verb at each depth. The instance pool has
-/// room for this many per allowed call, so it never refuses what the limits admitted.
+/// room for this many per allowed call where the process's memory mappings allow it, else for one per
+/// call and a share for verbs (see `PoolPlan` in `engine.rs`).
 pub const INSTANCES_PER_CALL: usize = 1 + MAX_VERB_DEPTH as usize;
