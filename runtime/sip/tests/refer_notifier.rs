@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use callwright_sip::message::Method;
 use callwright_sip::{CallHandle, Event, Extras, InDialogRequest, IncomingRequestHandle, Transport};
-use common::{Pair, establish};
+use common::{Pair, establish, refer_events};
 
 /// Bob refers Alice (`extra` headers on the REFER); the REFER as Alice's user sees it.
 fn refer(pair: &mut Pair, bob_call: CallHandle, extra: &[(&str, &str)]) -> IncomingRequestHandle {
@@ -35,16 +35,6 @@ fn notifies(pair: &Pair) -> Vec<(String, String, String)> {
         .map(|r| {
             let header = |name| r.headers.get(name).unwrap_or_default().to_string();
             (header("Event"), header("Subscription-State"), String::from_utf8_lossy(&r.body).into_owned())
-        })
-        .collect()
-}
-
-fn refer_notifies(events: &[Event]) -> Vec<(Option<u16>, bool)> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::ReferNotify { status, terminated, .. } => Some((*status, *terminated)),
-            _ => None,
         })
         .collect()
 }
@@ -76,7 +66,10 @@ fn an_accepted_refer_is_notified_until_its_final_status_and_then_no_more() {
             ("refer".into(), "terminated;reason=noresource".into(), body("200 OK")),
         ]
     );
-    assert_eq!(refer_notifies(&pair.bob_events), [(Some(100), false), (Some(180), false), (Some(200), true)]);
+    assert_eq!(
+        refer_events(&pair.bob_events),
+        ["response 202", "notify Some(100) false", "notify Some(180) false", "notify Some(200) true"]
+    );
     assert_eq!(pair.responses(false, 200, "NOTIFY").len(), 3, "the referrer accepted each");
 }
 
@@ -98,7 +91,8 @@ fn a_second_refer_is_notified_with_its_id_and_a_refused_or_subscription_free_one
     let (event, state, body) = notifies(&pair).pop().expect("one NOTIFY");
     assert_eq!(event, format!("refer;id={second_cseq}"), "a later REFER's NOTIFYs name it (RFC 3515 §2.4.6)");
     assert_eq!((state.as_str(), body.as_str()), ("terminated;reason=noresource", "SIP/2.0 486 Busy Here\r\n"));
-    assert_eq!(refer_notifies(&pair.bob_events), [(Some(486), true)], "the referrer routed it to the second REFER");
+    let events = refer_events(&pair.bob_events);
+    assert_eq!(events, ["response 603", "response 202", "notify Some(486) true"], "routed to the second REFER");
 
     let no_subscription = refer(&mut pair, bob_call, &[("Refer-Sub", "false")]);
     let now = pair.now;

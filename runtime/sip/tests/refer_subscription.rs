@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use callwright_sip::message::Method;
 use callwright_sip::{CallHandle, Event, Extras, InDialogRequest, IncomingRequestHandle, RequestHandle, Transport};
-use common::{Pair, establish};
+use common::{Pair, establish, refer_events};
 
 fn refer(pair: &mut Pair, bob_call: CallHandle) -> RequestHandle {
     let now = pair.now;
@@ -42,17 +42,6 @@ fn notify(pair: &mut Pair, alice_call: CallHandle, status: &str, state: &str) {
         credentials: None,
     };
     pair.alice.send_request(now, alice_call, request).unwrap();
-}
-
-fn refer_events(events: &[Event]) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::ReferNotify { status, terminated, .. } => Some(format!("notify {status:?} {terminated}")),
-            Event::Response { response, .. } => Some(format!("response {}", response.status)),
-            _ => None,
-        })
-        .collect()
 }
 
 #[test]

@@ -312,3 +312,16 @@ pub fn ended(events: &[Event], call: callwright_sip::CallHandle) -> Vec<callwrig
         })
         .collect()
 }
+
+/// The events of REFERs we sent, as text: `response <status>` for the REFER's final response and
+/// `notify <sipfrag status> <terminated>` for each NOTIFY of its subscription.
+pub fn refer_events(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ReferNotify { status, terminated, .. } => Some(format!("notify {status:?} {terminated}")),
+            Event::Response { response, .. } => Some(format!("response {}", response.status)),
+            _ => None,
+        })
+        .collect()
+}
