@@ -7,8 +7,9 @@
 //! - `Subscription-State: active;expires=<s>` while the status is provisional, then
 //!   `terminated;reason=noresource` with the final status; nothing can be sent after it.
 //! - A REFER with `Refer-Sub: false` (RFC 4488) that was accepted has no subscription: nothing is sent.
+//! - A NOTIFY answered 481, or never answered (408), ends the subscription (RFC 6665 §4.2.2).
 
-use crate::endpoint::{CallHandle, Extras};
+use crate::endpoint::{CallHandle, Extras, RequestHandle};
 use crate::error::Error;
 use crate::message::Request;
 
@@ -35,6 +36,8 @@ pub(crate) struct ReferNotifier {
     /// The value of the Event header of its NOTIFYs.
     event: String,
     state: State,
+    /// The NOTIFYs sent so far: a 481 or a timeout answering one ends the subscription.
+    sent: Vec<RequestHandle>,
 }
 
 impl ReferNotifier {
@@ -49,7 +52,7 @@ impl ReferNotifier {
             Ok(cseq) if earlier > 0 => format!("refer;id={}", cseq.seq),
             _ => "refer".to_string(),
         };
-        Some(ReferNotifier { call, event, state: State::Pending })
+        Some(ReferNotifier { call, event, state: State::Pending, sent: Vec::new() })
     }
 
     /// The user answered the REFER with `status`: a 2xx starts the subscription; anything else means
@@ -87,6 +90,16 @@ impl ReferNotifier {
         Ok(Extras::body("message/sipfrag;version=2.0", format!("SIP/2.0 {status} {reason}\r\n"))
             .header("Event", &self.event)
             .header("Subscription-State", &subscription_state))
+    }
+
+    /// `notify` is one of its NOTIFYs.
+    pub(crate) fn sent_as(&mut self, notify: RequestHandle) {
+        self.sent.push(notify);
+    }
+
+    /// Whether `notify` was one of its NOTIFYs.
+    pub(crate) fn sent(&self, notify: RequestHandle) -> bool {
+        self.sent.contains(&notify)
     }
 
     /// Whether the final NOTIFY went out (the notifier can be forgotten).

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use callwright_sip::message::Method;
+use callwright_sip::message::{Message, Method};
 use callwright_sip::{CallHandle, Event, Extras, InDialogRequest, IncomingRequestHandle, Transport};
 use common::{Pair, establish, refer_events};
 
@@ -100,4 +100,25 @@ fn a_second_refer_is_notified_with_its_id_and_a_refused_or_subscription_free_one
     assert!(pair.alice.notify_refer(now, no_subscription, 200, "OK").is_err(), "Refer-Sub: false asks for none");
     pair.run_for(Duration::from_millis(50));
     assert_eq!(notifies(&pair).len(), 1);
+}
+
+#[test]
+fn a_referrer_that_answers_a_notify_481_ends_the_subscription() {
+    let mut pair = Pair::new(Transport::Udp);
+    let (_alice_call, bob_call) = establish(&mut pair, Duration::from_millis(200));
+    // Every 202 is lost: Bob's REFER times out (408) and his side of the subscription ends with it.
+    pair.drop_when(|message| matches!(message, Message::Response(r) if r.status == 202));
+    let refer_handle = refer(&mut pair, bob_call, &[]);
+    let now = pair.now;
+    pair.alice.respond(now, refer_handle, 202, Extras::default()).unwrap();
+    pair.run_for(Duration::from_secs(40));
+    assert_eq!(refer_events(&pair.bob_events), ["response 408"]);
+    let now = pair.now;
+    pair.alice.notify_refer(now, refer_handle, 180, "Ringing").unwrap();
+    pair.run_for(Duration::from_millis(50));
+    assert_eq!(pair.responses(false, 481, "NOTIFY").len(), 1, "Bob knows no such subscription");
+    let now = pair.now;
+    let ended = pair.alice.notify_refer(now, refer_handle, 200, "OK").unwrap_err();
+    assert!(ended.to_string().contains("not a REFER with a subscription"), "{ended}");
+    assert_eq!(notifies(&pair).len(), 1, "nothing more is sent once the referrer said 481");
 }

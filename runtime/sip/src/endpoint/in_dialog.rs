@@ -177,6 +177,10 @@ impl Endpoint {
                 }
             }
         }
+        if request.method == Method::Notify && matches!(response.status, 408 | 481) {
+            // The subscriber is gone (RFC 6665 §4.2.2): the REFER's subscription ends at the notifier too.
+            self.refer_notifiers.retain(|_, notifier| !notifier.sent(request_handle));
+        }
         if request.method == Method::Subscribe {
             self.on_subscribe_outcome(handle, request, response.status);
         }

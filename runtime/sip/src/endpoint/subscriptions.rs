@@ -113,7 +113,8 @@ impl Endpoint {
     /// REFER's subscription with `status` and `reason` as its sipfrag status line, the Event and
     /// Subscription-State it needs (see [`crate::refer_notifier`]); a final status ends the subscription.
     /// Also after our BYE (RFC 5057: the subscription outlives the INVITE usage) while the call lingers.
-    /// Refused for a REFER that was not accepted, asked for no subscription, or had its final NOTIFY.
+    /// Refused for a REFER that was not accepted, asked for no subscription, or had its final NOTIFY, or
+    /// whose subscriber answered one of its NOTIFYs 481 or never answered (RFC 6665 §4.2.2).
     pub fn notify_refer(
         &mut self,
         now: Instant,
@@ -126,9 +127,13 @@ impl Endpoint {
         })?;
         let extras = notifier.notify(status, reason)?;
         let call = notifier.call;
-        if notifier.is_terminated() {
+        let terminated = notifier.is_terminated();
+        let sent = self.send_request(now, call, InDialogRequest { method: Method::Notify, extras, credentials: None });
+        if terminated {
             self.refer_notifiers.remove(&refer);
+        } else if let (Ok(notify), Some(notifier)) = (&sent, self.refer_notifiers.get_mut(&refer)) {
+            notifier.sent_as(*notify);
         }
-        self.send_request(now, call, InDialogRequest { method: Method::Notify, extras, credentials: None })
+        sent
     }
 }
