@@ -124,18 +124,32 @@ impl Leg {
 
     /// Waits for the call's next SIP event until `deadline` and absorbs it. False when the time ran out.
     pub(crate) async fn receive(&mut self, deadline: Option<tokio::time::Instant>) -> bool {
-        let received = match deadline {
-            Some(at) => match tokio::time::timeout_at(at, self.events.recv()).await {
-                Ok(received) => received,
-                Err(_) => return false,
-            },
-            None => self.events.recv().await,
-        };
-        // No sender left: the router let go of the call, so it is over.
-        let event = received.unwrap_or(Event::CallEnded { call: CallHandle(0), reason: EndReason::LocalHangup });
-        self.absorb(event);
-        true
+        receive_any(&mut [self], deadline).await
     }
+}
+
+/// Waits for the next SIP event of any of `legs` until `until`, and absorbs it into its leg. False when
+/// the time ran out.
+pub(crate) async fn receive_any(legs: &mut [&mut Leg], until: Option<tokio::time::Instant>) -> bool {
+    let received = std::future::poll_fn(|context| {
+        for (index, leg) in legs.iter_mut().enumerate() {
+            if let std::task::Poll::Ready(event) = leg.events.poll_recv(context) {
+                return std::task::Poll::Ready((index, event));
+            }
+        }
+        std::task::Poll::Pending
+    });
+    let (index, received) = match until {
+        Some(at) => match tokio::time::timeout_at(at, received).await {
+            Ok(received) => received,
+            Err(_) => return false,
+        },
+        None => received.await,
+    };
+    // No sender left: the router let go of the call, so it is over.
+    let event = received.unwrap_or(Event::CallEnded { call: CallHandle(0), reason: EndReason::LocalHangup });
+    legs[index].absorb(event);
+    true
 }
 
 /// Per-call variables, shared by every module that runs on the call.

@@ -12,7 +12,6 @@ use callwright_sip::{CallHandle, Event, Extras, Flow};
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tracing::{error, info, warn};
-use wasmtime::Store;
 
 use crate::apps::{AppDefinition, AppStore};
 use crate::bindings::{CallInfo, Direction};
@@ -139,9 +138,7 @@ impl Runtime {
             hooks: Default::default(),
             verbs: None,
         });
-        let mut store = Store::new(&self.engine.engine, state);
-        store.limiter(|state| &mut state.memory);
-        store.set_epoch_deadline(u64::MAX / 2);
+        let mut store = self.engine.store(state);
         let pre = module.flow.as_ref().ok_or_else(|| anyhow::anyhow!("module is not a call flow"))?;
         pre.instantiate_async(&mut store).await.map_err(|e| anyhow::anyhow!("{e:#}"))?;
         Ok(())

@@ -129,10 +129,10 @@ pub(crate) fn list_verbs(engine: &Arc<HostEngine>, pre: &VerbPre<CallState>) -> 
                     .build()
                     .map_err(|e| format!("cannot start a runtime to list the verbs: {e}"))?;
                 runtime.block_on(async {
-                    let mut store = Store::new(&engine.engine, CallState::detached(&engine.limits));
-                    store.limiter(|state| &mut state.memory);
-                    store.set_epoch_deadline(LISTING_TICKS);
+                    let mut store = engine.store(CallState::detached(&engine.limits));
+                    // Listing runs no call: past its ticks it traps instead of yielding.
                     store.epoch_deadline_trap();
+                    store.set_epoch_deadline(LISTING_TICKS);
                     let instance = pre.instantiate_async(&mut store).await.map_err(|e| format!("{e:#}"))?;
                     let specs = instance
                         .callwright_voice_verbs()

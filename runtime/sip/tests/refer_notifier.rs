@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use callwright_sip::message::{Message, Method};
-use callwright_sip::{CallHandle, Event, Extras, InDialogRequest, IncomingRequestHandle, Transport};
-use common::{Pair, establish, refer_events};
+use callwright_sip::{CallHandle, Extras, InDialogRequest, IncomingRequestHandle, Transport};
+use common::{Pair, establish, incoming_refer, refer_events};
 
 /// Bob refers Alice (`extra` headers on the REFER); the REFER as Alice's user sees it.
 fn refer(pair: &mut Pair, bob_call: CallHandle, extra: &[(&str, &str)]) -> IncomingRequestHandle {
@@ -18,14 +18,7 @@ fn refer(pair: &mut Pair, bob_call: CallHandle, extra: &[(&str, &str)]) -> Incom
         extras = extras.header(name, value);
     }
     pair.bob.send_request(now, bob_call, InDialogRequest { method: Method::Refer, extras, credentials: None }).unwrap();
-    pair.run_for(Duration::from_millis(20));
-    pair.take_alice_events()
-        .into_iter()
-        .find_map(|e| match e {
-            Event::Request { handle, request, .. } if request.method == Method::Refer => Some(handle),
-            _ => None,
-        })
-        .expect("alice sees the REFER")
+    incoming_refer(pair)
 }
 
 /// What the NOTIFYs toward Bob carried: (Event, Subscription-State, body).

@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use callwright_sip::message::Method;
-use callwright_sip::{CallHandle, Event, Extras, InDialogRequest, IncomingRequestHandle, RequestHandle, Transport};
-use common::{Pair, establish, refer_events};
+use callwright_sip::{CallHandle, Event, Extras, InDialogRequest, RequestHandle, Transport};
+use common::{Pair, establish, incoming_refer, refer_events};
 
 fn refer(pair: &mut Pair, bob_call: CallHandle) -> RequestHandle {
     let now = pair.now;
@@ -19,17 +19,6 @@ fn refer(pair: &mut Pair, bob_call: CallHandle) -> RequestHandle {
         credentials: None,
     };
     pair.bob.send_request(now, bob_call, request).unwrap()
-}
-
-fn incoming_refer(pair: &mut Pair) -> IncomingRequestHandle {
-    pair.run_for(Duration::from_millis(20));
-    pair.take_alice_events()
-        .into_iter()
-        .find_map(|e| match e {
-            Event::Request { handle, request, .. } if request.method == Method::Refer => Some(handle),
-            _ => None,
-        })
-        .expect("alice sees the REFER")
 }
 
 fn notify(pair: &mut Pair, alice_call: CallHandle, status: &str, state: &str) {

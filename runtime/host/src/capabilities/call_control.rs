@@ -2,7 +2,6 @@
 //! interface; dialling goes on in `outbound.rs` and REFERs in `transfer.rs`, on the same [`Calls`].
 
 use std::collections::{HashMap, HashSet};
-use std::task::Poll;
 use std::time::Duration;
 
 use callwright_driver::SipHandle;
@@ -454,25 +453,7 @@ impl Calls {
     pub(crate) async fn receive_any(&mut self, handles: &[CallHandle], until: Option<tokio::time::Instant>) -> bool {
         let mut legs: Vec<&mut Leg> =
             self.legs.iter_mut().filter(|(handle, _)| handles.contains(handle)).map(|(_, leg)| leg).collect();
-        let received = std::future::poll_fn(|context| {
-            for (index, leg) in legs.iter_mut().enumerate() {
-                if let Poll::Ready(event) = leg.events.poll_recv(context) {
-                    return Poll::Ready((index, event));
-                }
-            }
-            Poll::Pending
-        });
-        let (index, received) = match until {
-            Some(at) => match tokio::time::timeout_at(at, received).await {
-                Ok(received) => received,
-                Err(_) => return false,
-            },
-            None => received.await,
-        };
-        // No sender left: the router let go of the call, so it is over.
-        let event = received.unwrap_or(Event::CallEnded { call: CallHandle(0), reason: EndReason::LocalHangup });
-        legs[index].absorb(event);
-        true
+        crate::call_state::receive_any(&mut legs, until).await
     }
 
     /// The guest's inbound calls still up (the callers a call placed for them serves).

@@ -19,7 +19,7 @@
 //! The `call` interface holds three units (WIT `@0.1.0` is kept as guests were built against it): call
 //! control links it, and its glue hands dialling to `outbound.rs` and REFERs to `transfer.rs`, which work
 //! on the same calls. A new capability is one more file here: a unit, its state as one more field of
-//! [`CallState`], and its line in [`link_all`] and [`CallState::new`](crate::call_state::CallState).
+//! [`CallState`] (built in `CallState::new`, lent in `for_verb`), and its line in [`UNITS`].
 
 pub(crate) mod call_control;
 pub(crate) mod dispatch;
@@ -79,26 +79,25 @@ pub(crate) trait Capability {
     }
 }
 
+/// Links a unit's interfaces into the engine's linker.
+type Link = fn(&mut Linker<CallState>) -> wasmtime::Result<()>;
+
+/// Every unit: the interfaces it serves and how it links them. The one list to add a unit to (its state
+/// goes into [`CallState`]).
+const UNITS: [(&[&str], Link); 5] = [
+    (call_control::CallControl::INTERFACES, call_control::CallControl::link),
+    (hooks::Hooks::INTERFACES, hooks::Hooks::link),
+    (variables::CallVariables::INTERFACES, variables::CallVariables::link),
+    (dispatch::Dispatch::INTERFACES, dispatch::Dispatch::link),
+    (log_clock::LogClock::INTERFACES, log_clock::LogClock::link),
+];
+
 /// Links every unit's interfaces.
 pub(crate) fn link_all(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
-    call_control::CallControl::link(linker)?;
-    hooks::Hooks::link(linker)?;
-    variables::CallVariables::link(linker)?;
-    dispatch::Dispatch::link(linker)?;
-    log_clock::LogClock::link(linker)?;
-    Ok(())
+    UNITS.iter().try_for_each(|(_, link)| link(linker))
 }
 
 /// Every `callwright:voice` interface the units serve (without the package version).
 pub(crate) fn served_interfaces() -> impl Iterator<Item = &'static str> {
-    [
-        call_control::CallControl::INTERFACES,
-        hooks::Hooks::INTERFACES,
-        variables::CallVariables::INTERFACES,
-        dispatch::Dispatch::INTERFACES,
-        log_clock::LogClock::INTERFACES,
-    ]
-    .into_iter()
-    .flatten()
-    .copied()
+    UNITS.iter().flat_map(|(interfaces, _)| interfaces.iter().copied())
 }

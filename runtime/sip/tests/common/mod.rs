@@ -325,3 +325,17 @@ pub fn refer_events(events: &[Event]) -> Vec<String> {
         })
         .collect()
 }
+
+/// Runs the pair a moment and returns the REFER Alice's user was handed.
+pub fn incoming_refer(pair: &mut Pair) -> callwright_sip::IncomingRequestHandle {
+    pair.run_for(Duration::from_millis(20));
+    pair.take_alice_events()
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Request { handle, request, .. } if request.method == callwright_sip::message::Method::Refer => {
+                Some(handle)
+            }
+            _ => None,
+        })
+        .expect("alice sees the REFER")
+}
