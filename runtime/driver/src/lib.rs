@@ -21,6 +21,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod media;
 mod overload;
 mod tcp;
 
@@ -41,6 +42,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::media::{MediaConfig, MediaPorts};
 use crate::overload::{OverloadDetector, Shedding};
 
 /// The largest datagram we read; bigger ones are truncated by the kernel and then refused by the parser.
@@ -72,13 +74,15 @@ pub struct DriverConfig {
     /// New calls are refused with 503 while every received datagram waits longer than this before it is
     /// handled (see [`Endpoint::set_shedding`]); `None` never sheds.
     pub shed_after: Option<Duration>,
+    /// Where calls' media lives.
+    pub media: MediaConfig,
 }
 
 impl DriverConfig {
     /// Listen on `listen` with default endpoint settings and an OS-random identifier seed.
     pub fn new(listen: Vec<SocketAddr>) -> DriverConfig {
         let endpoint = EndpointConfig { id_seed: random_seed(), ..EndpointConfig::default() };
-        DriverConfig { listen, endpoint, shed_after: Some(DEFAULT_SHED_AFTER) }
+        DriverConfig { listen, endpoint, shed_after: Some(DEFAULT_SHED_AFTER), media: MediaConfig::default() }
     }
 
     /// Overrides T1 (and nothing else); used to make 64·T1 timeouts short in tests.
@@ -89,7 +93,7 @@ impl DriverConfig {
 }
 
 /// A seed from the OS's hash randomisation: distinct per process, no extra dependency.
-fn random_seed() -> u64 {
+pub(crate) fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher
@@ -157,6 +161,7 @@ impl std::error::Error for CommandError {}
 pub struct SipHandle {
     commands: mpsc::Sender<Command>,
     local_addrs: Arc<Vec<(Transport, SocketAddr)>>,
+    media: Arc<MediaPorts>,
 }
 
 impl SipHandle {
@@ -164,13 +169,18 @@ impl SipHandle {
     /// guest code outside any call (e.g. asking a verb module for its verbs at upload).
     pub fn detached() -> SipHandle {
         let (commands, _) = mpsc::channel(1);
-        SipHandle { commands, local_addrs: Arc::new(Vec::new()) }
+        SipHandle { commands, local_addrs: Arc::new(Vec::new()), media: MediaPorts::new(MediaConfig::default()) }
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, CommandError> {
         let (reply, answer) = oneshot::channel();
         self.commands.send(make(reply)).await.map_err(|_| CommandError::Stopped)?;
         answer.await.map_err(|_| CommandError::Stopped)?.map_err(CommandError::Sip)
+    }
+
+    /// The RTP ports calls' media is bound on.
+    pub fn media(&self) -> &Arc<MediaPorts> {
+        &self.media
     }
 
     /// The addresses actually bound (useful with port 0).
@@ -330,7 +340,8 @@ impl SipDriver {
             overload: config.shed_after.map(OverloadDetector::new),
         };
         tokio::spawn(driver.run());
-        Ok((SipHandle { commands: command_tx, local_addrs: Arc::new(local_addrs) }, event_rx))
+        let media = MediaPorts::new(config.media.clone());
+        Ok((SipHandle { commands: command_tx, local_addrs: Arc::new(local_addrs), media }, event_rx))
     }
 
     fn now() -> std::time::Instant {

@@ -229,6 +229,9 @@ pub struct SessionConfig {
     pub cname: String,
     /// Report a dead call after this long without RTP while the far end should send (`None`: never).
     pub inactivity_timeout: Option<Duration>,
+    /// Whether the inactivity timeout runs before the far end's first packet. Off by default: a far end
+    /// that never sends (a signalling-only peer, a one-way announcement) is not a dead one that stopped.
+    pub inactivity_before_first_packet: bool,
     /// How long received audio waits in the jitter buffer.
     pub jitter_delay: Duration,
     /// Send silence when nothing plays (keeps NAT bindings and the far end's own RTP timeout happy).
@@ -249,6 +252,7 @@ impl SessionConfig {
             initial_timestamp: ssrc.rotate_left(13),
             cname: format!("callwright-{ssrc:08x}"),
             inactivity_timeout: Some(Duration::from_secs(60)),
+            inactivity_before_first_packet: false,
             jitter_delay: Duration::from_millis(60),
             send_silence_when_idle: true,
             wall_clock_at_start: Duration::ZERO,
@@ -689,6 +693,9 @@ impl MediaSession {
     fn check_activity(&mut self, now: Instant) {
         let Some(timeout) = self.config.inactivity_timeout else { return };
         if !self.config.negotiated.direction.receives() || self.inactive_reported {
+            return;
+        }
+        if self.last_received.is_none() && !self.config.inactivity_before_first_packet {
             return;
         }
         let since = self.last_received.unwrap_or(self.activity_since).max(self.activity_since);

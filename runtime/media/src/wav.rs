@@ -68,7 +68,9 @@ pub fn decode(bytes: &[u8], rate: u32) -> Result<Decoded, Error> {
         (MULAW, 8) => data.iter().map(|b| i32::from(g711::mulaw_decode(*b))).collect(),
         (ALAW, 8) => data.iter().map(|b| i32::from(g711::alaw_decode(*b))).collect(),
         _ => {
-            return Err(unsupported(format!("WAV format {tag} with {bits} bits per sample is not PCM, µ-law or A-law")));
+            return Err(unsupported(format!(
+                "WAV format {tag} with {bits} bits per sample is not PCM, µ-law or A-law"
+            )));
         }
     };
     let mono: Vec<i16> = linear

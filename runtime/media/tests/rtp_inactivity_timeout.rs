@@ -34,11 +34,19 @@ fn silence_on_the_wire_is_reported_after_the_timeout() {
 }
 
 #[test]
-fn a_far_end_that_never_sends_is_reported_too() {
+fn a_far_end_that_never_sends_is_reported_only_when_asked() {
     let mut pair = pair_with_timeout(2);
     pair.to_callwright.loss_per_mille = 1000;
-    pair.run_until(Duration::from_secs(3));
-    assert_eq!(inactive_at(&pair).len(), 1);
+    pair.run_until(Duration::from_secs(5));
+    assert!(inactive_at(&pair).is_empty(), "never sending is not stopping");
+    let (ours, theirs) = common::negotiate(true);
+    let mut config = SessionConfig::new(ours, 1);
+    config.inactivity_timeout = Some(Duration::from_secs(2));
+    config.inactivity_before_first_packet = true;
+    let mut strict = Pair::with(config, SessionConfig::new(theirs, 2));
+    strict.to_callwright.loss_per_mille = 1000;
+    strict.run_until(Duration::from_secs(3));
+    assert_eq!(inactive_at(&strict).len(), 1);
 }
 
 #[test]

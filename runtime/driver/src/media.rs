@@ -1,0 +1,339 @@
+//! Media on tokio: the RTP ports of a server ([`MediaPorts`]), and one task per call that owns the call's
+//! two sockets (RTP on an even port, RTCP on the next) and runs its sans-IO
+//! [`callwright_media::MediaSession`] from one timer, as the SIP driver runs the endpoint.
+//!
+//! The owner of a call talks to its task through a [`MediaLeg`]: commands in, [`MediaEvent`]s out. Dropping
+//! the leg closes the session (an RTCP BYE goes out) and frees the ports.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use callwright_media::dtmf::DigitStep;
+use callwright_media::sdp::Negotiated;
+use callwright_media::source::AudioSource;
+use callwright_media::{
+    Digit, DigitsId, Error as MediaError, Input, MediaEvent, MediaSession, MediaStats, Output, PlayOptions, PlaybackId,
+    RecordOptions, RecordingId, SessionConfig, Socket,
+};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::debug;
+
+/// The default RTP port range: even ports for RTP, each with the next odd one for RTCP.
+pub const DEFAULT_RTP_PORTS: RangeInclusive<u16> = 20_000..=29_999;
+/// Events a call's media may queue before its owner reads them; more are dropped (and logged).
+const EVENTS_PER_CALL: usize = 256;
+/// The largest RTP or RTCP datagram we read.
+const MAX_MEDIA_DATAGRAM: usize = 2048;
+
+/// Where a server's media lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaConfig {
+    /// The ports RTP and RTCP sockets are taken from (`--rtp-ports`).
+    pub ports: RangeInclusive<u16>,
+    /// The address written into SDP, when it is not the one the sockets are bound to (`--media-address`:
+    /// a public address in front of a private one).
+    pub advertise: Option<IpAddr>,
+    /// End a call whose far end stopped sending RTP for this long (`--rtp-timeout-secs`; `None`: never).
+    pub inactivity_timeout: Option<Duration>,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig { ports: DEFAULT_RTP_PORTS, advertise: None, inactivity_timeout: Some(Duration::from_secs(60)) }
+    }
+}
+
+/// The port range of a server, handed out in turn so a port just freed is not reused at once (a late
+/// packet of the last call would land in the next).
+#[derive(Debug)]
+pub struct MediaPorts {
+    config: MediaConfig,
+    next_pair: AtomicU32,
+}
+
+/// A call's two sockets, bound.
+#[derive(Debug)]
+pub struct MediaSockets {
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    port: u16,
+}
+
+impl MediaSockets {
+    /// The RTP port (RTCP is the next one).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl MediaPorts {
+    /// Ports from `config`.
+    pub fn new(config: MediaConfig) -> Arc<MediaPorts> {
+        Arc::new(MediaPorts { config, next_pair: AtomicU32::new(0) })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &MediaConfig {
+        &self.config
+    }
+
+    /// The address SDP names for sockets bound to `bound`.
+    pub fn advertised(&self, bound: IpAddr) -> IpAddr {
+        self.config.advertise.unwrap_or(bound)
+    }
+
+    /// A session configuration for `negotiated`: a random SSRC, sequence and timestamp origin (RFC 3550
+    /// §5.1), the wall clock for sender reports, and this server's inactivity timeout.
+    pub fn session_config(&self, negotiated: Negotiated) -> SessionConfig {
+        let seed = crate::random_seed();
+        let mut config = SessionConfig::new(negotiated, seed as u32);
+        config.initial_sequence = (seed >> 32) as u16;
+        config.initial_timestamp = (seed >> 16) as u32;
+        config.seed = seed;
+        config.inactivity_timeout = self.config.inactivity_timeout;
+        config.wall_clock_at_start =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        config
+    }
+
+    /// Binds an RTP/RTCP pair on `ip`, the next free even port of the range.
+    pub async fn open(&self, ip: IpAddr) -> io::Result<MediaSockets> {
+        let first = (self.config.ports.start() + 1) & !1;
+        let last = *self.config.ports.end();
+        let pairs = u32::from(last.saturating_sub(first).saturating_add(1) / 2);
+        if pairs == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "the RTP port range holds no even/odd pair"));
+        }
+        for _ in 0..pairs {
+            let pair = self.next_pair.fetch_add(1, Ordering::Relaxed) % pairs;
+            let port = first + 2 * pair as u16;
+            let Ok(rtp) = UdpSocket::bind(SocketAddr::new(ip, port)).await else { continue };
+            let Ok(rtcp) = UdpSocket::bind(SocketAddr::new(ip, port + 1)).await else { continue };
+            return Ok(MediaSockets { rtp, rtcp, port });
+        }
+        Err(io::Error::new(io::ErrorKind::AddrInUse, format!("every RTP port of {first}-{last} on {ip} is in use")))
+    }
+}
+
+/// What the owner of a call's media asks of it.
+enum MediaCommand {
+    Play(Box<dyn AudioSource>, PlayOptions, oneshot::Sender<PlaybackId>),
+    StopPlayback(PlaybackId),
+    StopAllPlayback,
+    SendDigits(Vec<DigitStep>, Duration, oneshot::Sender<Result<DigitsId, MediaError>>),
+    Record(RecordOptions, oneshot::Sender<RecordingId>),
+    StopRecording(RecordingId),
+    InfoDigit(Digit),
+    Update(Negotiated),
+    Stats(oneshot::Sender<MediaStats>),
+}
+
+/// What a call's media task runs when the far end's RTP stops.
+pub type OnDead = Box<dyn FnOnce() + Send>;
+
+/// The owner's side of a call's media task.
+#[derive(Debug)]
+pub struct MediaLeg {
+    commands: mpsc::UnboundedSender<MediaCommand>,
+    /// What the session reports, in order.
+    pub events: mpsc::Receiver<MediaEvent>,
+    negotiated: Negotiated,
+    local_port: u16,
+}
+
+impl std::fmt::Debug for MediaCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MediaCommand")
+    }
+}
+
+impl MediaLeg {
+    /// Starts the task of a call's media on `sockets`; `on_dead` runs if the far end stops sending for the
+    /// inactivity timeout (the owner hangs the call up there).
+    pub fn spawn(sockets: MediaSockets, config: SessionConfig, on_dead: OnDead) -> MediaLeg {
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (event_tx, events) = mpsc::channel(EVENTS_PER_CALL);
+        let negotiated = config.negotiated.clone();
+        let local_port = sockets.port;
+        let session = MediaSession::new(Instant::now().into_std(), config);
+        tokio::spawn(run(session, sockets, command_rx, event_tx, on_dead));
+        MediaLeg { commands, events, negotiated, local_port }
+    }
+
+    /// The stream as negotiated.
+    pub fn negotiated(&self) -> &Negotiated {
+        &self.negotiated
+    }
+
+    /// Our RTP port.
+    pub fn local_port(&self) -> u16 {
+        self.local_port
+    }
+
+    /// Queues a playback; `None` if the session has ended.
+    pub async fn play(&self, source: Box<dyn AudioSource>, options: PlayOptions) -> Option<PlaybackId> {
+        let (reply, id) = oneshot::channel();
+        self.commands.send(MediaCommand::Play(source, options, reply)).ok()?;
+        id.await.ok()
+    }
+
+    /// Stops a playback.
+    pub fn stop_playback(&self, id: PlaybackId) {
+        let _ = self.commands.send(MediaCommand::StopPlayback(id));
+    }
+
+    /// Stops every playback.
+    pub fn stop_all_playback(&self) {
+        let _ = self.commands.send(MediaCommand::StopAllPlayback);
+    }
+
+    /// Sends digits as RFC 4733 events; [`MediaError::NoTelephoneEvent`] when the peer offered none.
+    pub async fn send_digits(&self, steps: Vec<DigitStep>, press: Duration) -> Option<Result<DigitsId, MediaError>> {
+        let (reply, id) = oneshot::channel();
+        self.commands.send(MediaCommand::SendDigits(steps, press, reply)).ok()?;
+        id.await.ok()
+    }
+
+    /// Starts a recording.
+    pub async fn record(&self, options: RecordOptions) -> Option<RecordingId> {
+        let (reply, id) = oneshot::channel();
+        self.commands.send(MediaCommand::Record(options, reply)).ok()?;
+        id.await.ok()
+    }
+
+    /// Stops a recording.
+    pub fn stop_recording(&self, id: RecordingId) {
+        let _ = self.commands.send(MediaCommand::StopRecording(id));
+    }
+
+    /// Hands the session a digit that came by SIP INFO.
+    pub fn info_digit(&self, digit: Digit) {
+        let _ = self.commands.send(MediaCommand::InfoDigit(digit));
+    }
+
+    /// Takes a renegotiated stream.
+    pub fn update(&mut self, negotiated: Negotiated) {
+        self.negotiated = negotiated.clone();
+        let _ = self.commands.send(MediaCommand::Update(negotiated));
+    }
+
+    /// The session's counts; `None` if it has ended.
+    pub async fn stats(&self) -> Option<MediaStats> {
+        let (reply, stats) = oneshot::channel();
+        self.commands.send(MediaCommand::Stats(reply)).ok()?;
+        stats.await.ok()
+    }
+}
+
+/// The task of one call's media: sockets, commands and the session's single timer.
+async fn run(
+    mut session: MediaSession,
+    sockets: MediaSockets,
+    mut commands: mpsc::UnboundedReceiver<MediaCommand>,
+    events: mpsc::Sender<MediaEvent>,
+    on_dead: OnDead,
+) {
+    let mut on_dead = Some(on_dead);
+    let mut rtp_buffer = vec![0u8; MAX_MEDIA_DATAGRAM];
+    let mut rtcp_buffer = vec![0u8; MAX_MEDIA_DATAGRAM];
+    let mut deadline = Instant::now();
+    loop {
+        tokio::select! {
+            received = sockets.rtp.recv_from(&mut rtp_buffer) => {
+                if let Ok((len, from)) = received {
+                    let now = Instant::now().into_std();
+                    session.handle_input(Input::Receive { now, from, socket: Socket::Rtp, data: &rtp_buffer[..len] });
+                }
+            }
+            received = sockets.rtcp.recv_from(&mut rtcp_buffer) => {
+                if let Ok((len, from)) = received {
+                    let now = Instant::now().into_std();
+                    session.handle_input(Input::Receive { now, from, socket: Socket::Rtcp, data: &rtcp_buffer[..len] });
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => session.handle_input(Input::Timeout(Instant::now().into_std())),
+            command = commands.recv() => {
+                let now = Instant::now().into_std();
+                match command {
+                    Some(command) => apply(&mut session, now, command),
+                    None => {
+                        // The owner is gone: the call has ended.
+                        session.close(now);
+                        drain(&mut session, &sockets, &events, &mut on_dead);
+                        return;
+                    }
+                }
+            }
+        }
+        if let Some(next) = drain(&mut session, &sockets, &events, &mut on_dead) {
+            deadline = Instant::from_std(next);
+        }
+    }
+}
+
+fn apply(session: &mut MediaSession, now: std::time::Instant, command: MediaCommand) {
+    match command {
+        MediaCommand::Play(source, options, reply) => {
+            let _ = reply.send(session.play(source, options));
+        }
+        MediaCommand::StopPlayback(id) => {
+            session.stop_playback(id);
+        }
+        MediaCommand::StopAllPlayback => session.stop_all_playback(),
+        MediaCommand::SendDigits(steps, press, reply) => {
+            let _ = reply.send(session.send_digits(steps, press));
+        }
+        MediaCommand::Record(options, reply) => {
+            let _ = reply.send(session.record(options));
+        }
+        MediaCommand::StopRecording(id) => {
+            session.stop_recording(id);
+        }
+        MediaCommand::InfoDigit(digit) => session.handle_info_digit(now, digit),
+        MediaCommand::Update(negotiated) => session.update(now, negotiated),
+        MediaCommand::Stats(reply) => {
+            let _ = reply.send(session.stats());
+        }
+    }
+}
+
+/// Sends what the session has to send and hands on its events; returns its next deadline.
+fn drain(
+    session: &mut MediaSession,
+    sockets: &MediaSockets,
+    events: &mpsc::Sender<MediaEvent>,
+    on_dead: &mut Option<OnDead>,
+) -> Option<std::time::Instant> {
+    loop {
+        match session.poll_output()? {
+            Output::Transmit(transmit) => {
+                let socket = match transmit.socket {
+                    Socket::Rtp => &sockets.rtp,
+                    Socket::Rtcp => &sockets.rtcp,
+                };
+                // A full send buffer loses this packet, as the network might: pacing matters more.
+                if let Err(error) = socket.try_send_to(&transmit.data, transmit.to) {
+                    debug!(to = %transmit.to, %error, "RTP send failed");
+                }
+            }
+            Output::Event(event) => {
+                if let MediaEvent::Inactive(silent_for) = event
+                    && let Some(on_dead) = on_dead.take()
+                {
+                    debug!(port = sockets.port, ?silent_for, "no RTP for the inactivity timeout");
+                    on_dead();
+                }
+                if events.try_send(event).is_err() {
+                    debug!(port = sockets.port, "media event dropped: its owner is not reading");
+                }
+            }
+            Output::Timeout(at) => return Some(at),
+        }
+    }
+}
