@@ -127,7 +127,28 @@ impl Server {
         Server::launch(data, &[&["--sip-t1-ms", "100"], extra].concat(), "info", Some(files), false)
     }
 
+    /// Starts a server on fresh ports. A port found free may be taken by another test's process before
+    /// the server binds it (the admin API binds only after the built-in modules compile, seconds later):
+    /// then the server exits naming the address, and it is started again on other ports.
     fn launch(data: &Path, args: &[&str], log_filter: &str, file_limit: Option<u32>, examples: bool) -> Server {
+        for _ in 0..2 {
+            match Server::try_launch(data, args, log_filter, file_limit, examples) {
+                Ok(server) => return server,
+                Err(log) => eprintln!("a port was taken before callwright bound it; starting again:\n{log}"),
+            }
+        }
+        Server::try_launch(data, args, log_filter, file_limit, examples)
+            .unwrap_or_else(|log| panic!("callwright exited:\n{log}"))
+    }
+
+    /// Starts a server; `Err` with its log when it exited because an address was in use.
+    fn try_launch(
+        data: &Path,
+        args: &[&str],
+        log_filter: &str,
+        file_limit: Option<u32>,
+        examples: bool,
+    ) -> Result<Server, String> {
         let sip: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("address");
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("address");
         let log_path = data.with_extension(format!("{}.log", sip.port()));
@@ -158,11 +179,15 @@ impl Server {
         // The admin API binds after the SIP sockets: once it answers, the server is ready. (A bare connect
         // is not proof: with many connections open, a connect to a port nobody listens on can meet itself.)
         while !answers_health_check(http) {
-            assert!(server.is_running(), "callwright exited:\n{}", server.log());
+            if !server.is_running() {
+                let log = server.log();
+                assert!(log.contains("Address already in use"), "callwright exited:\n{log}");
+                return Err(log);
+            }
             assert!(started.elapsed() < STARTUP_TIMEOUT, "callwright did not start:\n{}", server.log());
             std::thread::sleep(Duration::from_millis(50));
         }
-        server
+        Ok(server)
     }
 
     /// A server with the `sip-behaviours` test guest as the catch-all app.
