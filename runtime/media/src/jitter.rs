@@ -102,9 +102,7 @@ impl JitterBuffer {
         let end = cursor + frame.len() as i64;
         frame.fill(0);
         let mut filled = 0usize;
-        let starts: Vec<i64> = self.packets.range(..end).map(|(start, _)| *start).collect();
-        for start in starts {
-            let samples = &self.packets[&start];
+        for (&start, samples) in self.packets.range(..end) {
             let packet_end = start + samples.len() as i64;
             if packet_end > cursor {
                 let from = (cursor.max(start) - start) as usize;
@@ -113,9 +111,13 @@ impl JitterBuffer {
                 frame[at..at + (to - from)].copy_from_slice(&samples[from..to]);
                 filled += to - from;
             }
-            if packet_end <= end {
-                self.packets.remove(&start);
+        }
+        // Packets that end within this frame are spent; one that runs past it stays for the next.
+        while let Some(first) = self.packets.first_entry() {
+            if *first.key() + first.get().len() as i64 > end {
+                break;
             }
+            first.remove();
         }
         self.cursor = Some(end);
         if filled > 0 {

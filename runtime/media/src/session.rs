@@ -388,6 +388,7 @@ pub struct MediaSession {
     transmits: VecDeque<Transmit>,
     events: VecDeque<MediaEvent>,
     scratch: Vec<i16>,
+    sent_scratch: Vec<i16>,
 }
 
 impl MediaSession {
@@ -435,6 +436,7 @@ impl MediaSession {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             scratch: Vec::with_capacity(frame_samples),
+            sent_scratch: Vec::with_capacity(frame_samples),
             config,
         };
         session.next_report = now + session.report_interval();
@@ -492,16 +494,21 @@ impl MediaSession {
 
     /// Queues `source` to play after what is queued already.
     pub fn play(&mut self, source: Box<dyn AudioSource>, options: PlayOptions) -> PlaybackId {
-        let id = PlaybackId(self.next_id());
-        self.playbacks.push_back(Playback {
-            id,
+        let playback = self.new_playback(source, options);
+        let id = playback.id;
+        self.playbacks.push_back(playback);
+        id
+    }
+
+    fn new_playback(&mut self, source: Box<dyn AudioSource>, options: PlayOptions) -> Playback {
+        Playback {
+            id: PlaybackId(self.next_id()),
             source,
             loops_left: options.loops,
             gain: 10f32.powf(options.gain_db.clamp(-40.0, 40.0) / 20.0),
             barge_in: options.barge_in,
             played_samples: 0,
-        });
-        id
+        }
     }
 
     /// Stops a playback, playing or queued. Returns false if it had ended already.
@@ -549,15 +556,9 @@ impl MediaSession {
                 self.codec.clock_rate(),
             );
             // The beep goes before anything else queued.
-            let id = PlaybackId(self.next_id());
-            self.playbacks.push_front(Playback {
-                id,
-                source: Box::new(tone),
-                loops_left: Some(1),
-                gain: 1.0,
-                barge_in: false,
-                played_samples: 0,
-            });
+            let beep = self.new_playback(Box::new(tone), PlayOptions::default());
+            let id = beep.id;
+            self.playbacks.push_front(beep);
             id
         });
         self.recording = Some(Recording {
@@ -714,34 +715,37 @@ impl MediaSession {
                 self.digit(now, digit);
             }
         }
-        let sent = self.send_frame();
-        self.record_frame(&received, kind, sent.as_deref());
+        let mut sent = std::mem::take(&mut self.sent_scratch);
+        sent.clear();
+        sent.resize(self.frame_samples, 0);
+        self.send_frame(&mut sent);
+        self.record_frame(&received, kind, &sent);
         self.scratch = received;
+        self.sent_scratch = sent;
         self.timestamp = self.timestamp.wrapping_add(self.frame_samples as u32);
     }
 
-    /// Sends this tick's frame; returns the audio sent, for recordings.
-    fn send_frame(&mut self) -> Option<Vec<i16>> {
+    /// Sends this tick's frame; `frame` (zeroed) receives the audio sent, for recordings (silence while a
+    /// digit is sent as events).
+    fn send_frame(&mut self, frame: &mut [i16]) {
         if let Some(event) = self.next_digit_packet() {
             self.transmit_rtp(event.0, event.1, event.2, &event.3);
-            return None;
+            return;
         }
-        let mut frame = vec![0i16; self.frame_samples];
-        let playing = self.fill_from_playbacks(&mut frame);
+        let playing = self.fill_from_playbacks(frame);
         if !playing && !self.config.send_silence_when_idle {
             self.sent_since_silence = false;
-            return Some(frame);
+            return;
         }
         if self.config.negotiated.we_send() {
             let mut payload = Vec::with_capacity(self.frame_samples);
-            self.codec.encode(&frame, &mut payload);
+            self.codec.encode(frame, &mut payload);
             let marker = !self.sent_since_silence;
             self.transmit_rtp(marker, self.config.negotiated.payload_type, self.timestamp, &payload);
             self.sent_since_silence = true;
         } else {
             self.sent_since_silence = false;
         }
-        Some(frame)
     }
 
     fn transmit_rtp(&mut self, marker: bool, payload_type: u8, timestamp: u32, payload: &[u8]) {
@@ -855,7 +859,7 @@ impl MediaSession {
         }
     }
 
-    fn record_frame(&mut self, received: &[i16], kind: FrameKind, sent: Option<&[i16]>) {
+    fn record_frame(&mut self, received: &[i16], kind: FrameKind, sent: &[i16]) {
         let Some(recording) = &mut self.recording else { return };
         if let Some(beep) = recording.beep {
             if self.playbacks.iter().any(|p| p.id == beep) {
@@ -863,19 +867,18 @@ impl MediaSession {
             }
             recording.beep = None;
         }
-        let silent_sent = vec![0; received.len()];
-        let sent = sent.unwrap_or(&silent_sent);
-        let (left, right): (&[i16], &[i16]) = match recording.options.direction {
-            RecordDirection::Received => (received, &silent_sent),
-            RecordDirection::Sent => (&silent_sent, sent),
-            RecordDirection::Both => (received, sent),
-        };
+        let direction = recording.options.direction;
+        let channels = received.iter().zip(sent).map(|(&l, &r)| match direction {
+            RecordDirection::Received => (l, 0),
+            RecordDirection::Sent => (0, r),
+            RecordDirection::Both => (l, r),
+        });
         if recording.options.stereo {
-            for (l, r) in left.iter().zip(right) {
-                recording.samples.extend_from_slice(&[*l, *r]);
+            for (l, r) in channels {
+                recording.samples.extend_from_slice(&[l, r]);
             }
         } else {
-            recording.samples.extend(left.iter().zip(right).map(|(l, r)| l.saturating_add(*r)));
+            recording.samples.extend(channels.map(|(l, r)| l.saturating_add(r)));
         }
         recording.recorded_frames += 1;
         recording.since_chunk += 1;
