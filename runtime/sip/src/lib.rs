@@ -50,7 +50,7 @@ mod transaction;
 
 pub use endpoint::{
     CallHandle, Direction, EndReason, Endpoint, EndpointConfig, Event, Extras, InDialogRequest, IncomingRequestHandle,
-    OutboundCall, RequestHandle,
+    OfferAnswerer, OutboundCall, RequestHandle,
 };
 pub use error::Error;
 pub use transport::{Flow, Transmit, Transport};

@@ -57,13 +57,15 @@ impl Endpoint {
                 self.respond_on(now, &key, &request, response);
             }
             Method::Update => {
-                let call = &self.calls[&handle];
                 let mut response = response_to(&request, 200, None);
                 if !request.body.is_empty() {
-                    // We hold no media of our own: answer an offer with the session we last agreed.
-                    if let Some(sdp) = call.local_sdp.clone() {
-                        response.headers.push("Content-Type", "application/sdp");
-                        response.body = sdp;
+                    match self.answer_in_dialog_offer(handle, &request.body) {
+                        Ok(Some(sdp)) => {
+                            response.headers.push("Content-Type", "application/sdp");
+                            response.body = sdp;
+                        }
+                        Ok(None) => {}
+                        Err(status) => response = response_to(&request, status, None),
                     }
                 }
                 self.respond_on(now, &key, &request, response);
@@ -103,12 +105,25 @@ impl Endpoint {
             let response = response_to(&request, status, None);
             return self.respond_on(now, &key, &request, response);
         }
-        // Session refresh or hold: we handle no media, so we answer with the session as it stands.
+        // Session refresh, hold or a new address: an offer is answered by the user's answerer (or with the
+        // session as it stands); one without a body gets our session as an offer (its answer in the ACK).
+        let local_contact = call.dialog.as_ref().map(|dialog| dialog.local_contact.to_string());
+        let sdp = if request.body.is_empty() {
+            call.local_sdp.clone()
+        } else {
+            match self.answer_in_dialog_offer(handle, &request.body) {
+                Ok(sdp) => sdp,
+                Err(status) => {
+                    let refused = response_to(&request, status, None);
+                    return self.respond_on(now, &key, &request, refused);
+                }
+            }
+        };
         let mut response = response_to(&request, 200, None);
-        if let Some(dialog) = &call.dialog {
-            response.headers.push("Contact", dialog.local_contact.to_string());
+        if let Some(contact) = local_contact {
+            response.headers.push("Contact", contact);
         }
-        if let Some(sdp) = call.local_sdp.clone() {
+        if let Some(sdp) = sdp {
             response.headers.push("Content-Type", "application/sdp");
             response.body = sdp;
         }

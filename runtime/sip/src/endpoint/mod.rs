@@ -406,8 +406,24 @@ struct Call {
     pending_incoming: Vec<IncomingRequestHandle>,
     /// REFERs the far end sent in this dialog (a later one's NOTIFYs carry `Event: refer;id=`).
     refers_received: u32,
-    /// The session description we last sent (re-INVITE and UPDATE are answered with it).
+    /// The session description we last sent (re-INVITE and UPDATE are answered with it when the user set
+    /// no [`OfferAnswerer`]).
     local_sdp: Option<Vec<u8>>,
+    offer_answerer: Option<AnswererSlot>,
+}
+
+/// Answers a new SDP offer the far end makes inside a call (a re-INVITE or UPDATE with a body: hold,
+/// resume, a new address) with the session the user now has: `Ok(answer)`, or `Err(status)` (488, 400) to
+/// refuse it, the session staying as it was (RFC 3261 §14.2). It runs inside the endpoint, so it must not
+/// block.
+pub type OfferAnswerer = Box<dyn FnMut(&[u8]) -> Result<Vec<u8>, u16> + Send>;
+
+struct AnswererSlot(OfferAnswerer);
+
+impl std::fmt::Debug for AnswererSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OfferAnswerer")
+    }
 }
 
 impl Call {
@@ -447,6 +463,7 @@ impl Call {
             pending_incoming: Vec::new(),
             refers_received: 0,
             local_sdp: None,
+            offer_answerer: None,
         }
     }
 
@@ -704,6 +721,26 @@ impl Endpoint {
     fn new_handle(&mut self) -> u64 {
         self.next_handle += 1;
         self.next_handle
+    }
+
+    /// Has `answerer` answer the offers the far end makes inside call `handle` from now on.
+    pub fn set_offer_answerer(&mut self, handle: CallHandle, answerer: OfferAnswerer) -> Result<(), Error> {
+        self.call_mut(handle)?.offer_answerer = Some(AnswererSlot(answerer));
+        Ok(())
+    }
+
+    /// The answer to `offer`, a new offer inside call `handle`: the user's [`OfferAnswerer`]'s, or the
+    /// session we last sent when there is none. `Err(status)` refuses the offer.
+    fn answer_in_dialog_offer(&mut self, handle: CallHandle, offer: &[u8]) -> Result<Option<Vec<u8>>, u16> {
+        let call = self.calls.get_mut(&handle).expect("indexed call exists");
+        match call.offer_answerer.as_mut() {
+            Some(AnswererSlot(answerer)) => {
+                let answer = answerer(offer)?;
+                call.local_sdp = Some(answer.clone());
+                Ok(Some(answer))
+            }
+            None => Ok(call.local_sdp.clone()),
+        }
     }
 
     fn call_mut(&mut self, handle: CallHandle) -> Result<&mut Call, Error> {
