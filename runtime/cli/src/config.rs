@@ -1,12 +1,14 @@
 //! `serve` settings: command-line flags, environment variables and an optional TOML file, in that order of
 //! precedence, resolved into one [`ServeConfig`].
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use callwright_driver::DEFAULT_SHED_AFTER;
+use callwright_driver::media::MediaConfig;
 use callwright_host::limits::SandboxLimits;
 use clap::Parser;
 use serde::Deserialize;
@@ -75,9 +77,33 @@ pub(crate) struct ServeArgs {
     /// milliseconds to be handled, new calls get 503 with Retry-After (default 200; 0 never sheds).
     #[arg(long = "shed-after-ms", env = "CALLWRIGHT_SHED_AFTER_MS")]
     shed_after_ms: Option<u64>,
+    /// UDP ports for RTP and RTCP, as FIRST-LAST (default 10000-32767): each call takes an even port
+    /// for RTP and the odd one after it for RTCP.
+    #[arg(long = "rtp-ports", env = "CALLWRIGHT_RTP_PORTS", value_parser = parse_port_range)]
+    rtp_ports: Option<RangeInclusive<u16>>,
+    /// The address written into SDP for our media, when it is not the one the SIP listener is bound to
+    /// (a public address in front of a private one).
+    #[arg(long = "media-address", env = "CALLWRIGHT_MEDIA_ADDRESS")]
+    media_address: Option<IpAddr>,
+    /// Hang up a call whose far end has sent no RTP for this many seconds, once it has sent any
+    /// (default 60; 0 never).
+    #[arg(long = "rtp-timeout-s", env = "CALLWRIGHT_RTP_TIMEOUT_S")]
+    rtp_timeout_s: Option<u64>,
     /// Log as JSON lines.
     #[arg(long)]
     json_logs: bool,
+}
+
+/// `FIRST-LAST` with FIRST ≤ LAST, holding at least one even/odd pair.
+fn parse_port_range(text: &str) -> Result<RangeInclusive<u16>, String> {
+    let (first, last) = text.split_once('-').ok_or_else(|| format!("{text:?} is not FIRST-LAST"))?;
+    let port = |p: &str| p.trim().parse::<u16>().map_err(|_| format!("{p:?} is not a port"));
+    let (first, last) = (port(first)?, port(last)?);
+    let first_even = first.checked_add(first % 2).filter(|&even| even < last && first > 0);
+    match first_even {
+        Some(_) => Ok(first..=last),
+        None => Err(format!("{text} holds no even RTP port with an RTCP port after it")),
+    }
 }
 
 /// The TOML file: the same settings, snake_case.
@@ -101,6 +127,9 @@ struct FileConfig {
     host_buffer_kb: Option<usize>,
     shutdown_grace_s: Option<u64>,
     shed_after_ms: Option<u64>,
+    rtp_ports: Option<String>,
+    media_address: Option<IpAddr>,
+    rtp_timeout_s: Option<u64>,
     json_logs: Option<bool>,
 }
 
@@ -121,6 +150,8 @@ pub(crate) struct ServeConfig {
     pub(crate) shutdown_grace: Duration,
     /// Queueing of SIP requests past which new calls are refused (`None`: never).
     pub(crate) shed_after: Option<Duration>,
+    /// RTP ports, the address SDP names, the inactivity timeout.
+    pub(crate) media: MediaConfig,
 }
 
 impl ServeConfig {
@@ -168,7 +199,20 @@ impl ServeConfig {
         } else {
             file.sip.unwrap_or_else(|| vec![DEFAULT_SIP.parse().expect("valid default")])
         };
+        let file_rtp_ports = file.rtp_ports.as_deref().map(parse_port_range).transpose();
+        let file_rtp_ports = file_rtp_ports.map_err(|why| anyhow::anyhow!("rtp_ports in the config file: {why}"))?;
+        let media_defaults = MediaConfig::default();
+        let media = MediaConfig {
+            ports: args.rtp_ports.or(file_rtp_ports).unwrap_or(media_defaults.ports),
+            advertise: args.media_address.or(file.media_address),
+            inactivity_timeout: match args.rtp_timeout_s.or(file.rtp_timeout_s) {
+                Some(0) => None,
+                Some(seconds) => Some(Duration::from_secs(seconds)),
+                None => media_defaults.inactivity_timeout,
+            },
+        };
         Ok(ServeConfig {
+            media,
             sip,
             http: args.http.or(file.http).unwrap_or_else(|| DEFAULT_HTTP.parse().expect("valid default")),
             data: args.data.or(file.data).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
@@ -198,6 +242,15 @@ pub(crate) fn default_data_dir() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rtp_port_ranges_hold_an_even_odd_pair() {
+        assert_eq!(parse_port_range("20000-29999"), Ok(20000..=29999));
+        assert_eq!(parse_port_range("4001-4003"), Ok(4001..=4003));
+        for bad in ["4000", "4001-4002", "5000-4000", "0-1", "a-b", "4000-70000"] {
+            assert!(parse_port_range(bad).is_err(), "{bad} accepted");
+        }
+    }
 
     #[test]
     fn flags_win_over_the_file_and_defaults_fill_the_rest() {

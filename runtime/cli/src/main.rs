@@ -102,6 +102,10 @@ fn runtime(workers: u16) -> anyhow::Result<tokio::runtime::Runtime> {
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     init_logging(config.json_logs);
+    match callwright_driver::raise_open_file_limit() {
+        Ok(files) => info!(files, "open-file limit"),
+        Err(error) => warn!(%error, "cannot raise the open-file limit"),
+    }
     std::fs::create_dir_all(&config.data)
         .with_context(|| format!("cannot create the data directory {}", config.data.display()))?;
     let token = admin_token(&config)?;
@@ -114,6 +118,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     let mut driver = DriverConfig::new(config.sip.clone()).with_t1(Duration::from_millis(config.sip_t1_ms));
     driver.shed_after = config.shed_after;
+    driver.media = config.media.clone();
     let (sip, events) =
         SipDriver::start(driver).await.with_context(|| format!("cannot listen for SIP on {:?}", config.sip))?;
     let runtime = Runtime::new(engine, modules, apps, sip.clone())?;

@@ -35,7 +35,7 @@ use callwright_sip::dialog::Dialog;
 use callwright_sip::timers::TimerSettings;
 use callwright_sip::{
     CallHandle, Endpoint, EndpointConfig, Error, Event, Extras, Flow, InDialogRequest, IncomingRequestHandle,
-    OutboundCall, RequestHandle, Transmit, Transport,
+    OfferAnswerer, OutboundCall, RequestHandle, Transmit, Transport,
 };
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -62,6 +62,18 @@ pub fn open_file_limit() -> Option<usize> {
     let text = std::fs::read_to_string("/proc/self/limits").ok()?;
     let line = text.lines().find(|l| l.starts_with("Max open files"))?;
     line["Max open files".len()..].split_whitespace().next()?.parse::<usize>().ok()
+}
+
+/// Raises this process's soft limit on open files to its hard limit: each call with media holds two UDP
+/// sockets, and the common default soft limit of 1,024 would refuse calls past 500. Returns the soft
+/// limit in force afterwards.
+pub fn raise_open_file_limit() -> nix::Result<u64> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    Ok(hard.max(soft))
 }
 
 /// Settings of a driver.
@@ -113,6 +125,7 @@ enum Command {
     Answer(CallHandle, Extras, Reply<()>),
     Reject(CallHandle, u16, Option<String>, Extras, Reply<()>),
     Hangup(CallHandle, Reply<()>),
+    SetOfferAnswerer(CallHandle, OfferAnswerer, Reply<()>),
     Respond(IncomingRequestHandle, u16, Extras, Reply<()>),
     SendRequest(CallHandle, InDialogRequest, Reply<RequestHandle>),
     NotifyRefer(IncomingRequestHandle, u16, String, Reply<RequestHandle>),
@@ -207,6 +220,11 @@ impl SipHandle {
         extras: Extras,
     ) -> Result<(), CommandError> {
         self.ask(|r| Command::Reject(call, status, reason, extras, r)).await
+    }
+
+    /// Has `answerer` answer the SDP offers the far end makes inside `call` (re-INVITE, UPDATE).
+    pub async fn set_offer_answerer(&self, call: CallHandle, answerer: OfferAnswerer) -> Result<(), CommandError> {
+        self.ask(|r| Command::SetOfferAnswerer(call, answerer, r)).await
     }
 
     /// Hangs a call up (BYE, CANCEL or 480 as its state asks).
@@ -452,6 +470,9 @@ impl SipDriver {
                 drop(reply.send(endpoint.reject(now, call, status, reason.as_deref(), extras)))
             }
             Command::Hangup(call, reply) => drop(reply.send(endpoint.hangup(now, call))),
+            Command::SetOfferAnswerer(call, answerer, reply) => {
+                drop(reply.send(endpoint.set_offer_answerer(call, answerer)))
+            }
             Command::Respond(request, status, extras, reply) => {
                 drop(reply.send(endpoint.respond(now, request, status, extras)))
             }

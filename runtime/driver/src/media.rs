@@ -24,8 +24,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::debug;
 
-/// The default RTP port range: even ports for RTP, each with the next odd one for RTCP.
-pub const DEFAULT_RTP_PORTS: RangeInclusive<u16> = 20_000..=29_999;
+/// The default RTP port range: even ports for RTP, each with the next odd one for RTCP. 11,384 pairs, more
+/// than the default 10,000 calls, and below Linux's ephemeral range (32768-60999), whose ports the kernel
+/// hands to outgoing connections.
+pub const DEFAULT_RTP_PORTS: RangeInclusive<u16> = 10_000..=32_767;
 /// Events a call's media may queue before its owner reads them; more are dropped (and logged).
 const EVENTS_PER_CALL: usize = 256;
 /// The largest RTP or RTCP datagram we read.
@@ -102,6 +104,11 @@ impl MediaPorts {
         config
     }
 
+    /// A fresh SDP origin for a call (a random session id, RFC 4566 §5.2).
+    pub fn new_origin(&self) -> callwright_media::sdp::Origin {
+        callwright_media::sdp::Origin::new(crate::random_seed() >> 1)
+    }
+
     /// Binds an RTP/RTCP pair on `ip`, the next free even port of the range.
     pub async fn open(&self, ip: IpAddr) -> io::Result<MediaSockets> {
         let first = (self.config.ports.start() + 1) & !1;
@@ -132,6 +139,8 @@ enum MediaCommand {
     InfoDigit(Digit),
     Update(Negotiated),
     Stats(oneshot::Sender<MediaStats>),
+    /// The leg was dropped: the call has ended (updaters may still hold the channel).
+    Close,
 }
 
 /// What a call's media task runs when the far end's RTP stops.
@@ -223,11 +232,36 @@ impl MediaLeg {
         let _ = self.commands.send(MediaCommand::Update(negotiated));
     }
 
+    /// A handle that hands the session renegotiated streams from elsewhere (the SIP core answering a
+    /// re-INVITE), without the rest of the leg.
+    pub fn updater(&self) -> MediaUpdater {
+        MediaUpdater { commands: self.commands.clone() }
+    }
+
     /// The session's counts; `None` if it has ended.
     pub async fn stats(&self) -> Option<MediaStats> {
         let (reply, stats) = oneshot::channel();
         self.commands.send(MediaCommand::Stats(reply)).ok()?;
         stats.await.ok()
+    }
+}
+
+impl Drop for MediaLeg {
+    fn drop(&mut self) {
+        let _ = self.commands.send(MediaCommand::Close);
+    }
+}
+
+/// Hands a call's media session a renegotiated stream (see [`MediaLeg::updater`]).
+#[derive(Debug, Clone)]
+pub struct MediaUpdater {
+    commands: mpsc::UnboundedSender<MediaCommand>,
+}
+
+impl MediaUpdater {
+    /// Takes a renegotiated stream (a no-op once the session has ended).
+    pub fn update(&self, negotiated: Negotiated) {
+        let _ = self.commands.send(MediaCommand::Update(negotiated));
     }
 }
 
@@ -261,13 +295,13 @@ async fn run(
             command = commands.recv() => {
                 let now = Instant::now().into_std();
                 match command {
-                    Some(command) => apply(&mut session, now, command),
-                    None => {
+                    Some(MediaCommand::Close) | None => {
                         // The owner is gone: the call has ended.
                         session.close(now);
                         drain(&mut session, &sockets, &events, &mut on_dead);
                         return;
                     }
+                    Some(command) => apply(&mut session, now, command),
                 }
             }
         }
@@ -300,6 +334,7 @@ fn apply(session: &mut MediaSession, now: std::time::Instant, command: MediaComm
         MediaCommand::Stats(reply) => {
             let _ = reply.send(session.stats());
         }
+        MediaCommand::Close => {} // handled by the task, which ends
     }
 }
 

@@ -1,5 +1,6 @@
 //! Two calls' media tasks over loopback sockets: ports come from the configured range in even/odd pairs,
-//! RFC 4733 digits sent by one are heard once by the other, and dropping a leg frees its ports.
+//! RFC 4733 digits sent by one are heard once by the other, and dropping a leg frees its ports even while an
+//! updater of it is held.
 
 use std::time::Duration;
 
@@ -24,7 +25,10 @@ async fn digits_cross_loopback_between_two_media_tasks() {
     )
     .unwrap();
     let a_stream = sdp::accept_answer(&SessionDescription::parse(&answer).unwrap(), &a_local).unwrap();
+    let (a_port, a_negotiated) = (a_sockets.port(), a_stream.clone());
     let a = MediaLeg::spawn(a_sockets, ports.session_config(a_stream), Box::new(|| {}));
+    // Held elsewhere (by the SIP core's re-INVITE answerer), an updater must not keep the task alive.
+    let a_updater = a.updater();
     let mut b = MediaLeg::spawn(b_sockets, ports.session_config(b_stream), Box::new(|| {}));
     a.send_digits(parse_digit_string("42#").unwrap(), Duration::from_millis(80)).await.unwrap().unwrap();
     let mut heard = String::new();
@@ -42,6 +46,9 @@ async fn digits_cross_loopback_between_two_media_tasks() {
     drop(a);
     drop(b);
     tokio::time::sleep(Duration::from_millis(50)).await;
+    let freed = std::net::UdpSocket::bind((ip, a_port));
+    assert!(freed.is_ok(), "port {a_port} still bound after its leg was dropped: {freed:?}");
+    a_updater.update(a_negotiated); // the session is gone: a no-op
     let again = ports.open(ip).await.unwrap();
     assert!((31_000..31_100).contains(&again.port()));
 }

@@ -21,6 +21,7 @@ use crate::capabilities::variables::{CallVariables, VariableAccess};
 use crate::capabilities::{CallSetup, Calls, Capability};
 use crate::hooks::CallHooks;
 use crate::limits::SandboxLimits;
+use crate::media::{CallMedia, PendingOffer};
 use crate::memory_budget::CallMemory;
 use crate::refer::ReferProgress;
 
@@ -75,6 +76,10 @@ pub(crate) struct Leg {
     pub(crate) refers: HashMap<RequestHandle, ReferProgress>,
     /// Requests we sent whose responses nobody waits for (our NOTIFYs about an inbound REFER).
     pub(crate) unawaited: HashSet<RequestHandle>,
+    /// The call's media once the offer/answer is done; ended (RTCP BYE, sockets closed) with the call.
+    pub(crate) media: Option<CallMedia>,
+    /// Our SDP offer of an outbound call, until its answer comes.
+    pub(crate) pending_offer: Option<PendingOffer>,
 }
 
 impl Leg {
@@ -93,6 +98,8 @@ impl Leg {
             refers_delivered: Vec::new(),
             refers: HashMap::new(),
             unawaited: HashSet::new(),
+            media: None,
+            pending_offer: None,
         }
     }
 
@@ -113,6 +120,8 @@ impl Leg {
             Event::Response { request, .. } if self.unawaited.remove(&request) => {}
             Event::CallEnded { ref reason, .. } => {
                 self.ended = Some(reason.clone());
+                self.media = None;
+                self.pending_offer = None;
                 for progress in self.refers.values_mut() {
                     progress.on_call_ended();
                 }

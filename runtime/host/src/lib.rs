@@ -20,8 +20,8 @@ pub mod verbs;
 mod call_state;
 mod capabilities;
 mod imports;
+mod media;
 mod memory_budget;
 mod refer;
-mod sdp;
 
 pub use call_state::{CallState, VariableStore, Variables};

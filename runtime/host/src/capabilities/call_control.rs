@@ -322,11 +322,21 @@ impl Calls {
         body: Option<Body>,
     ) -> Result<Result<(), CallError>> {
         let leg = self.leg(handle)?;
-        let body = body.or_else(|| {
-            let offer = leg.info.body.as_ref().filter(|b| b.content_type.eq_ignore_ascii_case("application/sdp"))?;
-            let answer = crate::sdp::answer(&offer.data, leg.local_ip)?;
-            Some(Body { content_type: "application/sdp".into(), data: answer })
-        });
+        let offer = leg.info.body.as_ref().filter(|b| b.content_type.eq_ignore_ascii_case("application/sdp"));
+        let body = match (body, offer) {
+            (Some(body), _) => Some(body),
+            (None, Some(offer)) => {
+                let (offer, local_ip) = (offer.data.clone(), leg.local_ip);
+                match crate::media::answer_offer(&self.sip, handle, local_ip, &offer).await {
+                    Ok((answer, media)) => {
+                        self.leg(handle)?.media = Some(media);
+                        Some(Body { content_type: "application/sdp".into(), data: answer })
+                    }
+                    Err(error) => return self.reject_media(handle, error).await,
+                }
+            }
+            (None, None) => None,
+        };
         match self.sip.answer(handle, extras(headers, body)).await {
             Ok(()) => {
                 self.leg(handle)?.answered = true;
@@ -334,6 +344,21 @@ impl Calls {
             }
             Err(error) => call_error(error).map(Err),
         }
+    }
+
+    /// Rejects a call whose offer we cannot answer: 488 with a Warning naming the problem, 400, or 503
+    /// when no RTP port is free. The guest learns why.
+    async fn reject_media(
+        &mut self,
+        handle: CallHandle,
+        error: crate::media::MediaSetupError,
+    ) -> Result<Result<(), CallError>> {
+        let mut extras = Extras::default();
+        if let Some(warning) = error.warning("callwright") {
+            extras.headers.push(("Warning".into(), warning));
+        }
+        let _ = self.sip.reject(handle, error.status(), None, extras).await;
+        Ok(Err(CallError::Other(format!("cannot answer the offer ({}): {error}", error.status()))))
     }
 
     async fn hangup(&mut self, handle: CallHandle) -> Result<Result<(), CallError>> {
@@ -473,8 +498,11 @@ pub(crate) fn to_guest_update(leg: &mut Leg, event: Event) -> Option<CallUpdate>
         Event::CallProgress { response, .. } if response.status > 100 => {
             Some(CallUpdate::Progress(sip_response(&response)))
         }
-        Event::CallAnswered { response, .. } => {
+        Event::CallAnswered { call, response } => {
             leg.answered = true;
+            if let Some(pending) = leg.pending_offer.take() {
+                leg.media = pending.accept(call, &response.body);
+            }
             leg.ring_deadline = None;
             if let Some(call_id) = response.headers.call_id() {
                 leg.info.sip_call_id = call_id.to_string();

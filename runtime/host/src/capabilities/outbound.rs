@@ -171,10 +171,17 @@ impl Calls {
             Err(why) => return Ok(Err(DialError::InvalidArgument(why))),
         };
         extras.headers.extend(request.headers.iter().map(|h| (h.name.clone(), h.value.clone())));
-        let body = request.body.clone().unwrap_or_else(|| Body {
-            content_type: "application/sdp".into(),
-            data: crate::sdp::offer(plan.local.ip()),
-        });
+        let mut pending_offer = None;
+        let body = match request.body.clone() {
+            Some(body) => body,
+            None => match crate::media::offer(&self.sip, plan.local.ip()).await {
+                Ok((data, pending)) => {
+                    pending_offer = Some(pending);
+                    Body { content_type: "application/sdp".into(), data }
+                }
+                Err(error) => return Ok(Err(DialError::Other(error.to_string()))),
+            },
+        };
         extras.content_type = Some(body.content_type.clone());
         extras.body = body.data.clone();
         let mut info = call_info(&request, &plan, Some(body));
@@ -190,6 +197,7 @@ impl Calls {
         };
         info.id = handle.to_string();
         let mut leg = Leg::new(info, local_ip, events);
+        leg.pending_offer = pending_offer;
         let timeout = request.timeout_ms.map_or(DEFAULT_TIMEOUT, |ms| Duration::from_millis(ms.into()));
         leg.ring_deadline = Some(tokio::time::Instant::now() + timeout);
         self.legs.insert(handle, leg);

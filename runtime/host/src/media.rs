@@ -1,0 +1,169 @@
+//! A call's media as the host sets it up: the SDP answer to a caller's offer (or our offer on an outbound
+//! call and the far end's answer to it) on an RTP port pair of our own, and the media task that then runs
+//! the stream. When the far end's RTP stops for the inactivity timeout, the task hangs the call up.
+
+use std::net::IpAddr;
+
+use callwright_driver::SipHandle;
+use callwright_driver::media::{MediaLeg, MediaSockets, MediaUpdater};
+use callwright_media::sdp::{self, LocalMedia, Origin, SessionDescription};
+use callwright_sip::{CallHandle, OfferAnswerer};
+use tracing::{info, warn};
+
+/// Why a call's media could not be set up, and the SIP status that says so.
+#[derive(Debug)]
+pub(crate) enum MediaSetupError {
+    /// The offer or answer is not SDP we can use (400 malformed, 488 no codec in common).
+    Sdp(callwright_media::Error),
+    /// No RTP port pair was free (503).
+    NoPorts(std::io::Error),
+}
+
+impl MediaSetupError {
+    /// The status that rejects the call.
+    pub(crate) fn status(&self) -> u16 {
+        match self {
+            MediaSetupError::Sdp(error) => error.sip_status(),
+            MediaSetupError::NoPorts(_) => 503,
+        }
+    }
+
+    /// A `Warning` header value (RFC 3261 §20.43) for a 488: code 305, incompatible media format.
+    pub(crate) fn warning(&self, agent: &str) -> Option<String> {
+        (self.status() == 488).then(|| format!("305 {agent} \"{self}\""))
+    }
+}
+
+impl std::fmt::Display for MediaSetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MediaSetupError::Sdp(error) => write!(f, "{error}"),
+            MediaSetupError::NoPorts(error) => write!(f, "no RTP port: {error}"),
+        }
+    }
+}
+
+/// A call's media once it runs. Dropped with the call: it logs what the stream carried, then the task
+/// stops (RTCP BYE, sockets closed).
+#[derive(Debug)]
+pub(crate) struct CallMedia {
+    call: CallHandle,
+    leg: Option<MediaLeg>,
+}
+
+impl Drop for CallMedia {
+    fn drop(&mut self) {
+        let (Some(leg), Ok(runtime)) = (self.leg.take(), tokio::runtime::Handle::try_current()) else { return };
+        let call = self.call;
+        runtime.spawn(async move {
+            if let Some(stats) = leg.stats().await {
+                info!(
+                    %call,
+                    sent = stats.packets_sent,
+                    received = stats.packets_received,
+                    lost = stats.packets_lost,
+                    late = stats.packets_late,
+                    jitter_us = stats.jitter_us,
+                    "media ended"
+                );
+            }
+        });
+    }
+}
+
+/// Our offer on an outbound call, waiting for the far end's answer.
+pub(crate) struct PendingOffer {
+    sip: SipHandle,
+    sockets: MediaSockets,
+    local: LocalMedia,
+    origin: Origin,
+}
+
+/// Answers `offer` on a port pair of our own on `local_ip` and starts the call's media. Returns the
+/// answer's body.
+pub(crate) async fn answer_offer(
+    sip: &SipHandle,
+    handle: CallHandle,
+    local_ip: IpAddr,
+    offer: &[u8],
+) -> Result<(Vec<u8>, CallMedia), MediaSetupError> {
+    let offer = SessionDescription::parse(offer).map_err(MediaSetupError::Sdp)?;
+    let ports = sip.media();
+    let sockets = ports.open(local_ip).await.map_err(MediaSetupError::NoPorts)?;
+    let local = LocalMedia::new(ports.advertised(local_ip), sockets.port());
+    let mut origin = ports.new_origin();
+    let (answer, negotiated) = sdp::answer(&offer, &local, &mut origin).map_err(MediaSetupError::Sdp)?;
+    info!(call = %handle, codec = ?negotiated.codec, remote = %negotiated.remote_rtp, port = sockets.port(), "media answered");
+    let leg = MediaLeg::spawn(sockets, ports.session_config(negotiated), hang_up_on_silence(sip, handle));
+    // Set before the 200 leaves, so no re-INVITE can find the call without it.
+    let _ = sip.set_offer_answerer(handle, offer_answerer(local, origin, leg.updater())).await;
+    Ok((answer, CallMedia { call: handle, leg: Some(leg) }))
+}
+
+/// An offer for an outbound call from `local_ip`, on a port pair held until the answer comes.
+pub(crate) async fn offer(sip: &SipHandle, local_ip: IpAddr) -> Result<(Vec<u8>, PendingOffer), MediaSetupError> {
+    let ports = sip.media();
+    let sockets = ports.open(local_ip).await.map_err(MediaSetupError::NoPorts)?;
+    let local = LocalMedia::new(ports.advertised(local_ip), sockets.port());
+    let mut origin = ports.new_origin();
+    let body = sdp::offer(&local, &mut origin);
+    Ok((body, PendingOffer { sip: sip.clone(), sockets, local, origin }))
+}
+
+impl PendingOffer {
+    /// Starts an outbound call's media on the far end's `answer` to our offer. An answer we cannot use
+    /// ends the call (RFC 3264 §6: the offerer hangs up on an answer it cannot accept).
+    pub(crate) fn accept(self, handle: CallHandle, answer: &[u8]) -> Option<CallMedia> {
+        let negotiated = SessionDescription::parse(answer).and_then(|answer| sdp::accept_answer(&answer, &self.local));
+        let negotiated = match negotiated {
+            Ok(negotiated) => negotiated,
+            Err(error) => {
+                warn!(call = %handle, %error, "the far end's SDP answer is unusable: hanging up");
+                let sip = self.sip;
+                tokio::spawn(async move {
+                    let _ = sip.hangup(handle).await;
+                });
+                return None;
+            }
+        };
+        info!(call = %handle, codec = ?negotiated.codec, remote = %negotiated.remote_rtp, "media accepted");
+        let config = self.sip.media().session_config(negotiated);
+        let leg = MediaLeg::spawn(self.sockets, config, hang_up_on_silence(&self.sip, handle));
+        let answerer = offer_answerer(self.local, self.origin, leg.updater());
+        let sip = self.sip;
+        tokio::spawn(async move {
+            let _ = sip.set_offer_answerer(handle, answerer).await;
+        });
+        Some(CallMedia { call: handle, leg: Some(leg) })
+    }
+}
+
+impl std::fmt::Debug for PendingOffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingOffer").field("port", &self.sockets.port()).finish()
+    }
+}
+
+/// Answers the far end's new offers inside the call (hold, resume, a new address) as the first one was,
+/// continuing our SDP origin, and hands the media session the renegotiated stream. A refused offer
+/// (488, 400) leaves the stream as it was.
+fn offer_answerer(local: LocalMedia, mut origin: Origin, media: MediaUpdater) -> OfferAnswerer {
+    Box::new(move |offer| {
+        let offer = SessionDescription::parse(offer).map_err(|error| error.sip_status())?;
+        let (answer, negotiated) = sdp::answer(&offer, &local, &mut origin).map_err(|error| error.sip_status())?;
+        info!(direction = ?negotiated.direction, remote = %negotiated.remote_rtp, "media renegotiated");
+        media.update(negotiated);
+        Ok(answer)
+    })
+}
+
+/// What the media task does when the far end's RTP stops: hang the call up (BYE).
+fn hang_up_on_silence(sip: &SipHandle, handle: CallHandle) -> Box<dyn FnOnce() + Send> {
+    let sip = sip.clone();
+    Box::new(move || {
+        info!(call = %handle, "no RTP from the far end: hanging up");
+        tokio::spawn(async move {
+            let _ = sip.hangup(handle).await;
+        });
+    })
+}

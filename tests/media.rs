@@ -1,0 +1,216 @@
+//! A call's media end to end: the SDP answer names an RTP port of the server's own, from which it sends a
+//! paced PCMU stream (silence while nothing plays) to the address the caller offered, and it takes the
+//! caller's RTP back; a caller's hold (re-INVITE, sendonly) is answered recvonly and stops our stream until
+//! it resumes; an offer with no codec we carry gets 488 with a Warning; a caller whose RTP stops is hung up
+//! after the inactivity timeout.
+
+mod support;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use support::serde_like::app;
+use support::sipp::Sipp;
+use support::{ANSWER_HANGUP, Server, TempDir};
+
+/// One RTP packet as the test reads it (RFC 3550 §5.1).
+#[derive(Debug, Clone, Copy)]
+struct RtpHeader {
+    payload_type: u8,
+    sequence: u16,
+    timestamp: u32,
+    ssrc: u32,
+    payload_len: usize,
+}
+
+fn parse_rtp(packet: &[u8]) -> Option<RtpHeader> {
+    (packet.len() >= 12 && packet[0] >> 6 == 2 && packet[0] & 0x0f == 0).then(|| RtpHeader {
+        payload_type: packet[1] & 0x7f,
+        sequence: u16::from_be_bytes([packet[2], packet[3]]),
+        timestamp: u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]),
+        ssrc: u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]),
+        payload_len: packet.len() - 12,
+    })
+}
+
+/// A PCMU packet of silence from the caller.
+fn caller_packet(sequence: u16, timestamp: u32) -> Vec<u8> {
+    let mut packet = vec![0x80, 0];
+    packet.extend_from_slice(&sequence.to_be_bytes());
+    packet.extend_from_slice(&timestamp.to_be_bytes());
+    packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+    packet.extend(std::iter::repeat_n(0xff, 160));
+    packet
+}
+
+/// An even/odd pair of free loopback ports for the caller's RTP (bound by the test, not by SIPp).
+fn caller_rtp_socket() -> UdpSocket {
+    for _ in 0..50 {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        if socket.local_addr().expect("addr").port().is_multiple_of(2) {
+            return socket;
+        }
+    }
+    panic!("no even loopback port");
+}
+
+fn answering_server(data: &TempDir, extra: &[&str], hangup_after_ms: u64) -> Server {
+    let server = Server::start_in(&data.0, extra);
+    server.deploy("answer-hangup", ANSWER_HANGUP).assert_status(201);
+    let config = format!("{{\"hangup_after_ms\": {hangup_after_ms}}}");
+    server.put_app("media", &app("answer-hangup", Some("7000"), &config)).assert_status(201);
+    server
+}
+
+#[test]
+fn answered_call_sends_paced_rtp_from_its_own_port_and_takes_the_callers() {
+    let data = TempDir::new("media-stream");
+    let server = answering_server(&data, &["--rtp-ports", "31000-31099"], 3000);
+    let socket = caller_rtp_socket();
+    socket.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+    let port = socket.local_addr().expect("addr").port().to_string();
+    let call = Sipp::client("uac-media-callee-hangs-up.xml", server.sip)
+        .service("7000")
+        .arg("-key")
+        .arg("rtp_port")
+        .arg(&port)
+        .spawn();
+
+    let mut received: Vec<(Instant, RtpHeader)> = Vec::new();
+    let mut server_rtp: Option<SocketAddr> = None;
+    let mut sent = 0u16;
+    let mut buffer = [0u8; 2048];
+    let until = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < until {
+        let Ok((len, from)) = socket.recv_from(&mut buffer) else {
+            if server_rtp.is_some() {
+                break; // the server stopped sending: the call is over
+            }
+            continue;
+        };
+        let header = parse_rtp(&buffer[..len]).unwrap_or_else(|| panic!("not RTP from {from}: {:?}", &buffer[..len]));
+        assert_eq!(*server_rtp.get_or_insert(from), from, "every packet comes from one address");
+        received.push((Instant::now(), header));
+        // The caller talks back from the port it offered.
+        socket.send_to(&caller_packet(sent, u32::from(sent) * 160), from).expect("send");
+        sent = sent.wrapping_add(1);
+    }
+    call.wait().assert_all_succeeded(1);
+
+    let from = server_rtp.expect("the server sent RTP to the offered port");
+    assert!(
+        (31000..=31099).contains(&from.port()) && from.port().is_multiple_of(2),
+        "RTP from {from}, outside --rtp-ports"
+    );
+    // 3 s of 20 ms packets: about 150, all PCMU (the caller's first codec) of 160 samples, in order.
+    assert!((100..=200).contains(&received.len()), "{} packets in 3 s", received.len());
+    let first = received[0].1;
+    for (index, (_, header)) in received.iter().enumerate() {
+        assert_eq!((header.payload_type, header.payload_len, header.ssrc), (0, 160, first.ssrc), "packet {index}");
+        assert_eq!(header.sequence, first.sequence.wrapping_add(index as u16), "packet {index} out of sequence");
+        let expected_timestamp = first.timestamp.wrapping_add(160 * index as u32);
+        assert_eq!(header.timestamp, expected_timestamp, "packet {index}: the timestamp advances 160 per packet");
+    }
+    // Paced, not bursty: the stream's length in time matches its packet count.
+    let span = received.last().expect("packets").0 - received[0].0;
+    let expected = Duration::from_millis(20 * (received.len() as u64 - 1));
+    assert!(span + Duration::from_millis(300) > expected && span < expected + Duration::from_millis(300), "{span:?}");
+    // The server took the caller's packets (its own count, logged at the end of the call's media).
+    let log = wait_for_log(&server, "media ended");
+    let line = log.lines().find(|l| l.contains("media ended")).expect("line");
+    let counted: u64 = field(line, "received").expect("received count");
+    assert!(counted + 5 >= u64::from(sent) && counted <= u64::from(sent), "server counted {counted} of {sent}: {line}");
+}
+
+#[test]
+fn hold_by_reinvite_stops_our_stream_and_resume_restarts_it() {
+    let data = TempDir::new("media-hold");
+    let server = answering_server(&data, &[], 5000);
+    let socket = caller_rtp_socket();
+    socket.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
+    let port = socket.local_addr().expect("addr").port().to_string();
+    let started = Instant::now();
+    let call = Sipp::client("uac-media-hold-resume.xml", server.sip)
+        .service("7000")
+        .arg("-key")
+        .arg("rtp_port")
+        .arg(&port)
+        .spawn();
+    // The caller keeps sending throughout (a held phone may, and its stream must not bring ours back).
+    let mut arrivals: Vec<Duration> = Vec::new();
+    let mut buffer = [0u8; 2048];
+    let mut sequence = 0u16;
+    let mut server_rtp = None;
+    while started.elapsed() < Duration::from_secs(7) {
+        if let Ok((len, from)) = socket.recv_from(&mut buffer) {
+            assert!(parse_rtp(&buffer[..len]).is_some(), "not RTP");
+            server_rtp = Some(from);
+            arrivals.push(started.elapsed());
+        }
+        if let Some(to) = server_rtp {
+            socket.send_to(&caller_packet(sequence, u32::from(sequence) * 160), to).expect("send");
+            sequence = sequence.wrapping_add(1);
+        }
+    }
+    call.wait().assert_all_succeeded(1);
+    // Held from about 1 s to about 3 s after the answer: one gap of well over a second in our stream,
+    // with packets before and after it.
+    let (gap_at, gap) =
+        arrivals.windows(2).map(|pair| (pair[0], pair[1] - pair[0])).max_by_key(|(_, gap)| *gap).expect("packets");
+    assert!(gap > Duration::from_millis(1500) && gap < Duration::from_millis(2600), "longest gap {gap:?}");
+    let before = arrivals.iter().filter(|at| **at <= gap_at).count();
+    let after = arrivals.iter().filter(|at| **at > gap_at).count();
+    assert!(before > 25 && after > 25, "{before} packets before the hold, {after} after");
+    assert!(server.log().contains("media renegotiated direction=RecvOnly"), "{}", server.log());
+}
+
+#[test]
+fn offer_without_a_common_codec_gets_488_with_a_warning() {
+    let data = TempDir::new("media-488");
+    let server = answering_server(&data, &[], 500);
+    Sipp::client("uac-offers-g729-only.xml", server.sip).service("7000").run().assert_all_succeeded(1);
+    assert!(server.log().contains("cannot answer the offer (488)"), "{}", server.log());
+}
+
+#[test]
+fn caller_whose_rtp_stops_is_hung_up_after_the_timeout() {
+    let data = TempDir::new("media-timeout");
+    let server = answering_server(&data, &["--rtp-timeout-s", "1"], 30_000);
+    let socket = caller_rtp_socket();
+    socket.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let port = socket.local_addr().expect("addr").port().to_string();
+    let started = Instant::now();
+    let call = Sipp::client("uac-media-callee-hangs-up.xml", server.sip)
+        .service("7000")
+        .arg("-key")
+        .arg("rtp_port")
+        .arg(&port)
+        .spawn();
+    let mut buffer = [0u8; 2048];
+    let (_, server_rtp) = socket.recv_from(&mut buffer).expect("RTP from the server");
+    for sequence in 0..10u16 {
+        socket.send_to(&caller_packet(sequence, u32::from(sequence) * 160), server_rtp).expect("send");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Then silence from the caller: the server hangs up (SIPp expects its BYE) long before the guest would.
+    call.wait().assert_all_succeeded(1);
+    assert!(started.elapsed() < Duration::from_secs(10), "hung up after {:?}", started.elapsed());
+    assert!(server.log().contains("no RTP from the far end"), "{}", server.log());
+}
+
+fn wait_for_log(server: &Server, needle: &str) -> String {
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = server.log();
+        if log.contains(needle) || Instant::now() > until {
+            return log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The value of `name=N` in a log line.
+fn field(line: &str, name: &str) -> Option<u64> {
+    let start = line.find(&format!("{name}="))? + name.len() + 1;
+    line[start..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
