@@ -1,6 +1,6 @@
 //! A call's media end to end: the SDP answer names an RTP port of the server's own, from which it sends a
 //! paced PCMU stream (silence while nothing plays) to the address the caller offered, and it takes the
-//! caller's RTP back; a caller's hold (re-INVITE, sendonly) is answered recvonly and stops our stream until
+//! caller's RTP back; an INVITE without SDP gets our offer and the ACK's answer starts the stream; a caller's hold (re-INVITE, sendonly) is answered recvonly and stops our stream until
 //! it resumes; an offer with no codec we carry gets 488 with a Warning; a caller whose RTP stops is hung up
 //! after the inactivity timeout.
 
@@ -10,7 +10,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use support::serde_like::app;
-use support::sipp::Sipp;
+use support::sipp::{Sipp, SippProcess};
 use support::{ANSWER_HANGUP, Server, TempDir};
 
 /// One RTP packet as the test reads it (RFC 3550 §5.1).
@@ -54,6 +54,17 @@ fn caller_rtp_socket() -> UdpSocket {
     panic!("no even loopback port");
 }
 
+/// Starts a SIPp call to the answering app with `scenario`, whose offer names a caller RTP socket of the
+/// test's own (read with `read_timeout`); returns the socket, the call and when it started.
+fn call_with_rtp_socket(server: &Server, scenario: &str, read_timeout: Duration) -> (UdpSocket, SippProcess, Instant) {
+    let socket = caller_rtp_socket();
+    socket.set_read_timeout(Some(read_timeout)).expect("timeout");
+    let port = socket.local_addr().expect("addr").port().to_string();
+    let started = Instant::now();
+    let call = Sipp::client(scenario, server.sip).service("7000").arg("-key").arg("rtp_port").arg(&port).spawn();
+    (socket, call, started)
+}
+
 fn answering_server(data: &TempDir, extra: &[&str], hangup_after_ms: u64) -> Server {
     let server = Server::start_in(&data.0, extra);
     server.deploy("answer-hangup", ANSWER_HANGUP).assert_status(201);
@@ -66,15 +77,7 @@ fn answering_server(data: &TempDir, extra: &[&str], hangup_after_ms: u64) -> Ser
 fn answered_call_sends_paced_rtp_from_its_own_port_and_takes_the_callers() {
     let data = TempDir::new("media-stream");
     let server = answering_server(&data, &["--rtp-ports", "31000-31099"], 3000);
-    let socket = caller_rtp_socket();
-    socket.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
-    let port = socket.local_addr().expect("addr").port().to_string();
-    let call = Sipp::client("uac-media-callee-hangs-up.xml", server.sip)
-        .service("7000")
-        .arg("-key")
-        .arg("rtp_port")
-        .arg(&port)
-        .spawn();
+    let (socket, call, _) = call_with_rtp_socket(&server, "uac-media-callee-hangs-up.xml", Duration::from_millis(200));
 
     let mut received: Vec<(Instant, RtpHeader)> = Vec::new();
     let mut server_rtp: Option<SocketAddr> = None;
@@ -126,16 +129,8 @@ fn answered_call_sends_paced_rtp_from_its_own_port_and_takes_the_callers() {
 fn hold_by_reinvite_stops_our_stream_and_resume_restarts_it() {
     let data = TempDir::new("media-hold");
     let server = answering_server(&data, &[], 5000);
-    let socket = caller_rtp_socket();
-    socket.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
-    let port = socket.local_addr().expect("addr").port().to_string();
-    let started = Instant::now();
-    let call = Sipp::client("uac-media-hold-resume.xml", server.sip)
-        .service("7000")
-        .arg("-key")
-        .arg("rtp_port")
-        .arg(&port)
-        .spawn();
+    let (socket, call, started) =
+        call_with_rtp_socket(&server, "uac-media-hold-resume.xml", Duration::from_millis(100));
     // The caller keeps sending throughout (a held phone may, and its stream must not bring ours back).
     let mut arrivals: Vec<Duration> = Vec::new();
     let mut buffer = [0u8; 2048];
@@ -165,6 +160,22 @@ fn hold_by_reinvite_stops_our_stream_and_resume_restarts_it() {
 }
 
 #[test]
+fn invite_without_sdp_gets_our_offer_and_the_answer_in_the_ack_starts_the_stream() {
+    let data = TempDir::new("media-late-offer");
+    let server = answering_server(&data, &[], 2000);
+    let (socket, call, _) = call_with_rtp_socket(&server, "uac-late-offer.xml", Duration::from_millis(300));
+    let mut buffer = [0u8; 2048];
+    let mut received = Vec::new();
+    while let Ok((len, _)) = socket.recv_from(&mut buffer) {
+        received.push(parse_rtp(&buffer[..len]).expect("RTP"));
+    }
+    // SIPp checked the 200 for an offer; the ACK's answer named our socket and PCMU.
+    call.wait().assert_all_succeeded(1);
+    assert!(received.len() > 50, "{} packets after the ACK's answer", received.len());
+    assert!(received.iter().all(|h| h.payload_type == 0), "PCMU, as the answer chose");
+}
+
+#[test]
 fn offer_without_a_common_codec_gets_488_with_a_warning() {
     let data = TempDir::new("media-488");
     let server = answering_server(&data, &[], 500);
@@ -176,16 +187,8 @@ fn offer_without_a_common_codec_gets_488_with_a_warning() {
 fn caller_whose_rtp_stops_is_hung_up_after_the_timeout() {
     let data = TempDir::new("media-timeout");
     let server = answering_server(&data, &["--rtp-timeout-s", "1"], 30_000);
-    let socket = caller_rtp_socket();
-    socket.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-    let port = socket.local_addr().expect("addr").port().to_string();
-    let started = Instant::now();
-    let call = Sipp::client("uac-media-callee-hangs-up.xml", server.sip)
-        .service("7000")
-        .arg("-key")
-        .arg("rtp_port")
-        .arg(&port)
-        .spawn();
+    let (socket, call, started) =
+        call_with_rtp_socket(&server, "uac-media-callee-hangs-up.xml", Duration::from_secs(5));
     let mut buffer = [0u8; 2048];
     let (_, server_rtp) = socket.recv_from(&mut buffer).expect("RTP from the server");
     for sequence in 0..10u16 {

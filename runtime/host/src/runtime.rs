@@ -219,7 +219,7 @@ impl Runtime {
             Event::IncomingCall { call, .. }
             | Event::CallProgress { call, .. }
             | Event::CallAnswered { call, .. }
-            | Event::CallConfirmed { call }
+            | Event::CallConfirmed { call, .. }
             | Event::CallEnded { call, .. }
             | Event::Request { call, .. }
             | Event::Response { call, .. }

@@ -335,7 +335,17 @@ impl Calls {
                     Err(error) => return self.reject_media(handle, error).await,
                 }
             }
-            (None, None) => None,
+            (None, None) => {
+                // Delayed offer (RFC 3261 §13.2.1): the 200 carries our offer, the ACK the answer.
+                let local_ip = leg.local_ip;
+                match crate::media::offer(&self.sip, local_ip).await {
+                    Ok((offer, pending)) => {
+                        self.leg(handle)?.pending_offer = Some(pending);
+                        Some(Body { content_type: "application/sdp".into(), data: offer })
+                    }
+                    Err(error) => return self.reject_media(handle, error).await,
+                }
+            }
         };
         match self.sip.answer(handle, extras(headers, body)).await {
             Ok(()) => {
@@ -515,7 +525,13 @@ pub(crate) fn to_guest_update(leg: &mut Leg, event: Event) -> Option<CallUpdate>
             leg.ended = Some(reason);
             leg_end_reason(leg).map(|reason| CallUpdate::Event(CallEvent::Ended(reason)))
         }
-        Event::CallConfirmed { .. } => Some(CallUpdate::Event(CallEvent::Confirmed)),
+        Event::CallConfirmed { call, ack_body } => {
+            // A caller that offered nothing answers our offer in the ACK (delayed offer).
+            if let Some(pending) = leg.pending_offer.take() {
+                leg.media = pending.accept(call, &ack_body);
+            }
+            Some(CallUpdate::Event(CallEvent::Confirmed))
+        }
         Event::Request { handle, request, .. } if request.method == Method::Refer => {
             Some(CallUpdate::Event(super::transfer::inbound_refer(leg, handle, &request)))
         }

@@ -164,6 +164,9 @@ pub enum Event {
     CallConfirmed {
         /// The call.
         call: CallHandle,
+        /// The ACK's body: the answer to an offer we made in the 2xx when the INVITE had none (RFC 3261
+        /// §13.2.1); empty otherwise.
+        ack_body: Vec<u8>,
     },
     /// The call is over (sent once per call).
     CallEnded {
