@@ -152,7 +152,6 @@ pub struct MediaLeg {
     commands: mpsc::UnboundedSender<MediaCommand>,
     /// What the session reports, in order.
     pub events: mpsc::Receiver<MediaEvent>,
-    negotiated: Negotiated,
     local_port: u16,
 }
 
@@ -168,16 +167,10 @@ impl MediaLeg {
     pub fn spawn(sockets: MediaSockets, config: SessionConfig, on_dead: OnDead) -> MediaLeg {
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (event_tx, events) = mpsc::channel(EVENTS_PER_CALL);
-        let negotiated = config.negotiated.clone();
         let local_port = sockets.port;
         let session = MediaSession::new(Instant::now().into_std(), config);
         tokio::spawn(run(session, sockets, command_rx, event_tx, on_dead));
-        MediaLeg { commands, events, negotiated, local_port }
-    }
-
-    /// The stream as negotiated.
-    pub fn negotiated(&self) -> &Negotiated {
-        &self.negotiated
+        MediaLeg { commands, events, local_port }
     }
 
     /// Our RTP port.
@@ -226,14 +219,8 @@ impl MediaLeg {
         let _ = self.commands.send(MediaCommand::InfoDigit(digit));
     }
 
-    /// Takes a renegotiated stream.
-    pub fn update(&mut self, negotiated: Negotiated) {
-        self.negotiated = negotiated.clone();
-        let _ = self.commands.send(MediaCommand::Update(negotiated));
-    }
-
-    /// A handle that hands the session renegotiated streams from elsewhere (the SIP core answering a
-    /// re-INVITE), without the rest of the leg.
+    /// What hands the session renegotiated streams (re-INVITE, UPDATE); it can live elsewhere (in the SIP
+    /// core's offer answerer) without keeping the session alive.
     pub fn updater(&self) -> MediaUpdater {
         MediaUpdater { commands: self.commands.clone() }
     }

@@ -78,7 +78,7 @@ pub(crate) struct Leg {
     pub(crate) unawaited: HashSet<RequestHandle>,
     /// The call's media once the offer/answer is done; ended (RTCP BYE, sockets closed) with the call.
     pub(crate) media: Option<CallMedia>,
-    /// Our SDP offer of an outbound call, until its answer comes.
+    /// Our SDP offer, until its answer comes (in the 200 of an outbound call, the ACK of a delayed offer).
     pub(crate) pending_offer: Option<PendingOffer>,
 }
 

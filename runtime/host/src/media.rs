@@ -1,12 +1,13 @@
-//! A call's media as the host sets it up: the SDP answer to a caller's offer (or our offer on an outbound
-//! call and the far end's answer to it) on an RTP port pair of our own, and the media task that then runs
-//! the stream. When the far end's RTP stops for the inactivity timeout, the task hangs the call up.
+//! A call's media as the host sets it up: the SDP answer to a caller's offer, or our offer (an outbound
+//! call's, or the 200's to an INVITE without one) and the far end's answer to it, on an RTP port pair of
+//! our own; the media task that then runs the stream; and the answerer the SIP core uses for the far end's
+//! later offers (hold, resume). When the far end's RTP stops for the inactivity timeout, the call is hung up.
 
 use std::net::IpAddr;
 
 use callwright_driver::SipHandle;
 use callwright_driver::media::{MediaLeg, MediaSockets, MediaUpdater};
-use callwright_media::sdp::{self, LocalMedia, Origin, SessionDescription};
+use callwright_media::sdp::{self, LocalMedia, Negotiated, Origin, SessionDescription};
 use callwright_sip::{CallHandle, OfferAnswerer};
 use tracing::{info, warn};
 
@@ -71,12 +72,37 @@ impl Drop for CallMedia {
     }
 }
 
-/// Our offer on an outbound call, waiting for the far end's answer.
+/// Our offer, waiting for its answer: in the 200 of an outbound call, or in the ACK of an inbound call that
+/// came without an offer.
 pub(crate) struct PendingOffer {
     sip: SipHandle,
     sockets: MediaSockets,
     local: LocalMedia,
     origin: Origin,
+}
+
+/// A port pair bound on `local_ip`, the local media that names it, and a fresh SDP origin.
+async fn bind(sip: &SipHandle, local_ip: IpAddr) -> Result<(MediaSockets, LocalMedia, Origin), MediaSetupError> {
+    let ports = sip.media();
+    let sockets = ports.open(local_ip).await.map_err(MediaSetupError::NoPorts)?;
+    let local = LocalMedia::new(ports.advertised(local_ip), sockets.port());
+    Ok((sockets, local, ports.new_origin()))
+}
+
+/// Starts the media task of call `handle` on the agreed stream; returns it with the answerer of the far
+/// end's later offers, for the SIP core.
+fn start(
+    sip: &SipHandle,
+    handle: CallHandle,
+    sockets: MediaSockets,
+    negotiated: Negotiated,
+    local: LocalMedia,
+    origin: Origin,
+) -> (CallMedia, OfferAnswerer) {
+    info!(call = %handle, codec = ?negotiated.codec, remote = %negotiated.remote_rtp, port = sockets.port(), "media started");
+    let leg = MediaLeg::spawn(sockets, sip.media().session_config(negotiated), hang_up_on_silence(sip, handle));
+    let answerer = offer_answerer(local, origin, leg.updater());
+    (CallMedia { call: handle, leg: Some(leg) }, answerer)
 }
 
 /// Answers `offer` on a port pair of our own on `local_ip` and starts the call's media. Returns the
@@ -88,53 +114,40 @@ pub(crate) async fn answer_offer(
     offer: &[u8],
 ) -> Result<(Vec<u8>, CallMedia), MediaSetupError> {
     let offer = SessionDescription::parse(offer).map_err(MediaSetupError::Sdp)?;
-    let ports = sip.media();
-    let sockets = ports.open(local_ip).await.map_err(MediaSetupError::NoPorts)?;
-    let local = LocalMedia::new(ports.advertised(local_ip), sockets.port());
-    let mut origin = ports.new_origin();
+    let (sockets, local, mut origin) = bind(sip, local_ip).await?;
     let (answer, negotiated) = sdp::answer(&offer, &local, &mut origin).map_err(MediaSetupError::Sdp)?;
-    info!(call = %handle, codec = ?negotiated.codec, remote = %negotiated.remote_rtp, port = sockets.port(), "media answered");
-    let leg = MediaLeg::spawn(sockets, ports.session_config(negotiated), hang_up_on_silence(sip, handle));
+    let (media, answerer) = start(sip, handle, sockets, negotiated, local, origin);
     // Set before the 200 leaves, so no re-INVITE can find the call without it.
-    let _ = sip.set_offer_answerer(handle, offer_answerer(local, origin, leg.updater())).await;
-    Ok((answer, CallMedia { call: handle, leg: Some(leg) }))
+    let _ = sip.set_offer_answerer(handle, answerer).await;
+    Ok((answer, media))
 }
 
-/// An offer for an outbound call from `local_ip`, on a port pair held until the answer comes.
+/// An offer from `local_ip`, on a port pair held until the answer comes.
 pub(crate) async fn offer(sip: &SipHandle, local_ip: IpAddr) -> Result<(Vec<u8>, PendingOffer), MediaSetupError> {
-    let ports = sip.media();
-    let sockets = ports.open(local_ip).await.map_err(MediaSetupError::NoPorts)?;
-    let local = LocalMedia::new(ports.advertised(local_ip), sockets.port());
-    let mut origin = ports.new_origin();
+    let (sockets, local, mut origin) = bind(sip, local_ip).await?;
     let body = sdp::offer(&local, &mut origin);
     Ok((body, PendingOffer { sip: sip.clone(), sockets, local, origin }))
 }
 
 impl PendingOffer {
-    /// Starts an outbound call's media on the far end's `answer` to our offer. An answer we cannot use
-    /// ends the call (RFC 3264 §6: the offerer hangs up on an answer it cannot accept).
+    /// Starts the call's media on the far end's `answer` to our offer. An answer we cannot use ends the
+    /// call (RFC 3264 §6: the offerer hangs up on an answer it cannot accept).
     pub(crate) fn accept(self, handle: CallHandle, answer: &[u8]) -> Option<CallMedia> {
         let negotiated = SessionDescription::parse(answer).and_then(|answer| sdp::accept_answer(&answer, &self.local));
         let negotiated = match negotiated {
             Ok(negotiated) => negotiated,
             Err(error) => {
                 warn!(call = %handle, %error, "the far end's SDP answer is unusable: hanging up");
-                let sip = self.sip;
-                tokio::spawn(async move {
-                    let _ = sip.hangup(handle).await;
-                });
+                spawn_hangup(self.sip, handle);
                 return None;
             }
         };
-        info!(call = %handle, codec = ?negotiated.codec, remote = %negotiated.remote_rtp, "media accepted");
-        let config = self.sip.media().session_config(negotiated);
-        let leg = MediaLeg::spawn(self.sockets, config, hang_up_on_silence(&self.sip, handle));
-        let answerer = offer_answerer(self.local, self.origin, leg.updater());
+        let (media, answerer) = start(&self.sip, handle, self.sockets, negotiated, self.local, self.origin);
         let sip = self.sip;
         tokio::spawn(async move {
             let _ = sip.set_offer_answerer(handle, answerer).await;
         });
-        Some(CallMedia { call: handle, leg: Some(leg) })
+        Some(media)
     }
 }
 
@@ -162,8 +175,13 @@ fn hang_up_on_silence(sip: &SipHandle, handle: CallHandle) -> Box<dyn FnOnce() +
     let sip = sip.clone();
     Box::new(move || {
         info!(call = %handle, "no RTP from the far end: hanging up");
-        tokio::spawn(async move {
-            let _ = sip.hangup(handle).await;
-        });
+        spawn_hangup(sip, handle);
     })
+}
+
+/// Hangs call `handle` up from code that cannot wait for it.
+fn spawn_hangup(sip: SipHandle, handle: CallHandle) {
+    tokio::spawn(async move {
+        let _ = sip.hangup(handle).await;
+    });
 }

@@ -77,7 +77,7 @@ impl Endpoint {
         if call.state == CallState::AwaitingAck {
             call.state = CallState::Confirmed;
             let waiting = std::mem::take(&mut call.after_ack);
-            self.events.push_back(Event::CallConfirmed { call: handle, ack_body: request.body.clone() });
+            self.events.push_back(Event::CallConfirmed { call: handle, ack_body: request.body });
             for (request_handle, request) in waiting {
                 self.send_in_dialog(now, handle, request_handle, request);
             }
