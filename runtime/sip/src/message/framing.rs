@@ -110,7 +110,8 @@ impl StreamFramer {
         };
         self.scanned = section_len;
         let content_length = content_length(&self.buffer[..section_len])?;
-        let total = body_start + content_length;
+        // A Content-Length near usize::MAX must be refused, not wrap.
+        let total = body_start.saturating_add(content_length);
         if total > MAX_MESSAGE_SIZE {
             return Err(FramingError::BodyTooLarge { size: total, head: self.buffer[..body_start].to_vec() });
         }
@@ -148,6 +149,13 @@ mod tests {
     use super::*;
 
     const MESSAGE: &[u8] = b"MESSAGE sip:a@b SIP/2.0\r\nl: 5\r\n\r\nhello";
+
+    #[test]
+    fn a_content_length_of_usize_max_is_too_large_not_an_overflow() {
+        let mut framer = StreamFramer::new();
+        framer.push(format!("MESSAGE sip:a@b SIP/2.0\r\nContent-Length: {}\r\n\r\n", usize::MAX).as_bytes());
+        assert!(matches!(framer.next_frame(), Err(FramingError::BodyTooLarge { size: usize::MAX, .. })));
+    }
 
     #[test]
     fn frames_split_and_joined_messages() {
