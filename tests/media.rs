@@ -6,64 +6,13 @@
 
 mod support;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use support::rtp::{RtpHeader, call_with_rtp_socket, caller_packet, parse_rtp, wait_for_log};
 use support::serde_like::app;
-use support::sipp::{Sipp, SippProcess};
+use support::sipp::Sipp;
 use support::{ANSWER_HANGUP, Server, TempDir};
-
-/// One RTP packet as the test reads it (RFC 3550 §5.1).
-#[derive(Debug, Clone, Copy)]
-struct RtpHeader {
-    payload_type: u8,
-    sequence: u16,
-    timestamp: u32,
-    ssrc: u32,
-    payload_len: usize,
-}
-
-fn parse_rtp(packet: &[u8]) -> Option<RtpHeader> {
-    (packet.len() >= 12 && packet[0] >> 6 == 2 && packet[0] & 0x0f == 0).then(|| RtpHeader {
-        payload_type: packet[1] & 0x7f,
-        sequence: u16::from_be_bytes([packet[2], packet[3]]),
-        timestamp: u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]),
-        ssrc: u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]),
-        payload_len: packet.len() - 12,
-    })
-}
-
-/// A PCMU packet of silence from the caller.
-fn caller_packet(sequence: u16, timestamp: u32) -> Vec<u8> {
-    let mut packet = vec![0x80, 0];
-    packet.extend_from_slice(&sequence.to_be_bytes());
-    packet.extend_from_slice(&timestamp.to_be_bytes());
-    packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
-    packet.extend(std::iter::repeat_n(0xff, 160));
-    packet
-}
-
-/// An even/odd pair of free loopback ports for the caller's RTP (bound by the test, not by SIPp).
-fn caller_rtp_socket() -> UdpSocket {
-    for _ in 0..50 {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        if socket.local_addr().expect("addr").port().is_multiple_of(2) {
-            return socket;
-        }
-    }
-    panic!("no even loopback port");
-}
-
-/// Starts a SIPp call to the answering app with `scenario`, whose offer names a caller RTP socket of the
-/// test's own (read with `read_timeout`); returns the socket, the call and when it started.
-fn call_with_rtp_socket(server: &Server, scenario: &str, read_timeout: Duration) -> (UdpSocket, SippProcess, Instant) {
-    let socket = caller_rtp_socket();
-    socket.set_read_timeout(Some(read_timeout)).expect("timeout");
-    let port = socket.local_addr().expect("addr").port().to_string();
-    let started = Instant::now();
-    let call = Sipp::client(scenario, server.sip).service("7000").arg("-key").arg("rtp_port").arg(&port).spawn();
-    (socket, call, started)
-}
 
 fn answering_server(data: &TempDir, extra: &[&str], hangup_after_ms: u64) -> Server {
     let server = Server::start_in(&data.0, extra);
@@ -77,7 +26,8 @@ fn answering_server(data: &TempDir, extra: &[&str], hangup_after_ms: u64) -> Ser
 fn answered_call_sends_paced_rtp_from_its_own_port_and_takes_the_callers() {
     let data = TempDir::new("media-stream");
     let server = answering_server(&data, &["--rtp-ports", "31000-31099"], 3000);
-    let (socket, call, _) = call_with_rtp_socket(&server, "uac-media-callee-hangs-up.xml", Duration::from_millis(200));
+    let (socket, call, _) =
+        call_with_rtp_socket(&server, "7000", "uac-media-callee-hangs-up.xml", Duration::from_millis(200));
 
     let mut received: Vec<(Instant, RtpHeader)> = Vec::new();
     let mut server_rtp: Option<SocketAddr> = None;
@@ -125,12 +75,33 @@ fn answered_call_sends_paced_rtp_from_its_own_port_and_takes_the_callers() {
     assert!(counted + 5 >= u64::from(sent) && counted <= u64::from(sent), "server counted {counted} of {sent}: {line}");
 }
 
+/// `answer-hangup` as built before the `media` interface existed (kept as it was built, in `tests/fixtures`).
+const ANSWER_HANGUP_BEFORE_MEDIA: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/answer-hangup-voice-0.1.0.wasm");
+
+#[test]
+fn a_module_built_before_the_media_interface_still_loads_and_its_calls_carry_media() {
+    let data = TempDir::new("media-old-module");
+    let server = Server::start_in(&data.0, &[]);
+    server.deploy("old", ANSWER_HANGUP_BEFORE_MEDIA).assert_status(201);
+    server.put_app("old", &app("old", Some("7000"), r#"{"hangup_after_ms": 1000}"#)).assert_status(201);
+    let (socket, call, _) =
+        call_with_rtp_socket(&server, "7000", "uac-media-callee-hangs-up.xml", Duration::from_millis(300));
+    let mut buffer = [0u8; 2048];
+    let mut packets = 0;
+    while socket.recv_from(&mut buffer).is_ok() {
+        packets += 1;
+    }
+    call.wait().assert_all_succeeded(1);
+    assert!(packets > 30, "{packets} RTP packets in a 1 s call");
+}
+
 #[test]
 fn hold_by_reinvite_stops_our_stream_and_resume_restarts_it() {
     let data = TempDir::new("media-hold");
     let server = answering_server(&data, &[], 5000);
     let (socket, call, started) =
-        call_with_rtp_socket(&server, "uac-media-hold-resume.xml", Duration::from_millis(100));
+        call_with_rtp_socket(&server, "7000", "uac-media-hold-resume.xml", Duration::from_millis(100));
     // The caller keeps sending throughout (a held phone may, and its stream must not bring ours back).
     let mut arrivals: Vec<Duration> = Vec::new();
     let mut buffer = [0u8; 2048];
@@ -163,7 +134,7 @@ fn hold_by_reinvite_stops_our_stream_and_resume_restarts_it() {
 fn invite_without_sdp_gets_our_offer_and_the_answer_in_the_ack_starts_the_stream() {
     let data = TempDir::new("media-late-offer");
     let server = answering_server(&data, &[], 2000);
-    let (socket, call, _) = call_with_rtp_socket(&server, "uac-late-offer.xml", Duration::from_millis(300));
+    let (socket, call, _) = call_with_rtp_socket(&server, "7000", "uac-late-offer.xml", Duration::from_millis(300));
     let mut buffer = [0u8; 2048];
     let mut received = Vec::new();
     while let Ok((len, _)) = socket.recv_from(&mut buffer) {
@@ -188,7 +159,7 @@ fn caller_whose_rtp_stops_is_hung_up_after_the_timeout() {
     let data = TempDir::new("media-timeout");
     let server = answering_server(&data, &["--rtp-timeout-s", "1"], 30_000);
     let (socket, call, started) =
-        call_with_rtp_socket(&server, "uac-media-callee-hangs-up.xml", Duration::from_secs(5));
+        call_with_rtp_socket(&server, "7000", "uac-media-callee-hangs-up.xml", Duration::from_secs(5));
     let mut buffer = [0u8; 2048];
     let (_, server_rtp) = socket.recv_from(&mut buffer).expect("RTP from the server");
     for sequence in 0..10u16 {
@@ -199,17 +170,6 @@ fn caller_whose_rtp_stops_is_hung_up_after_the_timeout() {
     call.wait().assert_all_succeeded(1);
     assert!(started.elapsed() < Duration::from_secs(10), "hung up after {:?}", started.elapsed());
     assert!(server.log().contains("no RTP from the far end"), "{}", server.log());
-}
-
-fn wait_for_log(server: &Server, needle: &str) -> String {
-    let until = Instant::now() + Duration::from_secs(5);
-    loop {
-        let log = server.log();
-        if log.contains(needle) || Instant::now() > until {
-            return log;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// The value of `name=N` in a log line.

@@ -11,7 +11,7 @@ const GUEST_WORKSPACES: &[(&str, &[&str])] = &[
         "guest-examples/rust",
         &["answer-hangup", "ivr", "blind-transfer", "attended-transfer", "custom-verb", "lookup-flow"],
     ),
-    ("tests/guests", &["sip-behaviours", "hostile", "verb-sample", "verb-sample-v2", "stubbed-import"]),
+    ("tests/guests", &["sip-behaviours", "hostile", "verb-sample", "verb-sample-v2", "stubbed-import", "media-player"]),
     (
         "runtime/verbs",
         &[

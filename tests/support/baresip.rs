@@ -24,6 +24,8 @@
 //!   is 48 kHz only and kills a PCMU call, and when the WAV file ends, the call ends ("aufile: end of file").
 //! - `audio_player aufile,/dev/null` and `audio_alert aufile,/dev/null`: what it receives (and any ring
 //!   tone) is written to a WAV file nobody keeps.
+//! - `module sndfile.so` and `snd_path <dir>/heard`: what it hears is also written, decoded, to
+//!   `heard/dump-<time>-dec.wav` (and what it sends to `-enc.wav`); [`Baresip::heard`] reads it.
 //! - `statmode_default off`: no call status line (`[0:00:01] audio=...`, several a second) in the log.
 //! - `module_path /usr/lib/baresip/modules` (Debian's place) and the fewest modules that still place calls
 //!   and follow a REFER: `g711` (PCMU, PCMA), `aufile` (the source and player above), `account` (reads the
@@ -80,6 +82,8 @@ const POLL: Duration = Duration::from_millis(20);
 /// At most this much of the log (its end) is printed when a test panics.
 const LOG_EXCERPT: usize = 16 * 1024;
 
+/// Where the `sndfile` module writes what baresip hears (and sends), under its directory.
+const HEARD_DIR: &str = "heard";
 /// The sample rate of the WAV file: PCMU and PCMA are 8 kHz, and baresip 1.0.0 does not resample.
 const WAV_SAMPLE_RATE: u32 = 8000;
 /// The tone in the WAV file.
@@ -153,7 +157,7 @@ impl Baresip {
 
     /// Waits for the process to exit (kills it after `timeout`, noting that at the end of the log) and returns
     /// the log.
-    pub fn wait(self, timeout: Duration) -> String {
+    pub fn wait(&self, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         while !self.has_exited() && Instant::now() < deadline {
             std::thread::sleep(POLL);
@@ -167,6 +171,20 @@ impl Baresip {
     /// Its SIP port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// What baresip heard on its call so far (the `sndfile` module's `-dec.wav`): 16-bit mono samples at
+    /// 8 kHz, empty when it heard nothing or kept no file. Complete once baresip has exited.
+    pub fn heard(&self) -> Vec<i16> {
+        let Ok(entries) = std::fs::read_dir(self.dir.join(HEARD_DIR)) else { return Vec::new() };
+        let Some(path) = entries.flatten().map(|e| e.path()).find(|p| p.to_string_lossy().ends_with("-dec.wav")) else {
+            return Vec::new();
+        };
+        let bytes = std::fs::read(path).unwrap_or_default();
+        // The samples follow the `data` chunk's header; its size is only filled in when the file is closed.
+        let Some(data) = bytes.windows(4).position(|w| w == b"data") else { return Vec::new() };
+        let samples = bytes.get(data + 8..).unwrap_or_default();
+        samples.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
     }
 
     /// Starts the process with the configuration in place, its output replacing the log.
@@ -262,6 +280,9 @@ impl Drop for Baresip {
 /// The `config` file for baresip listening on 127.0.0.1:`port` with `wav` as its audio source; see the module
 /// documentation for each line.
 fn config(port: u16, wav: &Path) -> String {
+    let heard = wav.with_file_name(HEARD_DIR);
+    let _ = std::fs::create_dir_all(&heard);
+    let heard = heard.display();
     let wav = wav.display();
     format!(
         "# Written by callwright's tests (tests/support/baresip.rs).\n\
@@ -274,6 +295,8 @@ fn config(port: u16, wav: &Path) -> String {
          module_path\t\t{MODULE_PATH}\n\
          module\t\t\tg711.so\n\
          module\t\t\taufile.so\n\
+         module\t\t\tsndfile.so\n\
+         snd_path\t\t{heard}\n\
          module_tmp\t\taccount.so\n\
          module_app\t\tmenu.so\n"
     )

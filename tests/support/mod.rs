@@ -5,6 +5,7 @@
 pub mod baresip;
 pub mod hooks;
 pub mod languages;
+pub mod rtp;
 pub mod sipp;
 pub mod transfer;
 
@@ -33,6 +34,7 @@ pub const CUSTOM_VERB: &str = env!("GUEST_CUSTOM_VERB");
 pub const LOOKUP_FLOW: &str = env!("GUEST_LOOKUP_FLOW");
 pub const TRANSFER_VERBS: &str = env!("GUEST_CALLWRIGHT_VERBS_TRANSFER");
 pub const STUBBED_IMPORT: &str = env!("GUEST_STUBBED_IMPORT");
+pub const MEDIA_PLAYER: &str = env!("GUEST_MEDIA_PLAYER");
 
 /// A port free for both UDP and TCP on 127.0.0.1, never handed out twice in this process (tests run in
 /// parallel threads, and a port is free again between this check and the server binding it).

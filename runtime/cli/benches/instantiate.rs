@@ -76,7 +76,8 @@ async fn measure(engine: Arc<HostEngine>, bytes: &[u8], iterations: usize) -> an
     let (sip, _events) = SipDriver::start(DriverConfig::new(vec!["127.0.0.1:0".parse()?])).await?;
     modules.put("answer-hangup", bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
     let module = modules.get("answer-hangup").expect("just stored");
-    let runtime = Runtime::new(engine, modules, apps, sip)?;
+    let media = Arc::new(callwright_host::media_store::MediaStore::open(&data)?);
+    let runtime = Runtime::new(engine, modules, apps, media, sip)?;
     for _ in 0..WARM_UP {
         runtime.instantiate_only(&module).await?;
     }

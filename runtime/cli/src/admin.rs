@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use callwright_host::apps::{AppDefinition, AppError};
+use callwright_host::media_store::MAX_MEDIA_FILE;
 use callwright_host::modules::{BUILTIN_PREFIX, ModuleWorld, StoreError, UploadError};
 use callwright_host::names::StoreName;
 use callwright_host::runtime::Runtime;
@@ -64,7 +65,7 @@ pub(crate) struct BodyLimits {
 
 pub(crate) fn body_limits(state: &AdminState) -> BodyLimits {
     let upload = state.runtime.engine.limits().max_module_size;
-    BodyLimits { any: upload + (1 << 20), upload }
+    BodyLimits { any: upload.max(MAX_MEDIA_FILE) + (1 << 20), upload }
 }
 
 pub(crate) fn router(state: AdminState) -> Router {
@@ -74,6 +75,8 @@ pub(crate) fn router(state: AdminState) -> Router {
         .route("/v1/modules/{name}", get(get_module).put(put_module).delete(delete_module))
         .route("/v1/apps", get(list_apps))
         .route("/v1/apps/{name}", get(get_app).put(put_app).delete(delete_app))
+        .route("/v1/media", get(list_media))
+        .route("/v1/media/{name}", get(get_media).put(put_media).delete(delete_media))
         .route("/v1/verbs", get(list_verbs))
         .route("/v1/calls", get(list_calls))
         .route("/v1/stats", get(stats))
@@ -168,6 +171,53 @@ async fn delete_module(State(state): State<AdminState>, Path(name): Path<String>
         false => Err(not_found("module", &name)),
     }
 }
+
+async fn list_media(State(state): State<AdminState>) -> impl IntoResponse {
+    Json(state.runtime.media.list())
+}
+
+/// An uploaded media file, as uploaded (`audio/wav`).
+async fn get_media(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let checked = checked_name("media file", &name)?;
+    let bytes = state.runtime.media.get(&checked).ok_or_else(|| not_found("media file", &name))?;
+    Ok(([(header::CONTENT_TYPE, "audio/wav")], bytes).into_response())
+}
+
+/// Stores a WAV file that calls play as `file` sources: 201 with its length, 400 when it cannot be
+/// played (naming why), 413 past the size limit.
+async fn put_media(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let checked = checked_name("media file", &name)?;
+    if body.len() > MAX_MEDIA_FILE {
+        let why = format!("media file is {} bytes; the limit is {MAX_MEDIA_FILE}", body.len());
+        return Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, why));
+    }
+    let media = state.runtime.media.clone();
+    // Decoding a long file takes a while: keep it off the threads that run calls.
+    let stored =
+        tokio::task::spawn_blocking(move || media.put(&checked, &body, PROMPT_RATE)).await.map_err(internal)?;
+    match stored {
+        Ok(info) => {
+            info!(media = %name, bytes = info.bytes, duration_ms = info.duration_ms, "media file uploaded");
+            Ok((StatusCode::CREATED, Json(info)))
+        }
+        Err(error) => Err(ApiError(StatusCode::BAD_REQUEST, format!("media file {name:?}: {error}"))),
+    }
+}
+
+async fn delete_media(State(state): State<AdminState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    let checked = checked_name("media file", &name)?;
+    match state.runtime.media.delete(&checked) {
+        true => Ok(StatusCode::NO_CONTENT),
+        false => Err(not_found("media file", &name)),
+    }
+}
+
+/// The rate an upload is checked (decoded) at: the G.711 calls play it at.
+const PROMPT_RATE: u32 = 8000;
 
 async fn list_apps(State(state): State<AdminState>) -> impl IntoResponse {
     let apps: serde_json::Map<String, serde_json::Value> = state

@@ -17,6 +17,7 @@ use anyhow::Context;
 use callwright_driver::{DriverConfig, SipDriver};
 use callwright_host::apps::{AppDefinition, AppStore, FlowSpec, HookSettings, Route};
 use callwright_host::engine::HostEngine;
+use callwright_host::media_store::MediaStore;
 use callwright_host::modules::ModuleStore;
 use callwright_host::runtime::Runtime;
 use clap::{Parser, Subcommand};
@@ -112,6 +113,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let engine = Arc::new(HostEngine::new(config.limits.clone())?);
     let modules = Arc::new(ModuleStore::open(engine.clone(), &config.data)?);
     let apps = Arc::new(AppStore::open(&config.data)?);
+    let media = Arc::new(MediaStore::open(&config.data)?);
     install_builtins(&modules).await?;
     if config.examples {
         seed_examples(&config.data, &modules, &apps).await?;
@@ -121,7 +123,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     driver.media = config.media.clone();
     let (sip, events) =
         SipDriver::start(driver).await.with_context(|| format!("cannot listen for SIP on {:?}", config.sip))?;
-    let runtime = Runtime::new(engine, modules, apps, sip.clone())?;
+    let runtime = Runtime::new(engine, modules, apps, media, sip.clone())?;
     let listener = tokio::net::TcpListener::bind(config.http)
         .await
         .with_context(|| format!("cannot listen for HTTP on {}", config.http))?;

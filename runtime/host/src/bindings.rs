@@ -13,6 +13,7 @@ wasmtime::component::bindgen!({
     with: {
         "callwright:voice/call.call": crate::call_state::CallResource,
         "callwright:voice/call.refer": crate::call_state::ReferResource,
+        "callwright:voice/media.playback": crate::capabilities::media::PlaybackResource,
     },
 });
 
@@ -31,6 +32,7 @@ pub mod verb_world {
             "callwright:voice/clock": super::callwright::voice::clock,
             "callwright:voice/hooks": super::callwright::voice::hooks,
             "callwright:voice/dispatch": super::callwright::voice::dispatch,
+            "callwright:voice/media": super::callwright::voice::media,
         },
     });
 }

@@ -17,6 +17,7 @@ use crate::capabilities::call_control::CallControl;
 use crate::capabilities::dispatch::{Dispatch, VerbDispatch};
 use crate::capabilities::hooks::Hooks;
 use crate::capabilities::log_clock::{GuestLog, LogClock};
+use crate::capabilities::media::{GuestMedia, Media};
 use crate::capabilities::variables::{CallVariables, VariableAccess};
 use crate::capabilities::{CallSetup, Calls, Capability};
 use crate::hooks::CallHooks;
@@ -24,6 +25,7 @@ use crate::limits::SandboxLimits;
 use crate::media::{CallMedia, PendingOffer};
 use crate::memory_budget::CallMemory;
 use crate::refer::ReferProgress;
+use callwright_media::MediaEvent;
 
 /// Tells the call router where a new outbound call's events go (sent from the SIP driver's task when the
 /// call is created, before its first event).
@@ -80,7 +82,14 @@ pub(crate) struct Leg {
     pub(crate) media: Option<CallMedia>,
     /// Our SDP offer, until its answer comes (in the 200 of an outbound call, the ACK of a delayed offer).
     pub(crate) pending_offer: Option<PendingOffer>,
+    /// What the media reported and `media.wait` has not handed over yet (digits, playback ends), oldest
+    /// first, at most [`MEDIA_EVENTS_KEPT`].
+    pub(crate) media_events: VecDeque<MediaEvent>,
 }
+
+/// Media events a call keeps for a guest that does not read them (one built before the media interface,
+/// or busy); older ones are dropped first.
+const MEDIA_EVENTS_KEPT: usize = 256;
 
 impl Leg {
     pub(crate) fn new(info: CallInfo, local_ip: std::net::IpAddr, events: mpsc::Receiver<Event>) -> Leg {
@@ -100,7 +109,19 @@ impl Leg {
             unawaited: HashSet::new(),
             media: None,
             pending_offer: None,
+            media_events: VecDeque::new(),
         }
+    }
+
+    /// Keeps a media event for `media.wait`: digits, playback ends, digits sent (the rest is the host's).
+    pub(crate) fn push_media_event(&mut self, event: MediaEvent) {
+        if !matches!(event, MediaEvent::Digit(_) | MediaEvent::PlaybackEnded { .. } | MediaEvent::DigitsSent(_)) {
+            return;
+        }
+        if self.media_events.len() == MEDIA_EVENTS_KEPT {
+            self.media_events.pop_front();
+        }
+        self.media_events.push_back(event);
     }
 
     /// Takes one SIP event of this call: the progress of our REFERs goes to them, responses nobody awaits
@@ -118,6 +139,13 @@ impl Leg {
                 }
             }
             Event::Response { request, .. } if self.unawaited.remove(&request) => {}
+            Event::Request { ref request, .. } if request.method == callwright_sip::message::Method::Info => {
+                // A digit by INFO joins the media's digit stream (reported once with its RFC 4733 twin).
+                if let (Some(media), Some(digit)) = (&self.media, crate::media::info_digit(request)) {
+                    media.info_digit(digit);
+                }
+                self.backlog.push_back(event);
+            }
             Event::CallEnded { ref reason, .. } => {
                 self.ended = Some(reason.clone());
                 self.media = None;
@@ -143,7 +171,12 @@ pub(crate) async fn receive_any(legs: &mut [&mut Leg], until: Option<tokio::time
     let received = std::future::poll_fn(|context| {
         for (index, leg) in legs.iter_mut().enumerate() {
             if let std::task::Poll::Ready(event) = leg.events.poll_recv(context) {
-                return std::task::Poll::Ready((index, event));
+                return std::task::Poll::Ready((index, Received::Sip(event)));
+            }
+            if let Some(media) = leg.media.as_mut()
+                && let std::task::Poll::Ready(event) = media.poll_event(context)
+            {
+                return std::task::Poll::Ready((index, Received::Media(event)));
             }
         }
         std::task::Poll::Pending
@@ -155,10 +188,23 @@ pub(crate) async fn receive_any(legs: &mut [&mut Leg], until: Option<tokio::time
         },
         None => received.await,
     };
-    // No sender left: the router let go of the call, so it is over.
-    let event = received.unwrap_or(Event::CallEnded { call: CallHandle(0), reason: EndReason::LocalHangup });
-    legs[index].absorb(event);
+    match received {
+        Received::Sip(event) => {
+            // No sender left: the router let go of the call, so it is over.
+            let event = event.unwrap_or(Event::CallEnded { call: CallHandle(0), reason: EndReason::LocalHangup });
+            legs[index].absorb(event);
+        }
+        Received::Media(event) => legs[index].push_media_event(event),
+    }
     true
+}
+
+/// What [`receive_any`] got: a SIP event (none: the router let go), or one of the media's. It lives for
+/// one receive, on the stack: boxing the SIP event would cost an allocation per event.
+#[allow(clippy::large_enum_variant)]
+enum Received {
+    Sip(Option<Event>),
+    Media(MediaEvent),
 }
 
 /// Per-call variables, shared by every module that runs on the call.
@@ -274,6 +320,7 @@ pub struct CallState {
     pub(crate) variables: VariableAccess,
     pub(crate) verbs: VerbDispatch,
     pub(crate) log: GuestLog,
+    pub(crate) media: GuestMedia,
 }
 
 impl CallState {
@@ -291,6 +338,7 @@ impl CallState {
             variables: CallVariables::state(setup),
             verbs: Dispatch::state(setup),
             log: LogClock::state(setup),
+            media: Media::state(setup),
         }
     }
 
@@ -308,6 +356,7 @@ impl CallState {
             variables: CallVariables::lend(&mut caller.variables, label),
             verbs: Dispatch::lend(&mut caller.verbs, label),
             log: LogClock::lend(&mut caller.log, label),
+            media: Media::lend(&mut caller.media, label),
         }
     }
 
@@ -319,6 +368,7 @@ impl CallState {
         CallVariables::give_back(&mut self.variables, verb.variables);
         Dispatch::give_back(&mut self.verbs, verb.verbs);
         LogClock::give_back(&mut self.log, verb.log);
+        Media::give_back(&mut self.media, verb.media);
     }
 
     /// State for running guest code outside any call: SIP commands fail, hooks are refused, and
@@ -333,6 +383,7 @@ impl CallState {
             hook_client: reqwest::Client::new(),
             hooks: Default::default(),
             verbs: None,
+            media: None,
         })
     }
 

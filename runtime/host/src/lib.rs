@@ -11,6 +11,7 @@ pub mod bindings;
 pub mod engine;
 pub mod hooks;
 pub mod limits;
+pub mod media_store;
 pub mod modules;
 pub mod names;
 pub mod runtime;

@@ -7,7 +7,10 @@ use std::net::IpAddr;
 
 use callwright_driver::SipHandle;
 use callwright_driver::media::{MediaLeg, MediaSockets, MediaUpdater};
+use callwright_media::dtmf::DigitStep;
 use callwright_media::sdp::{self, LocalMedia, Negotiated, Origin, SessionDescription};
+use callwright_media::source::AudioSource;
+use callwright_media::{Digit, DigitsId, MediaEvent, PlayOptions, PlaybackId};
 use callwright_sip::{CallHandle, OfferAnswerer};
 use tracing::{info, warn};
 
@@ -50,6 +53,71 @@ impl std::fmt::Display for MediaSetupError {
 pub(crate) struct CallMedia {
     call: CallHandle,
     leg: Option<MediaLeg>,
+    clock_rate: u32,
+    /// The task's event channel closed (the session ended): nothing more to read.
+    events_closed: bool,
+}
+
+impl CallMedia {
+    /// The rate the call's audio is sampled at (its codec's clock).
+    pub(crate) fn clock_rate(&self) -> u32 {
+        self.clock_rate
+    }
+
+    fn leg(&self) -> &MediaLeg {
+        self.leg.as_ref().expect("a CallMedia holds its leg until dropped")
+    }
+
+    /// Queues a playback; `None` if the session has ended.
+    pub(crate) async fn play(&self, source: Box<dyn AudioSource>, options: PlayOptions) -> Option<PlaybackId> {
+        self.leg().play(source, options).await
+    }
+
+    /// Stops one playback.
+    pub(crate) fn stop_playback(&self, id: PlaybackId) {
+        self.leg().stop_playback(id);
+    }
+
+    /// Stops every playback.
+    pub(crate) fn stop_all_playback(&self) {
+        self.leg().stop_all_playback();
+    }
+
+    /// Sends digits as RFC 4733 events (an error when the far end offered none).
+    pub(crate) async fn send_digits(
+        &self,
+        steps: Vec<DigitStep>,
+        press: std::time::Duration,
+    ) -> Option<Result<DigitsId, callwright_media::Error>> {
+        self.leg().send_digits(steps, press).await
+    }
+
+    /// Hands the session a digit that came by SIP INFO (it reports each press once, whatever carried it).
+    pub(crate) fn info_digit(&self, digit: Digit) {
+        self.leg().info_digit(digit);
+    }
+
+    /// The session's next event, when there is one.
+    pub(crate) fn poll_event(&mut self, context: &mut std::task::Context<'_>) -> std::task::Poll<MediaEvent> {
+        if self.events_closed {
+            return std::task::Poll::Pending;
+        }
+        let Some(leg) = self.leg.as_mut() else { return std::task::Poll::Pending };
+        match leg.events.poll_recv(context) {
+            std::task::Poll::Ready(Some(event)) => std::task::Poll::Ready(event),
+            std::task::Poll::Ready(None) => {
+                self.events_closed = true;
+                std::task::Poll::Pending
+            }
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+/// The digit an INFO request carries (`application/dtmf-relay`, `application/dtmf`), if it carries one.
+pub(crate) fn info_digit(request: &callwright_sip::message::Request) -> Option<Digit> {
+    let content_type = request.headers.get("Content-Type")?;
+    callwright_media::dtmf::parse_info(content_type, &request.body).ok()
 }
 
 impl Drop for CallMedia {
@@ -100,9 +168,10 @@ fn start(
     origin: Origin,
 ) -> (CallMedia, OfferAnswerer) {
     info!(call = %handle, codec = ?negotiated.codec, remote = %negotiated.remote_rtp, port = sockets.port(), "media started");
+    let clock_rate = negotiated.codec.clock_rate();
     let leg = MediaLeg::spawn(sockets, sip.media().session_config(negotiated), hang_up_on_silence(sip, handle));
     let answerer = offer_answerer(local, origin, leg.updater());
-    (CallMedia { call: handle, leg: Some(leg) }, answerer)
+    (CallMedia { call: handle, leg: Some(leg), clock_rate, events_closed: false }, answerer)
 }
 
 /// Answers `offer` on a port pair of our own on `local_ip` and starts the call's media. Returns the

@@ -20,6 +20,7 @@ use crate::capabilities::CallSetup;
 use crate::capabilities::call_control::{body_of, headers_of};
 use crate::engine::HostEngine;
 use crate::limits::SandboxLimits;
+use crate::media_store::MediaStore;
 use crate::modules::{LoadedModule, ModuleSet, ModuleStore};
 use crate::verbs::VerbContext;
 
@@ -86,6 +87,8 @@ pub struct Runtime {
     pub modules: Arc<ModuleStore>,
     /// Apps.
     pub apps: Arc<AppStore>,
+    /// Uploaded media, speech and the prompt cache.
+    pub media: Arc<MediaStore>,
     sip: SipHandle,
     live: Mutex<BTreeMap<CallHandle, LiveCall>>,
     capacity: Arc<Semaphore>,
@@ -107,6 +110,7 @@ impl Runtime {
         engine: Arc<HostEngine>,
         modules: Arc<ModuleStore>,
         apps: Arc<AppStore>,
+        media: Arc<MediaStore>,
         sip: SipHandle,
     ) -> anyhow::Result<Arc<Runtime>> {
         let capacity = Arc::new(Semaphore::new(engine.limits.max_concurrent_calls));
@@ -115,6 +119,7 @@ impl Runtime {
             engine,
             modules,
             apps,
+            media,
             sip,
             live: Mutex::new(BTreeMap::new()),
             capacity,
@@ -137,6 +142,7 @@ impl Runtime {
             hook_client: self.hook_client.clone(),
             hooks: Default::default(),
             verbs: None,
+            media: Some(self.media.clone()),
         });
         let mut store = self.engine.store(state);
         let pre = module.flow.as_ref().ok_or_else(|| anyhow::anyhow!("module is not a call flow"))?;
@@ -354,6 +360,7 @@ impl Runtime {
             hook_client: self.hook_client.clone(),
             hooks: std::mem::take(&mut app.hooks),
             verbs: Some(Arc::new(VerbContext { engine: self.engine.clone(), modules, pinned })),
+            media: Some(self.media.clone()),
         });
         let mut store = self.engine.store(state);
         store.data_mut().add_leg(call, info, local_ip, events);

@@ -51,6 +51,40 @@ impl AudioSource for Samples {
     }
 }
 
+/// Sources played one after another as one (a playlist: jambonz `url` arrays, SWML `urls`); a loop
+/// replays the whole list.
+#[derive(Debug)]
+pub struct Sequence {
+    sources: Vec<Box<dyn AudioSource>>,
+    current: usize,
+}
+
+impl Sequence {
+    /// Plays `sources` in order.
+    pub fn new(sources: Vec<Box<dyn AudioSource>>) -> Sequence {
+        Sequence { sources, current: 0 }
+    }
+}
+
+impl AudioSource for Sequence {
+    fn read(&mut self, out: &mut [i16]) -> usize {
+        let mut filled = 0;
+        while filled < out.len() && self.current < self.sources.len() {
+            let n = self.sources[self.current].read(&mut out[filled..]);
+            filled += n;
+            if filled < out.len() {
+                self.current += 1;
+            }
+        }
+        filled
+    }
+
+    fn rewind(&mut self) -> bool {
+        self.current = 0;
+        self.sources.iter_mut().all(|source| source.rewind())
+    }
+}
+
 /// One step of a tone cadence: these frequencies for `on`, then silence for `off`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToneStep {
@@ -300,6 +334,18 @@ mod tests {
         let mut us = ringback("US", 8000).unwrap().limited_to(Duration::from_secs(3));
         assert_eq!(read_all(&mut us, 100_000).len(), 24_000);
         assert!(ringback("uk", 8000).is_some() && ringback("zz", 8000).is_none());
+    }
+
+    #[test]
+    fn a_sequence_plays_its_sources_in_order_and_loops_whole() {
+        let first: Box<dyn AudioSource> = Box::new(Samples::new(Arc::from(vec![1, 2, 3])));
+        let second: Box<dyn AudioSource> = Box::new(Samples::new(Arc::from(vec![4, 5])));
+        let mut sequence = Sequence::new(vec![first, second]);
+        assert_eq!(read_all(&mut sequence, 4), [1, 2, 3, 4], "a read spans the boundary");
+        assert_eq!(read_all(&mut sequence, 4), [5]);
+        assert!(read_all(&mut sequence, 4).is_empty());
+        assert!(sequence.rewind());
+        assert_eq!(read_all(&mut sequence, 10), [1, 2, 3, 4, 5]);
     }
 
     #[test]

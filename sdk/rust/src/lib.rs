@@ -54,6 +54,7 @@ pub mod bindings {
                     "callwright:voice/clock@0.1.0": crate::bindings::callwright::voice::clock,
                     "callwright:voice/hooks@0.1.0": crate::bindings::callwright::voice::hooks,
                     "callwright:voice/dispatch@0.1.0": crate::bindings::callwright::voice::dispatch,
+                    "callwright:voice/media@0.1.0": crate::bindings::callwright::voice::media,
                 },
             });
         };
@@ -78,6 +79,90 @@ pub use bindings::callwright::voice::log::Level;
 pub use bindings::callwright::voice::types::{Body, CallError, Credentials, Direction, Header};
 
 pub mod transfer;
+
+/// Media: prompts, speech and tones the caller hears, the keys the caller presses, digits we send.
+///
+/// ```no_run
+/// use callwright_sdk::media::{self, AudioSource, MediaUpdate};
+/// use callwright_sdk::{Call, CallEvent, CallUpdate};
+///
+/// /// Asks for one key; `None` when the caller pressed nothing in 5 s or hung up.
+/// fn ask(call: &Call) -> Option<String> {
+///     let prompt = [AudioSource::Say(media::Speech::text("Press a key."))];
+///     media::play(call, &prompt, media::PlayOptions::barge_in()).ok()?;
+///     loop {
+///         match media::wait(&[call], Some(5000))? {
+///             (_, MediaUpdate::Digit(digit)) => return Some(digit.key),
+///             (_, MediaUpdate::Call(CallUpdate::Event(CallEvent::Ended(_)))) => return None,
+///             _ => continue,
+///         }
+///     }
+/// }
+/// ```
+pub mod media {
+    pub use crate::bindings::callwright::voice::media::{
+        AudioSource, Digit, DigitSource, MediaError, MediaUpdate, PlayOptions, Playback, PlaybackEnd, PlaybackEnded,
+        Ringback, Speech, Voice, play, send_digits, stop_playback, wait,
+    };
+
+    impl Speech {
+        /// `text` in the default voice (the built-in provider's).
+        pub fn text(text: &str) -> Speech {
+            Speech { text: text.to_string(), voice: Voice { provider: None, name: None, language: None } }
+        }
+    }
+
+    impl PlayOptions {
+        /// Once, at its own level, to the end.
+        pub fn once() -> PlayOptions {
+            PlayOptions { loops: None, volume_db: None, barge_in: false }
+        }
+
+        /// Once, stopped by the caller's first key.
+        pub fn barge_in() -> PlayOptions {
+            PlayOptions { barge_in: true, ..PlayOptions::once() }
+        }
+    }
+
+    impl DigitSource {
+        /// Its WIT name: `rtp-event`, `sip-info`, `in-band`.
+        pub fn name(self) -> &'static str {
+            match self {
+                DigitSource::RtpEvent => "rtp-event",
+                DigitSource::SipInfo => "sip-info",
+                DigitSource::InBand => "in-band",
+            }
+        }
+    }
+
+    impl PlaybackEnd {
+        /// Its WIT name: `completed`, `stopped`, `barged-in`.
+        pub fn name(self) -> &'static str {
+            match self {
+                PlaybackEnd::Completed => "completed",
+                PlaybackEnd::Stopped => "stopped",
+                PlaybackEnd::BargedIn => "barged-in",
+            }
+        }
+    }
+
+    impl MediaError {
+        /// What went wrong, in words.
+        pub fn message(&self) -> String {
+            match self {
+                MediaError::NoMedia => "the call carries no media of the host's".into(),
+                MediaError::CallEnded => "the call has ended".into(),
+                MediaError::BadSource(why) => format!("cannot play: {why}"),
+                MediaError::InvalidArgument(why) => format!("invalid argument: {why}"),
+            }
+        }
+    }
+
+    /// Speaks `text` in the default voice, once; returns when it is ready to play (not when it has played).
+    pub fn say(call: &crate::Call, text: &str) -> Result<Playback, MediaError> {
+        play(call, &[AudioSource::Say(Speech::text(text))], PlayOptions::once())
+    }
+}
 
 /// Webhooks to the app's servers (the app's `hooks.allow` list says which hosts).
 pub mod hooks {

@@ -15,6 +15,7 @@
 //! | variables | `variables.rs` | `variables` | the call's variables, shared |
 //! | verb dispatch | `dispatch.rs` | `dispatch` | the modules verbs resolve in, the nesting depth |
 //! | log and clock | `log_clock.rs` | `log`, `clock` | the call's name in logs |
+//! | media | `media.rs` | `media` (the `playback` resource, `media.wait`) | where prompts come from; the calls' media is in [`Calls`] |
 //!
 //! The `call` interface holds three units (WIT `@0.1.0` is kept as guests were built against it): call
 //! control links it, and its glue hands dialling to `outbound.rs` and REFERs to `transfer.rs`, which work
@@ -25,6 +26,7 @@ pub(crate) mod call_control;
 pub(crate) mod dispatch;
 pub(crate) mod hooks;
 pub(crate) mod log_clock;
+pub(crate) mod media;
 pub(crate) mod outbound;
 pub(crate) mod transfer;
 pub(crate) mod variables;
@@ -39,6 +41,7 @@ pub(crate) use call_control::Calls;
 use crate::apps::HookSettings;
 use crate::call_state::{CallState, Registrar};
 use crate::limits::SandboxLimits;
+use crate::media_store::MediaStore;
 use crate::verbs::VerbContext;
 
 /// What a call's guest is given, from which every unit builds its state.
@@ -54,6 +57,8 @@ pub(crate) struct CallSetup<'a> {
     pub(crate) hooks: HookSettings,
     /// How the guest runs verbs; none where verbs cannot run (listing a module's verbs).
     pub(crate) verbs: Option<Arc<VerbContext>>,
+    /// Uploaded media, speech and the prompt cache; none where nothing plays (listing a module's verbs).
+    pub(crate) media: Option<Arc<MediaStore>>,
 }
 
 /// One capability of the host.
@@ -84,12 +89,13 @@ type Link = fn(&mut Linker<CallState>) -> wasmtime::Result<()>;
 
 /// Every unit: the interfaces it serves and how it links them. The one list to add a unit to (its state
 /// goes into [`CallState`]).
-const UNITS: [(&[&str], Link); 5] = [
+const UNITS: [(&[&str], Link); 6] = [
     (call_control::CallControl::INTERFACES, call_control::CallControl::link),
     (hooks::Hooks::INTERFACES, hooks::Hooks::link),
     (variables::CallVariables::INTERFACES, variables::CallVariables::link),
     (dispatch::Dispatch::INTERFACES, dispatch::Dispatch::link),
     (log_clock::LogClock::INTERFACES, log_clock::LogClock::link),
+    (media::Media::INTERFACES, media::Media::link),
 ];
 
 /// Links every unit's interfaces.

@@ -328,6 +328,7 @@ mod tests {
             hook_client: reqwest::Client::new(),
             hooks: Default::default(),
             verbs: None,
+            media: None,
         });
         let (call, refer) = (CallHandle(1), RequestHandle(7));
         let (events, received) = mpsc::channel(8);

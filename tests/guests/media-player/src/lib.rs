@@ -1,0 +1,99 @@
+//! Test guest for the media interface. Answers, then plays what `play` lists (each an object with one
+//! key: `say`, `url`, `file`, `silence`, `tones`, `ring` with `ms`, `stream`) with `loops`, `volume_db` and
+//! `barge_in`; sends `send_digits` if given; then logs every update as `media update: …` until the playback
+//! ended and the digits were sent (or `digits` keys were pressed), and hangs up `hangup_after_ms` later
+//! (default 0).
+//! A failure to play is logged as `play failed: …` and the call goes on.
+
+use callwright_sdk::media::{self, AudioSource, MediaUpdate, PlayOptions, Ringback, Speech};
+use callwright_sdk::serde_json::Value;
+use callwright_sdk::{Call, CallEvent, CallUpdate, Config, Flow, Level, clock, flow, log};
+
+struct MediaPlayer;
+
+fn source(value: &Value) -> Result<AudioSource, String> {
+    let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_string);
+    let number = |key: &str| value.get(key).and_then(Value::as_u64).map(|n| n as u32);
+    if let Some(say) = text("say") {
+        let mut speech = Speech::text(&say);
+        speech.voice.name = text("voice");
+        return Ok(AudioSource::Say(speech));
+    }
+    if let Some(url) = text("url") {
+        return Ok(AudioSource::Url(url));
+    }
+    if let Some(file) = text("file") {
+        return Ok(AudioSource::File(file));
+    }
+    if let Some(ms) = number("silence") {
+        return Ok(AudioSource::Silence(ms));
+    }
+    if let Some(keys) = text("tones") {
+        return Ok(AudioSource::DtmfTones(keys));
+    }
+    if let Some(country) = text("ring") {
+        return Ok(AudioSource::Ringback(Ringback { country, duration_ms: number("ms") }));
+    }
+    if let Some(address) = text("stream") {
+        return Ok(AudioSource::Stream(address));
+    }
+    Err(format!("not a source: {value}"))
+}
+
+fn describe(update: &MediaUpdate) -> String {
+    match update {
+        MediaUpdate::Digit(digit) => format!("digit {} {} {}ms", digit.key, digit.source.name(), digit.duration_ms),
+        MediaUpdate::PlaybackEnded(ended) => format!("playback {} after {}ms", ended.reason.name(), ended.played_ms),
+        MediaUpdate::DigitsSent => "digits sent".into(),
+        MediaUpdate::Call(update) => format!("call {update:?}"),
+    }
+}
+
+impl Flow for MediaPlayer {
+    fn handle(call: Call, config: Config) -> Result<(), String> {
+        call.answer(&[], None).map_err(|e| e.to_string())?;
+        let value = &config.0;
+        let sources: Result<Vec<AudioSource>, String> =
+            value.get("play").and_then(Value::as_array).map(|list| list.iter().map(source).collect()).unwrap_or(Ok(Vec::new()));
+        let options = PlayOptions {
+            loops: value.get("loops").and_then(Value::as_u64).map(|n| n as u32),
+            volume_db: value.get("volume_db").and_then(Value::as_f64).map(|db| db as f32),
+            barge_in: value.get("barge_in").and_then(Value::as_bool).unwrap_or(false),
+        };
+        let mut playing = false;
+        match sources {
+            Ok(sources) if !sources.is_empty() => match media::play(&call, &sources, options) {
+                Ok(playback) => {
+                    playing = true;
+                    log(Level::Info, &format!("playing {}", playback.id()));
+                }
+                Err(error) => log(Level::Info, &format!("play failed: {}", error.message())),
+            },
+            Ok(_) => {}
+            Err(error) => log(Level::Info, &format!("play failed: {error}")),
+        }
+        let mut sending = false;
+        if let Some(digits) = value.get("send_digits").and_then(Value::as_str) {
+            match media::send_digits(&call, digits, None) {
+                Ok(()) => sending = true,
+                Err(error) => log(Level::Info, &format!("send_digits failed: {}", error.message())),
+            }
+        }
+        let mut keys_wanted = value.get("digits").and_then(Value::as_u64).unwrap_or(0);
+        while playing || sending || keys_wanted > 0 {
+            let Some((_, update)) = media::wait(&[&call], Some(20_000)) else { break };
+            log(Level::Info, &format!("media update: {}", describe(&update)));
+            match update {
+                MediaUpdate::Call(CallUpdate::Event(CallEvent::Ended(_))) => return Ok(()),
+                MediaUpdate::PlaybackEnded(_) => playing = false,
+                MediaUpdate::DigitsSent => sending = false,
+                MediaUpdate::Digit(_) => keys_wanted = keys_wanted.saturating_sub(1),
+                _ => {}
+            }
+        }
+        clock::sleep(value.get("hangup_after_ms").and_then(Value::as_u64).unwrap_or(0) as u32);
+        call.hangup().map_err(|e| e.to_string())
+    }
+}
+
+flow!(MediaPlayer);

@@ -1,0 +1,323 @@
+//! What a caller hears and presses, end to end, through the `media` interface: baresip hears the IVR's
+//! spoken greeting (its recording follows flite's own rendering of the text); SIPp's RFC 4733 captures
+//! reach the IVR as one digit each; an uploaded file and a WAV at an allowed URL are heard as the tone they
+//! hold; digits we send arrive as RFC 4733 events; a source that cannot be played is named to the guest.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use support::baresip::Baresip;
+use support::rtp::{call_with_rtp_socket, mulaw_to_linear, parse_rtp, payload, rms, tone_share, wait_for_log};
+use support::serde_like::app;
+use support::sipp::Sipp;
+use support::{MEDIA_PLAYER, Server, TempDir};
+
+/// The IVR example's greeting (`guest-examples/rust/ivr`), which `serve` deploys on 2000.
+const IVR_GREETING: &str = "Welcome to callwright. Press 1 for the menu, 2 to leave a note, or 9 to hang up.";
+/// 20 ms at 8 kHz.
+const FRAME: usize = 160;
+
+#[test]
+fn a_baresip_caller_hears_the_ivr_greeting_as_flite_speaks_it() {
+    let data = TempDir::new("prompt-speech");
+    let server = Server::with_examples(&data.0);
+    let baresip = Baresip::dial(&format!("sip:2000@{}", server.sip), Duration::from_secs(7));
+    assert!(baresip.wait_for_log("Call established", Duration::from_secs(10)), "{}", baresip.log());
+    baresip.wait(Duration::from_secs(20));
+    let heard = baresip.heard();
+    let reference = flite(IVR_GREETING, &data.0);
+
+    // Speech-loud 20 ms frames: the greeting lasts about 5 s.
+    let loud = heard.chunks(FRAME).filter(|frame| rms(frame) > 300.0).count();
+    assert!(loud > 100, "{loud} loud frames in {} heard", heard.len() / FRAME);
+    // The loudness of what was heard follows the reference's, frame by frame, at some offset.
+    let (offset, correlation) = best_envelope_match(&envelope(&heard), &envelope(&reference));
+    assert!(correlation > 0.9, "envelope correlation {correlation:.3} at frame {offset}");
+    // And the waveform itself, through PCMU and back: nearly the same samples.
+    let waveform = best_waveform_match(&heard, &reference, offset * FRAME);
+    assert!(waveform > 0.9, "waveform correlation {waveform:.3}");
+}
+
+#[test]
+fn rfc4733_digits_from_sipps_captures_reach_the_ivr_once_each() {
+    let data = TempDir::new("prompt-rfc4733");
+    let server = Server::with_examples(&data.0);
+    let media_port = even_free_port();
+    Sipp::client("uac-rfc4733-digits.xml", server.sip)
+        .service("2000")
+        .arg("-mp")
+        .arg(&media_port.to_string())
+        .timeout(Duration::from_secs(20))
+        .run()
+        .assert_all_succeeded(1);
+    let log = server.log();
+    assert_eq!(log.matches("digit 2 from rtp-event (so far 2)").count(), 1, "{log}");
+    assert_eq!(log.matches("digit 9 from rtp-event (so far 29)").count(), 1, "{log}");
+    assert_eq!(log.matches("digit ").count(), 2, "each press reported once:\n{log}");
+}
+
+#[test]
+fn an_uploaded_file_is_heard_and_its_end_reported() {
+    let data = TempDir::new("prompt-file");
+    let server = player_server(&data);
+    server.api("PUT", "/v1/media/beep", &tone_wav(1000.0, Duration::from_secs(1))).assert_status(201);
+    let listed = server.api("GET", "/v1/media", b"");
+    assert!(
+        listed.body.contains("\"name\":\"beep\"") && listed.body.contains("\"duration_ms\":1000"),
+        "{}",
+        listed.body
+    );
+    server.put_app("player", &app("media-player", Some("7100"), r#"{"play": [{"file": "beep"}]}"#)).assert_status(201);
+
+    let packets = receive_call(&server, "7100");
+    let beeping = packets.iter().filter(|samples| tone_share(samples, 1000.0, 8000.0) > 0.8).count();
+    assert!((45..=52).contains(&beeping), "{beeping} packets of 1 kHz, for a 1 s file");
+    let log = wait_for_log(&server, "media update: playback");
+    assert!(log.contains("media update: playback completed after 1000ms"), "{log}");
+}
+
+#[test]
+fn a_wav_at_an_allowed_url_is_fetched_once_for_two_calls_and_heard() {
+    let data = TempDir::new("prompt-url");
+    let server = player_server(&data);
+    let wav = WavServer::start(tone_wav(600.0, Duration::from_millis(600)));
+    let flow = serde_json::json!({"module": "media-player", "config": {"play": [{"url": wav.url("/tone.wav")}]}});
+    let app = serde_json::json!({"route": {"to_user": "7200"}, "flow": flow, "hooks": {"allow": [wav.host()]}});
+    server.put_app("player", &app.to_string()).assert_status(201);
+    for _ in 0..2 {
+        let packets = receive_call(&server, "7200");
+        let toned = packets.iter().filter(|samples| tone_share(samples, 600.0, 8000.0) > 0.8).count();
+        assert!((27..=32).contains(&toned), "{toned} packets of 600 Hz, for a 600 ms file");
+    }
+    assert_eq!(wav.requests(), 1, "the second call plays the cached audio");
+}
+
+#[test]
+fn sources_that_cannot_play_are_named_to_the_guest_and_bad_uploads_refused() {
+    let data = TempDir::new("prompt-errors");
+    let server = player_server(&data);
+    let refused = server.api("PUT", "/v1/media/noise", b"this is not a WAV file");
+    refused.assert_status(400);
+    assert!(refused.body.contains("not a RIFF/WAVE file"), "{}", refused.body);
+    server.api("PUT", "/v1/media/Bad%20Name", &tone_wav(440.0, Duration::from_millis(100))).assert_status(400);
+    let cases = [
+        (
+            "7301",
+            r#"{"url": "http://127.0.0.1:9/x.wav"}"#,
+            "`http://127.0.0.1:9/x.wav`: its host is not in the app's allow list",
+        ),
+        ("7302", r#"{"file": "missing"}"#, "no media file `missing`"),
+        ("7303", r#"{"stream": "tone_stream://%(100,x,440)"}"#, "`x` in `%(100,x,440)` is not a number"),
+        ("7304", r#"{"say": "hello", "voice": "nobody"}"#, "flite has no voice `nobody`"),
+    ];
+    for (user, source, expected) in cases {
+        let config = format!("{{\"play\": [{source}]}}");
+        server.put_app(&format!("bad-{user}"), &app("media-player", Some(user), &config)).assert_status(201);
+        receive_call(&server, user);
+        let log = server.log();
+        let line = log.lines().find(|l| l.contains("play failed") && l.contains(expected));
+        assert!(line.is_some(), "no `play failed` naming {expected:?}:\n{log}");
+    }
+}
+
+#[test]
+fn digits_we_send_arrive_as_rfc4733_events_with_three_end_packets() {
+    let data = TempDir::new("prompt-send-digits");
+    let server = player_server(&data);
+    let config = r#"{"send_digits": "12#"}"#;
+    server.put_app("sender", &app("media-player", Some("7400"), config)).assert_status(201);
+    let (socket, call, _) =
+        call_with_rtp_socket(&server, "7400", "uac-media-callee-hangs-up.xml", Duration::from_millis(500));
+    let mut events: Vec<(u32, u8, bool)> = Vec::new();
+    let mut buffer = [0u8; 2048];
+    while let Ok((len, _)) = socket.recv_from(&mut buffer) {
+        let packet = &buffer[..len];
+        let header = parse_rtp(packet).expect("RTP");
+        if header.payload_type == 101 {
+            let event = payload(packet);
+            events.push((header.timestamp, event[0], event[1] & 0x80 != 0));
+        }
+    }
+    call.wait().assert_all_succeeded(1);
+    let mut pressed: Vec<(u32, u8)> = events.iter().map(|(ts, code, _)| (*ts, *code)).collect();
+    pressed.dedup();
+    assert_eq!(pressed.iter().map(|(_, code)| *code).collect::<Vec<_>>(), [1, 2, 11], "{events:?}");
+    for (timestamp, code) in pressed {
+        let ends = events.iter().filter(|(ts, c, end)| *ts == timestamp && *c == code && *end).count();
+        assert_eq!(ends, 3, "event {code}: three End packets (RFC 4733 §2.5.1.4)");
+    }
+    assert!(server.log().contains("media update: digits sent"), "{}", server.log());
+}
+
+fn player_server(data: &TempDir) -> Server {
+    let server = Server::start_in(&data.0, &[]);
+    server.deploy("media-player", MEDIA_PLAYER).assert_status(201);
+    server
+}
+
+/// One SIPp call to `user` with a test-owned RTP socket: the decoded payload of each PCMU packet received
+/// until the server hangs up.
+fn receive_call(server: &Server, user: &str) -> Vec<Vec<i16>> {
+    let (socket, call, _) =
+        call_with_rtp_socket(server, user, "uac-media-callee-hangs-up.xml", Duration::from_millis(500));
+    let mut packets = Vec::new();
+    let mut buffer = [0u8; 2048];
+    while let Ok((len, _)) = socket.recv_from(&mut buffer) {
+        let packet = &buffer[..len];
+        if parse_rtp(packet).is_some_and(|h| h.payload_type == 0) {
+            packets.push(payload(packet).iter().map(|b| mulaw_to_linear(*b)).collect());
+        }
+    }
+    call.wait().assert_all_succeeded(1);
+    packets
+}
+
+/// A WAV file (8 kHz, mono, 16-bit) of a sine at `frequency`, about -10 dBFS.
+fn tone_wav(frequency: f64, duration: Duration) -> Vec<u8> {
+    let samples = (8000 * duration.as_millis() / 1000) as u32;
+    let mut wav = Vec::new();
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + samples * 2).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    for field in [16u32.to_le_bytes(), [1, 0, 1, 0], 8000u32.to_le_bytes(), 16000u32.to_le_bytes(), [2, 0, 16, 0]] {
+        wav.extend_from_slice(&field);
+    }
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(samples * 2).to_le_bytes());
+    for n in 0..samples {
+        let value = 10_000.0 * (2.0 * std::f64::consts::PI * frequency * f64::from(n) / 8000.0).sin();
+        wav.extend_from_slice(&(value as i16).to_le_bytes());
+    }
+    wav
+}
+
+/// `text` as flite's default voice speaks it, 8 kHz samples.
+fn flite(text: &str, dir: &std::path::Path) -> Vec<i16> {
+    let path = dir.join("reference.wav");
+    let status = std::process::Command::new("flite")
+        .args(["-voice", "kal", "-t", text, "-o"])
+        .arg(&path)
+        .status()
+        .expect("run flite (Debian: flite)");
+    assert!(status.success(), "flite failed");
+    let bytes = std::fs::read(&path).expect("flite's WAV");
+    let data = bytes.windows(4).position(|w| w == b"data").expect("a data chunk") + 8;
+    bytes[data..].chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
+}
+
+/// The RMS of each 20 ms frame.
+fn envelope(samples: &[i16]) -> Vec<f64> {
+    samples.chunks(FRAME).map(rms).collect()
+}
+
+/// The frame offset in `heard` where `reference` fits best, and the Pearson correlation there.
+fn best_envelope_match(heard: &[f64], reference: &[f64]) -> (usize, f64) {
+    (0..=heard.len().saturating_sub(reference.len()))
+        .map(|offset| (offset, pearson(&heard[offset..offset + reference.len()], reference)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap_or((0, 0.0))
+}
+
+/// The best sample-level correlation of `reference` with `heard` within a frame of `around`.
+fn best_waveform_match(heard: &[i16], reference: &[i16], around: usize) -> f64 {
+    let to_f64 = |s: &[i16]| s.iter().map(|x| f64::from(*x)).collect::<Vec<_>>();
+    let reference = to_f64(reference);
+    (around.saturating_sub(FRAME)..=around + FRAME)
+        .filter(|start| start + reference.len() <= heard.len())
+        .map(|start| pearson(&to_f64(&heard[start..start + reference.len()]), &reference))
+        .fold(0.0, f64::max)
+}
+
+fn pearson(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len() as f64;
+    let (mean_a, mean_b) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let (mut cov, mut var_a, mut var_b) = (0.0, 0.0, 0.0);
+    for (x, y) in a.iter().zip(b) {
+        cov += (x - mean_a) * (y - mean_b);
+        var_a += (x - mean_a).powi(2);
+        var_b += (y - mean_b).powi(2);
+    }
+    if var_a == 0.0 || var_b == 0.0 { 0.0 } else { cov / (var_a * var_b).sqrt() }
+}
+
+fn even_free_port() -> u16 {
+    for _ in 0..50 {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let port = socket.local_addr().expect("addr").port();
+        if port.is_multiple_of(2) && UdpSocket::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no even port pair free");
+}
+
+/// An HTTP server on 127.0.0.1 that answers every GET with one WAV file and counts the requests; it stops
+/// when dropped.
+struct WavServer {
+    port: u16,
+    requests: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WavServer {
+    fn start(wav: Vec<u8>) -> WavServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let (requests, stop) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+        let (counted, stopping) = (requests.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                let Ok((mut stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                let _ = stream.set_nonblocking(false);
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 1024];
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") && Instant::now() < deadline {
+                    match stream.read(&mut buffer) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                counted.fetch_add(1, Ordering::Relaxed);
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: audio/wav\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    wav.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(&wav));
+            }
+        });
+        WavServer { port, requests, stop, thread: Some(thread) }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for WavServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

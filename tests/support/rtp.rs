@@ -1,0 +1,122 @@
+//! RTP as the end-to-end tests see it: a caller's RTP socket of the test's own, the packets read from it,
+//! and G.711 µ-law decoding with a tone detector for what a caller hears.
+
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use super::Server;
+use super::sipp::{Sipp, SippProcess};
+
+/// One RTP packet as the test reads it (RFC 3550 §5.1).
+#[derive(Debug, Clone, Copy)]
+pub struct RtpHeader {
+    pub payload_type: u8,
+    pub sequence: u16,
+    pub timestamp: u32,
+    pub ssrc: u32,
+    pub payload_len: usize,
+    /// The marker bit.
+    pub marker: bool,
+}
+
+pub fn parse_rtp(packet: &[u8]) -> Option<RtpHeader> {
+    (packet.len() >= 12 && packet[0] >> 6 == 2 && packet[0] & 0x0f == 0).then(|| RtpHeader {
+        payload_type: packet[1] & 0x7f,
+        marker: packet[1] & 0x80 != 0,
+        sequence: u16::from_be_bytes([packet[2], packet[3]]),
+        timestamp: u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]),
+        ssrc: u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]),
+        payload_len: packet.len() - 12,
+    })
+}
+
+/// A PCMU packet of silence from the caller.
+pub fn caller_packet(sequence: u16, timestamp: u32) -> Vec<u8> {
+    let mut packet = vec![0x80, 0];
+    packet.extend_from_slice(&sequence.to_be_bytes());
+    packet.extend_from_slice(&timestamp.to_be_bytes());
+    packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+    packet.extend(std::iter::repeat_n(0xff, 160));
+    packet
+}
+
+/// An even/odd pair of free loopback ports for the caller's RTP (bound by the test, not by SIPp).
+pub fn caller_rtp_socket() -> UdpSocket {
+    for _ in 0..50 {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        if socket.local_addr().expect("addr").port().is_multiple_of(2) {
+            return socket;
+        }
+    }
+    panic!("no even loopback port");
+}
+
+/// Starts a SIPp call to `user` with `scenario`, whose offer names a caller RTP socket of the test's own
+/// (read with `read_timeout`; the scenario takes its port as `-key rtp_port`); returns the socket, the call
+/// and when it started.
+pub fn call_with_rtp_socket(
+    server: &Server,
+    user: &str,
+    scenario: &str,
+    read_timeout: Duration,
+) -> (UdpSocket, SippProcess, Instant) {
+    let socket = caller_rtp_socket();
+    socket.set_read_timeout(Some(read_timeout)).expect("timeout");
+    let port = socket.local_addr().expect("addr").port().to_string();
+    let started = Instant::now();
+    let call = Sipp::client(scenario, server.sip).service(user).arg("-key").arg("rtp_port").arg(&port).spawn();
+    (socket, call, started)
+}
+
+/// The server's log once it contains `needle`, or after 5 s.
+pub fn wait_for_log(server: &Server, needle: &str) -> String {
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = server.log();
+        if log.contains(needle) || Instant::now() > until {
+            return log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The payload of an RTP packet (after the 12-byte header; no CSRCs or extensions in what we send).
+pub fn payload(packet: &[u8]) -> &[u8] {
+    packet.get(12..).unwrap_or_default()
+}
+
+/// G.711 µ-law to linear 16-bit (ITU-T G.711).
+pub fn mulaw_to_linear(byte: u8) -> i16 {
+    let byte = !byte;
+    let sign = byte & 0x80;
+    let exponent = (byte >> 4) & 0x07;
+    let mantissa = byte & 0x0f;
+    let magnitude = ((i32::from(mantissa) << 3) + 0x84) << exponent;
+    let value = magnitude - 0x84;
+    (if sign != 0 { -value } else { value }) as i16
+}
+
+/// The power of `frequency` (Hz) in `samples` at `rate`, relative to the frame's total power (0 to 1): the
+/// Goertzel filter.
+pub fn tone_share(samples: &[i16], frequency: f64, rate: f64) -> f64 {
+    let coefficient = 2.0 * (2.0 * std::f64::consts::PI * frequency / rate).cos();
+    let (mut previous, mut before) = (0.0f64, 0.0f64);
+    let mut total = 0.0;
+    for sample in samples {
+        let x = f64::from(*sample);
+        total += x * x;
+        let current = x + coefficient * previous - before;
+        before = previous;
+        previous = current;
+    }
+    let power = previous * previous + before * before - coefficient * previous * before;
+    if total == 0.0 { 0.0 } else { 2.0 * power / (total * samples.len() as f64) }
+}
+
+/// The root mean square of `samples`.
+pub fn rms(samples: &[i16]) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    (samples.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / samples.len() as f64).sqrt()
+}
