@@ -80,11 +80,13 @@ pub(crate) fn link_with_stubs(
     }
 }
 
-/// The error for a `callwright:voice` import the linker did not satisfy: one no capability unit serves
-/// (a guest built for a newer host) is named with the interfaces the units do serve.
+/// The error for a `callwright:voice` import the linker did not satisfy: one no capability unit serves,
+/// or serves at another version than 0.1 (a guest built for a newer host), is named with the interfaces
+/// the units do serve.
 fn unserved(name: &str, error: wasmtime::Error) -> wasmtime::Error {
-    let unversioned = name.split('@').next().unwrap_or(name);
-    if crate::capabilities::served_interfaces().any(|served| served == unversioned) {
+    let (unversioned, version) = name.split_once('@').unwrap_or((name, "0.1.0"));
+    let ours = version == "0.1" || version.starts_with("0.1.");
+    if ours && crate::capabilities::served_interfaces().any(|served| served == unversioned) {
         return error;
     }
     let served: Vec<&str> = crate::capabilities::served_interfaces().collect();
@@ -170,6 +172,9 @@ mod tests {
         let newer = r#"(component (import "callwright:voice/media@0.2.0" (instance (export "play" (func)))))"#;
         let error = link(&engine, newer).unwrap_err();
         assert!(error.contains("imports callwright:voice/media@0.2.0, which this host does not have"), "{error}");
+        let unknown = r#"(component (import "callwright:voice/conference@0.1.0" (instance (export "join" (func)))))"#;
+        let error = link(&engine, unknown).unwrap_err();
+        assert!(error.contains("imports callwright:voice/conference@0.1.0, which this host does not have"), "{error}");
         for served in ["callwright:voice/call", "callwright:voice/hooks", "callwright:voice/dispatch"] {
             assert!(error.contains(served), "{served} missing from: {error}");
         }
