@@ -155,6 +155,28 @@ fn offer_without_a_common_codec_gets_488_with_a_warning() {
 }
 
 #[test]
+fn malformed_sdp_gets_400() {
+    let data = TempDir::new("media-400");
+    let server = answering_server(&data, &[], 500);
+    Sipp::client("uac-offers-malformed-sdp.xml", server.sip).service("7000").run().assert_all_succeeded(1);
+    assert!(server.log().contains("cannot answer the offer (400)"), "{}", server.log());
+}
+
+#[test]
+fn a_call_finding_no_free_rtp_port_gets_503_and_the_call_holding_it_goes_on() {
+    let data = TempDir::new("media-503");
+    // One port pair: the first call holds it for 3 s.
+    let server = answering_server(&data, &["--rtp-ports", "31200-31201"], 3000);
+    let (socket, first, _) =
+        call_with_rtp_socket(&server, "7000", "uac-media-callee-hangs-up.xml", Duration::from_secs(2));
+    let mut buffer = [0u8; 2048];
+    socket.recv_from(&mut buffer).expect("the first call's media runs");
+    Sipp::client("uac-rejected-503.xml", server.sip).service("7000").run().assert_all_succeeded(1);
+    first.wait().assert_all_succeeded(1);
+    assert!(server.log().contains("cannot answer the offer (503)"), "{}", server.log());
+}
+
+#[test]
 fn caller_whose_rtp_stops_is_hung_up_after_the_timeout() {
     let data = TempDir::new("media-timeout");
     let server = answering_server(&data, &["--rtp-timeout-s", "1"], 30_000);

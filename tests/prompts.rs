@@ -1,7 +1,9 @@
 //! What a caller hears and presses, end to end, through the `media` interface: baresip hears the IVR's
 //! spoken greeting (its recording follows flite's own rendering of the text); SIPp's RFC 4733 captures
 //! reach the IVR as one digit each; an uploaded file and a WAV at an allowed URL are heard as the tone they
-//! hold; digits we send arrive as RFC 4733 events; a source that cannot be played is named to the guest.
+//! hold; digits we send arrive as RFC 4733 events, or as SIP INFO to a far end that offered no
+//! telephone-event; a caller's in-band tones give each digit once; a source that cannot be played is named
+//! to the guest.
 
 mod support;
 
@@ -151,6 +153,70 @@ fn digits_we_send_arrive_as_rfc4733_events_with_three_end_packets() {
         let ends = events.iter().filter(|(ts, c, end)| *ts == timestamp && *c == code && *end).count();
         assert_eq!(ends, 3, "event {code}: three End packets (RFC 4733 §2.5.1.4)");
     }
+    assert!(server.log().contains("media update: digits sent"), "{}", server.log());
+}
+
+#[test]
+fn in_band_tones_from_a_caller_without_telephone_event_give_each_digit_once() {
+    let data = TempDir::new("prompt-in-band");
+    let server = player_server(&data);
+    server.put_app("keys", &app("media-player", Some("7500"), r#"{"digits": 2}"#)).assert_status(201);
+    let (socket, call, _) =
+        call_with_rtp_socket(&server, "7500", "uac-media-no-telephone-event.xml", Duration::from_millis(5));
+    let mut buffer = [0u8; 2048];
+    let server_rtp = loop {
+        if let Ok((_, from)) = socket.recv_from(&mut buffer) {
+            break from;
+        }
+    };
+    // 400 ms of silence, key 4 for 200 ms, 200 ms of silence, key 7 for 200 ms, then silence: 20 ms frames.
+    let mut schedule: Vec<Option<(f64, f64)>> = vec![None; 20];
+    schedule.extend([Some((770.0, 1209.0)); 10]);
+    schedule.extend([None; 10]);
+    schedule.extend([Some((852.0, 1209.0)); 10]);
+    schedule.extend([None; 100]);
+    let started = Instant::now();
+    for (index, tone) in schedule.iter().enumerate() {
+        let samples: Vec<i16> = (0..FRAME)
+            .map(|n| match tone {
+                Some((low, high)) => {
+                    let t = (index * FRAME + n) as f64 / 8000.0;
+                    let two_pi = 2.0 * std::f64::consts::PI;
+                    (6000.0 * ((two_pi * low * t).sin() + (two_pi * high * t).sin())) as i16
+                }
+                None => 0,
+            })
+            .collect();
+        let (sequence, timestamp) = (index as u16, (index * FRAME) as u32);
+        let sent = socket.send_to(&support::rtp::caller_audio_packet(sequence, timestamp, &samples), server_rtp);
+        if sent.is_err() {
+            break;
+        }
+        while started.elapsed() < Duration::from_millis(20 * (index as u64 + 1)) {
+            let _ = socket.recv_from(&mut buffer);
+        }
+        if server.log().contains("guest finished") {
+            break;
+        }
+    }
+    call.wait().assert_all_succeeded(1);
+    let log = server.log();
+    assert_eq!(log.matches("media update: digit 4 in-band").count(), 1, "{log}");
+    assert_eq!(log.matches("media update: digit 7 in-band").count(), 1, "{log}");
+    assert_eq!(log.matches("media update: digit ").count(), 2, "each press once:\n{log}");
+}
+
+#[test]
+fn digits_sent_to_a_far_end_without_telephone_event_go_as_sip_info() {
+    let data = TempDir::new("prompt-info-digits");
+    let server = player_server(&data);
+    server.put_app("sender", &app("media-player", Some("7600"), r#"{"send_digits": "12"}"#)).assert_status(201);
+    // SIPp checks each INFO's type and Signal, answers them, then takes our BYE.
+    Sipp::client("uac-receives-dtmf-info.xml", server.sip)
+        .service("7600")
+        .timeout(Duration::from_secs(20))
+        .run()
+        .assert_all_succeeded(1);
     assert!(server.log().contains("media update: digits sent"), "{}", server.log());
 }
 

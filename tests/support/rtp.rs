@@ -120,3 +120,27 @@ pub fn rms(samples: &[i16]) -> f64 {
     }
     (samples.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / samples.len() as f64).sqrt()
 }
+
+/// Linear 16-bit to G.711 µ-law (ITU-T G.711).
+pub fn linear_to_mulaw(sample: i16) -> u8 {
+    const BIAS: i32 = 0x84;
+    let mut value = i32::from(sample);
+    let sign = if value < 0 {
+        value = -value;
+        0x80
+    } else {
+        0
+    };
+    let value = (value + BIAS).min(0x7fff);
+    let exponent = (0..8).rev().find(|e| value & (0x80 << e) != 0).unwrap_or(0);
+    let mantissa = (value >> (exponent + 3)) & 0x0f;
+    !(sign | ((exponent as i32) << 4) | mantissa) as u8
+}
+
+/// A PCMU packet from the caller carrying `samples` (160 of them).
+pub fn caller_audio_packet(sequence: u16, timestamp: u32, samples: &[i16]) -> Vec<u8> {
+    let mut packet = caller_packet(sequence, timestamp);
+    packet.truncate(12);
+    packet.extend(samples.iter().map(|s| linear_to_mulaw(*s)));
+    packet
+}

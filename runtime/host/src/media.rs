@@ -32,9 +32,16 @@ impl MediaSetupError {
         }
     }
 
-    /// A `Warning` header value (RFC 3261 §20.43) for a 488: code 305, incompatible media format.
+    /// A `Warning` header value (RFC 3261 §20.43) naming the problem: for a 488, code 305 (incompatible
+    /// media format); for a 400, 399 (miscellaneous). A 503 says enough by itself.
     pub(crate) fn warning(&self, agent: &str) -> Option<String> {
-        (self.status() == 488).then(|| format!("305 {agent} \"{self}\""))
+        let code = match self.status() {
+            488 => 305,
+            400 => 399,
+            _ => return None,
+        };
+        let text = self.to_string().replace('"', "'");
+        Some(format!("{code} {agent} \"{text}\""))
     }
 }
 
