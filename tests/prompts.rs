@@ -2,8 +2,8 @@
 //! spoken greeting (its recording follows flite's own rendering of the text); SIPp's RFC 4733 captures
 //! reach the IVR as one digit each; an uploaded file and a WAV at an allowed URL are heard as the tone they
 //! hold; digits we send arrive as RFC 4733 events, or as SIP INFO to a far end that offered no
-//! telephone-event; a caller's in-band tones give each digit once; a source that cannot be played is named
-//! to the guest.
+//! telephone-event; a caller's in-band tones give each digit once; a recording holds what baresip sends;
+//! a source that cannot be played is named to the guest.
 
 mod support;
 
@@ -218,6 +218,41 @@ fn digits_sent_to_a_far_end_without_telephone_event_go_as_sip_info() {
         .run()
         .assert_all_succeeded(1);
     assert!(server.log().contains("media update: digits sent"), "{}", server.log());
+}
+
+#[test]
+fn a_recording_of_what_baresip_sends_holds_its_tone_and_is_listed_fetched_and_deleted() {
+    let data = TempDir::new("prompt-record");
+    let server = player_server(&data);
+    let config = r#"{"record": {"max_ms": 2000}, "hangup_after_ms": 200}"#;
+    server.put_app("recorder", &app("media-player", Some("7700"), config)).assert_status(201);
+    // baresip sends a 440 Hz tone (its aufile source) and would stay 8 s: the recording ends the call.
+    let baresip = Baresip::dial(&format!("sip:7700@{}", server.sip), Duration::from_secs(8));
+    assert!(baresip.wait_for_log("Call established", Duration::from_secs(10)), "{}", baresip.log());
+    let log = wait_for_log(&server, "recording kept");
+    assert!(log.contains("ended by max-length after 2000ms"), "{log}");
+
+    let listed = server.api("GET", "/v1/recordings", b"");
+    let recordings: serde_json::Value = serde_json::from_str(&listed.body).expect("JSON");
+    let recording = &recordings.as_array().expect("a list")[..];
+    assert_eq!(recording.len(), 1, "{recordings}");
+    let (id, info) = (recording[0]["id"].as_str().expect("id"), &recording[0]);
+    assert_eq!((info["duration_ms"].as_u64(), info["ended_by"].as_str()), (Some(2000), Some("max-length")));
+    assert_eq!((info["sample_rate"].as_u64(), info["channels"].as_u64()), (Some(8000), Some(1)));
+
+    let wav = server.api("GET", &format!("/v1/recordings/{id}"), b"");
+    wav.assert_status(200);
+    let data_at = wav.bytes.windows(4).position(|w| w == b"data").expect("a data chunk") + 8;
+    let samples: Vec<i16> = wav.bytes[data_at..].chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+    // Clocked: 2 s of samples, whatever arrived.
+    assert_eq!(samples.len(), 16_000);
+    let toned = samples.chunks(FRAME).filter(|frame| tone_share(frame, 440.0, 8000.0) > 0.8).count();
+    assert!(toned >= 80, "{toned} of 100 frames hold baresip's 440 Hz tone");
+
+    server.api("DELETE", &format!("/v1/recordings/{id}"), b"").assert_status(204);
+    server.api("GET", &format!("/v1/recordings/{id}"), b"").assert_status(404);
+    server.api("GET", "/v1/recordings/..%2Fapps", b"").assert_status(400);
+    baresip.wait(Duration::from_secs(10));
 }
 
 fn player_server(data: &TempDir) -> Server {

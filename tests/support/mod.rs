@@ -294,6 +294,8 @@ pub mod serde_like {
 pub struct HttpResponse {
     pub status: u16,
     pub body: String,
+    /// The body as sent (not chunked: the admin API gives files with a Content-Length).
+    pub bytes: Vec<u8>,
 }
 
 impl HttpResponse {
@@ -318,6 +320,8 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, bod
     stream.write_all(body).expect("write body");
     let mut response = Vec::new();
     stream.read_to_end(&mut response).expect("read response");
+    let bytes =
+        response.windows(4).position(|w| w == b"\r\n\r\n").map(|end| response[end + 4..].to_vec()).unwrap_or_default();
     let text = String::from_utf8_lossy(&response).into_owned();
     let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
@@ -326,5 +330,5 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, bod
         (Some(start), Some(end)) if end >= start => body[start..=end].to_string(),
         _ => body,
     };
-    HttpResponse { status, body }
+    HttpResponse { status, body, bytes }
 }

@@ -134,7 +134,7 @@ pub fn linear_to_mulaw(sample: i16) -> u8 {
     let value = (value + BIAS).min(0x7fff);
     let exponent = (0..8).rev().find(|e| value & (0x80 << e) != 0).unwrap_or(0);
     let mantissa = (value >> (exponent + 3)) & 0x0f;
-    !(sign | ((exponent as i32) << 4) | mantissa) as u8
+    !(sign | (exponent << 4) | mantissa) as u8
 }
 
 /// A PCMU packet from the caller carrying `samples` (160 of them).

@@ -1,4 +1,4 @@
-//! The admin HTTP API: modules, apps and live calls, behind a bearer token. Errors are JSON
+//! The admin HTTP API: modules, apps, media files, recordings and live calls, behind a bearer token. Errors are JSON
 //! `{"error": "..."}` with the status that fits.
 
 use std::sync::Arc;
@@ -77,6 +77,8 @@ pub(crate) fn router(state: AdminState) -> Router {
         .route("/v1/apps/{name}", get(get_app).put(put_app).delete(delete_app))
         .route("/v1/media", get(list_media))
         .route("/v1/media/{name}", get(get_media).put(put_media).delete(delete_media))
+        .route("/v1/recordings", get(list_recordings))
+        .route("/v1/recordings/{id}", get(get_recording).delete(delete_recording))
         .route("/v1/verbs", get(list_verbs))
         .route("/v1/calls", get(list_calls))
         .route("/v1/stats", get(stats))
@@ -213,6 +215,25 @@ async fn delete_media(State(state): State<AdminState>, Path(name): Path<String>)
     match state.runtime.media.delete(&checked) {
         true => Ok(StatusCode::NO_CONTENT),
         false => Err(not_found("media file", &name)),
+    }
+}
+
+async fn list_recordings(State(state): State<AdminState>) -> impl IntoResponse {
+    Json(state.runtime.media.recordings.list())
+}
+
+/// A finished recording's WAV file (`audio/wav`).
+async fn get_recording(State(state): State<AdminState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let checked = checked_name("recording", &id)?;
+    let bytes = state.runtime.media.recordings.wav(&checked).ok_or_else(|| not_found("recording", &id))?;
+    Ok(([(header::CONTENT_TYPE, "audio/wav")], bytes).into_response())
+}
+
+async fn delete_recording(State(state): State<AdminState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let checked = checked_name("recording", &id)?;
+    match state.runtime.media.recordings.delete(&checked) {
+        true => Ok(StatusCode::NO_CONTENT),
+        false => Err(not_found("recording", &id)),
     }
 }
 

@@ -17,7 +17,7 @@ use callwright_media::sdp::Negotiated;
 use callwright_media::source::AudioSource;
 use callwright_media::{
     Digit, DigitsId, Error as MediaError, Input, MediaEvent, MediaSession, MediaStats, Output, PlayOptions, PlaybackId,
-    RecordOptions, RecordingId, SessionConfig, Socket,
+    RecordOptions, RecordingEnd, RecordingId, SessionConfig, Socket,
 };
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -134,13 +134,22 @@ enum MediaCommand {
     StopPlayback(PlaybackId),
     StopAllPlayback,
     SendDigits(Vec<DigitStep>, Duration, oneshot::Sender<Result<DigitsId, MediaError>>),
-    Record(RecordOptions, oneshot::Sender<RecordingId>),
+    Record(RecordOptions, Box<dyn RecordingSink>, oneshot::Sender<RecordingId>),
     StopRecording(RecordingId),
     InfoDigit(Digit),
     Update(Negotiated),
     Stats(oneshot::Sender<MediaStats>),
     /// The leg was dropped: the call has ended (updaters may still hold the channel).
     Close,
+}
+
+/// Where a recording's audio goes as the call's media task makes it (the host writes a file). Called on
+/// the task, every few frames: it must not block for long.
+pub trait RecordingSink: Send {
+    /// More audio: interleaved 16-bit samples at the codec's rate (received left, sent right in stereo).
+    fn write(&mut self, samples: &[i16]);
+    /// The recording ended (its last audio came before), after `duration`.
+    fn finish(&mut self, end: RecordingEnd, duration: Duration);
 }
 
 /// What a call's media task runs when the far end's RTP stops.
@@ -202,10 +211,11 @@ impl MediaLeg {
         id.await.ok()
     }
 
-    /// Starts a recording.
-    pub async fn record(&self, options: RecordOptions) -> Option<RecordingId> {
+    /// Starts a recording whose audio goes to `sink` (the event of its end still comes to
+    /// [`MediaLeg::events`]).
+    pub async fn record(&self, options: RecordOptions, sink: Box<dyn RecordingSink>) -> Option<RecordingId> {
         let (reply, id) = oneshot::channel();
-        self.commands.send(MediaCommand::Record(options, reply)).ok()?;
+        self.commands.send(MediaCommand::Record(options, sink, reply)).ok()?;
         id.await.ok()
     }
 
@@ -261,6 +271,7 @@ async fn run(
     on_dead: OnDead,
 ) {
     let mut on_dead = Some(on_dead);
+    let mut sinks = Sinks::new();
     let mut rtp_buffer = vec![0u8; MAX_MEDIA_DATAGRAM];
     let mut rtcp_buffer = vec![0u8; MAX_MEDIA_DATAGRAM];
     let mut deadline = Instant::now();
@@ -285,20 +296,23 @@ async fn run(
                     Some(MediaCommand::Close) | None => {
                         // The owner is gone: the call has ended.
                         session.close(now);
-                        drain(&mut session, &sockets, &events, &mut on_dead);
+                        drain(&mut session, &sockets, &events, &mut on_dead, &mut sinks);
                         return;
                     }
-                    Some(command) => apply(&mut session, now, command),
+                    Some(command) => apply(&mut session, now, command, &mut sinks),
                 }
             }
         }
-        if let Some(next) = drain(&mut session, &sockets, &events, &mut on_dead) {
+        if let Some(next) = drain(&mut session, &sockets, &events, &mut on_dead, &mut sinks) {
             deadline = Instant::from_std(next);
         }
     }
 }
 
-fn apply(session: &mut MediaSession, now: std::time::Instant, command: MediaCommand) {
+/// The sinks of the session's recordings, by recording.
+type Sinks = std::collections::HashMap<RecordingId, Box<dyn RecordingSink>>;
+
+fn apply(session: &mut MediaSession, now: std::time::Instant, command: MediaCommand, sinks: &mut Sinks) {
     match command {
         MediaCommand::Play(source, options, reply) => {
             let _ = reply.send(session.play(source, options));
@@ -310,8 +324,10 @@ fn apply(session: &mut MediaSession, now: std::time::Instant, command: MediaComm
         MediaCommand::SendDigits(steps, press, reply) => {
             let _ = reply.send(session.send_digits(steps, press));
         }
-        MediaCommand::Record(options, reply) => {
-            let _ = reply.send(session.record(options));
+        MediaCommand::Record(options, sink, reply) => {
+            let id = session.record(options);
+            sinks.insert(id, sink);
+            let _ = reply.send(id);
         }
         MediaCommand::StopRecording(id) => {
             session.stop_recording(id);
@@ -331,6 +347,7 @@ fn drain(
     sockets: &MediaSockets,
     events: &mpsc::Sender<MediaEvent>,
     on_dead: &mut Option<OnDead>,
+    sinks: &mut Sinks,
 ) -> Option<std::time::Instant> {
     loop {
         match session.poll_output()? {
@@ -344,7 +361,17 @@ fn drain(
                     debug!(to = %transmit.to, %error, "RTP send failed");
                 }
             }
+            Output::Event(MediaEvent::RecordingAudio { id, samples }) => {
+                if let Some(sink) = sinks.get_mut(&id) {
+                    sink.write(&samples);
+                }
+            }
             Output::Event(event) => {
+                if let MediaEvent::RecordingEnded { id, reason, duration } = &event
+                    && let Some(mut sink) = sinks.remove(id)
+                {
+                    sink.finish(*reason, *duration);
+                }
                 if let MediaEvent::Inactive(silent_for) = event
                     && let Some(on_dead) = on_dead.take()
                 {

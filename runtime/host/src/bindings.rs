@@ -14,6 +14,7 @@ wasmtime::component::bindgen!({
         "callwright:voice/call.call": crate::call_state::CallResource,
         "callwright:voice/call.refer": crate::call_state::ReferResource,
         "callwright:voice/media.playback": crate::capabilities::media::PlaybackResource,
+        "callwright:voice/media.recording": crate::capabilities::media::RecordingResource,
     },
 });
 

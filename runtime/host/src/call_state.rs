@@ -113,9 +113,16 @@ impl Leg {
         }
     }
 
-    /// Keeps a media event for `media.wait`: digits, playback ends, digits sent (the rest is the host's).
+    /// Keeps a media event for `media.wait`: digits, playback and recording ends, digits sent (the rest is
+    /// the host's).
     pub(crate) fn push_media_event(&mut self, event: MediaEvent) {
-        if !matches!(event, MediaEvent::Digit(_) | MediaEvent::PlaybackEnded { .. } | MediaEvent::DigitsSent(_)) {
+        if !matches!(
+            event,
+            MediaEvent::Digit(_)
+                | MediaEvent::PlaybackEnded { .. }
+                | MediaEvent::DigitsSent(_)
+                | MediaEvent::RecordingEnded { .. }
+        ) {
             return;
         }
         if self.media_events.len() == MEDIA_EVENTS_KEPT {

@@ -14,6 +14,7 @@ pub mod limits;
 pub mod media_store;
 pub mod modules;
 pub mod names;
+pub mod recordings;
 pub mod runtime;
 pub mod schema;
 pub mod verbs;

@@ -3,6 +3,7 @@
 //! our own; the media task that then runs the stream; and the answerer the SIP core uses for the far end's
 //! later offers (hold, resume). When the far end's RTP stops for the inactivity timeout, the call is hung up.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use callwright_driver::SipHandle;
@@ -10,9 +11,11 @@ use callwright_driver::media::{MediaLeg, MediaSockets, MediaUpdater};
 use callwright_media::dtmf::DigitStep;
 use callwright_media::sdp::{self, LocalMedia, Negotiated, Origin, SessionDescription};
 use callwright_media::source::AudioSource;
-use callwright_media::{Digit, DigitsId, MediaEvent, PlayOptions, PlaybackId};
+use callwright_media::{Digit, DigitsId, MediaEvent, PlayOptions, PlaybackId, RecordOptions, RecordingId};
 use callwright_sip::{CallHandle, OfferAnswerer};
 use tracing::{info, warn};
+
+use crate::recordings::RecordingWriter;
 
 /// Why a call's media could not be set up, and the SIP status that says so.
 #[derive(Debug)]
@@ -61,6 +64,8 @@ pub(crate) struct CallMedia {
     call: CallHandle,
     leg: Option<MediaLeg>,
     clock_rate: u32,
+    /// The names (ids in the recording store) of the session's recordings not ended yet.
+    recording_names: HashMap<RecordingId, String>,
     /// The task's event channel closed (the session ended): nothing more to read.
     events_closed: bool,
 }
@@ -97,6 +102,24 @@ impl CallMedia {
         press: std::time::Duration,
     ) -> Option<Result<DigitsId, callwright_media::Error>> {
         self.leg().send_digits(steps, press).await
+    }
+
+    /// Starts a recording whose audio goes to `writer` (which names it); `None` if the session has ended.
+    pub(crate) async fn record(&mut self, options: RecordOptions, writer: RecordingWriter) -> Option<RecordingId> {
+        let name = writer.id().to_string();
+        let id = self.leg().record(options, Box::new(writer)).await?;
+        self.recording_names.insert(id, name);
+        Some(id)
+    }
+
+    /// Stops a recording.
+    pub(crate) fn stop_recording(&self, id: RecordingId) {
+        self.leg().stop_recording(id);
+    }
+
+    /// The name of a recording that ended, forgotten here.
+    pub(crate) fn take_recording_name(&mut self, id: RecordingId) -> Option<String> {
+        self.recording_names.remove(&id)
     }
 
     /// Hands the session a digit that came by SIP INFO (it reports each press once, whatever carried it).
@@ -178,7 +201,10 @@ fn start(
     let clock_rate = negotiated.codec.clock_rate();
     let leg = MediaLeg::spawn(sockets, sip.media().session_config(negotiated), hang_up_on_silence(sip, handle));
     let answerer = offer_answerer(local, origin, leg.updater());
-    (CallMedia { call: handle, leg: Some(leg), clock_rate, events_closed: false }, answerer)
+    (
+        CallMedia { call: handle, leg: Some(leg), clock_rate, recording_names: HashMap::new(), events_closed: false },
+        answerer,
+    )
 }
 
 /// Answers `offer` on a port pair of our own on `local_ip` and starts the call's media. Returns the

@@ -1,4 +1,4 @@
-//! The audio calls play, ready to stream: files uploaded to the server (`PUT /v1/media/{name}`, kept in
+//! The audio calls play, ready to stream (and, in [`MediaStore::recordings`], what they record): files uploaded to the server (`PUT /v1/media/{name}`, kept in
 //! the data directory's `media/`), WAV files at http(s) URLs (fetched through the app's hook allow list),
 //! and speech from the built-in provider, flite, run as a process of its own (it is not linked in) and
 //! cached on disk under `cache/speech/` by a hash of voice and text.
@@ -18,6 +18,7 @@ use tracing::{debug, info};
 
 use crate::apps::HookSettings;
 use crate::names::StoreName;
+use crate::recordings::RecordingStore;
 
 /// The largest file a URL may give or an upload may be (about 10 minutes of 16-bit mono at 44.1 kHz).
 pub const MAX_MEDIA_FILE: usize = 50 * 1024 * 1024;
@@ -77,6 +78,8 @@ pub struct MediaFileInfo {
 
 /// The uploaded files, the speech provider and the cache of decoded audio.
 pub struct MediaStore {
+    /// The calls' recordings.
+    pub recordings: RecordingStore,
     files: PathBuf,
     speech: PathBuf,
     flite: Option<PathBuf>,
@@ -96,7 +99,8 @@ impl MediaStore {
             Some(path) => info!(flite = %path.display(), "speech: flite"),
             None => info!("speech: flite not found on PATH; say will fail until it is installed"),
         }
-        Ok(MediaStore { files, speech, flite, cache: Mutex::new(DecodedCache::default()) })
+        let recordings = RecordingStore::open(data_dir)?;
+        Ok(MediaStore { recordings, files, speech, flite, cache: Mutex::new(DecodedCache::default()) })
     }
 
     /// Stores an uploaded file under `name`, after checking it plays (a WAV we can decode). Replaces any

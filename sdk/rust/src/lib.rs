@@ -80,7 +80,8 @@ pub use bindings::callwright::voice::types::{Body, CallError, Credentials, Direc
 
 pub mod transfer;
 
-/// Media: prompts, speech and tones the caller hears, the keys the caller presses, digits we send.
+/// Media: prompts, speech and tones the caller hears, the keys the caller presses, digits we send,
+/// recordings.
 ///
 /// ```no_run
 /// use callwright_sdk::media::{self, AudioSource, MediaUpdate};
@@ -102,8 +103,37 @@ pub mod transfer;
 pub mod media {
     pub use crate::bindings::callwright::voice::media::{
         AudioSource, Digit, DigitSource, MediaError, MediaUpdate, PlayOptions, Playback, PlaybackEnd, PlaybackEnded,
-        Ringback, Speech, Voice, play, send_digits, stop_playback, wait,
+        RecordDirection, RecordOptions, Recording, RecordingEnd, RecordingEnded, Ringback, Speech, Voice, play, record,
+        send_digits, stop_playback, wait,
     };
+
+    impl RecordOptions {
+        /// The caller's voice, mono, up to `max_ms`, no beep, no end on silence or keys.
+        pub fn caller(max_ms: u32) -> RecordOptions {
+            RecordOptions {
+                direction: None,
+                stereo: false,
+                max_ms: Some(max_ms),
+                end_on_silence_ms: None,
+                no_input_ms: None,
+                finish_on_keys: None,
+                beep: false,
+            }
+        }
+    }
+
+    impl RecordingEnd {
+        /// Its WIT name: `max-length`, `silence`, `no-input`, `key`, `stopped`.
+        pub fn name(&self) -> &'static str {
+            match self {
+                RecordingEnd::MaxLength => "max-length",
+                RecordingEnd::Silence => "silence",
+                RecordingEnd::NoInput => "no-input",
+                RecordingEnd::Key(_) => "key",
+                RecordingEnd::Stopped => "stopped",
+            }
+        }
+    }
 
     impl Speech {
         /// `text` in the default voice (the built-in provider's).

@@ -1,5 +1,6 @@
 //! Media: what the guest's calls hear (playbacks of files, URLs, speech, tones), the keys their callers
-//! press, and the digits the guest sends. Serves the `media` interface over the media of the calls in
+//! press, the digits the guest sends, and recordings (written by the call's media task into the server's
+//! [`crate::recordings::RecordingStore`]). Serves the `media` interface over the media of the calls in
 //! [`Calls`] (each answered call's [`crate::media::CallMedia`]).
 //!
 //! `media.wait` is `call.wait` with the media's events beside the SIP ones: a digit from any source (an
@@ -11,7 +12,10 @@ use std::time::Duration;
 
 use callwright_media::dtmf::{self, DigitStep};
 use callwright_media::source::{self, AudioSource, Samples, Sequence, Tone};
-use callwright_media::{DigitSource, Error as MediaError, MediaEvent, PlayOptions, PlaybackEnd, PlaybackId};
+use callwright_media::{
+    DigitSource, Error as MediaError, MediaEvent, PlayOptions, PlaybackEnd, PlaybackId, RecordDirection, RecordOptions,
+    RecordingEnd, RecordingId,
+};
 use callwright_sip::message::Method;
 use callwright_sip::{CallHandle, Event, Extras, InDialogRequest};
 use wasmtime::Result;
@@ -23,6 +27,8 @@ use crate::apps::HookSettings;
 use crate::bindings::callwright::voice::media::{
     self, AudioSource as WitSource, Digit as WitDigit, DigitSource as WitDigitSource, MediaError as WitMediaError,
     MediaUpdate, PlayOptions as WitPlayOptions, PlaybackEnd as WitPlaybackEnd, PlaybackEnded,
+    RecordDirection as WitRecordDirection, RecordOptions as WitRecordOptions, RecordingEnd as WitRecordingEnd,
+    RecordingEnded,
 };
 use crate::bindings::{CallEvent, CallUpdate};
 use crate::call_state::{CallResource, CallState, Leg};
@@ -35,6 +41,8 @@ const PRESS_RANGE: (Duration, Duration) = (Duration::from_millis(40), Duration::
 /// The DTMF tones of an `audio-source.dtmf-tones`: each key this long, then this much silence.
 const TONE_KEY: Duration = Duration::from_millis(100);
 const TONE_GAP: Duration = Duration::from_millis(100);
+/// The longest recording, and the length of one that names none.
+const MAX_RECORDING: Duration = Duration::from_secs(3600);
 
 /// The media unit.
 pub(crate) struct Media;
@@ -51,6 +59,14 @@ pub(crate) struct GuestMedia {
 pub struct PlaybackResource {
     call: CallHandle,
     id: PlaybackId,
+}
+
+/// The host side of a guest's `recording` resource.
+#[derive(Debug)]
+pub struct RecordingResource {
+    call: CallHandle,
+    id: RecordingId,
+    name: String,
 }
 
 /// What the glue of the `media` interface sees: the resource table, the calls, and its own state.
@@ -227,6 +243,52 @@ impl media::Host for MediaView<'_> {
         }
     }
 
+    async fn record(
+        &mut self,
+        call: Resource<CallResource>,
+        options: WitRecordOptions,
+    ) -> Result<Result<Resource<RecordingResource>, WitMediaError>> {
+        let handle = self.handle(&call)?;
+        let rate = match self.media_rate(handle)? {
+            Ok(rate) => rate,
+            Err(error) => return Ok(Err(error)),
+        };
+        let Some(store) = self.media.store.clone() else {
+            return Ok(Err(WitMediaError::InvalidArgument("this server keeps no recordings".into())));
+        };
+        let keys = options.finish_on_keys.unwrap_or_default();
+        if let Some(key) = keys.chars().find(|key| dtmf::event_code(*key).is_none()) {
+            return Ok(Err(WitMediaError::InvalidArgument(format!("finish key `{key}` is not a DTMF key"))));
+        }
+        let ms = |ms: u32| Duration::from_millis(ms.into());
+        let direction = match options.direction.unwrap_or(WitRecordDirection::Received) {
+            WitRecordDirection::Received => RecordDirection::Received,
+            WitRecordDirection::Sent => RecordDirection::Sent,
+            WitRecordDirection::Both => RecordDirection::Both,
+        };
+        let stereo = options.stereo && direction == RecordDirection::Both;
+        let options = RecordOptions {
+            direction,
+            stereo,
+            max_length: options.max_ms.map_or(MAX_RECORDING, ms).min(MAX_RECORDING),
+            end_on_silence: options.end_on_silence_ms.map(ms),
+            initial_timeout: options.no_input_ms.map(ms),
+            finish_on_keys: keys.to_ascii_uppercase(),
+            beep: options.beep,
+        };
+        let writer = match store.recordings.create(&self.calls.label, rate, if stereo { 2 } else { 1 }) {
+            Ok(writer) => writer,
+            Err(error) => return Ok(Err(WitMediaError::InvalidArgument(format!("cannot store a recording: {error}")))),
+        };
+        let name = writer.id().to_string();
+        let leg = self.calls.leg(handle)?;
+        let Some(media) = leg.media.as_mut() else { return Ok(Err(WitMediaError::CallEnded)) };
+        match media.record(options, writer).await {
+            Some(id) => Ok(Ok(self.table.push(RecordingResource { call: handle, id, name })?)),
+            None => Ok(Err(WitMediaError::CallEnded)),
+        }
+    }
+
     async fn wait(
         &mut self,
         calls: Vec<Resource<CallResource>>,
@@ -259,6 +321,25 @@ impl media::HostPlayback for MediaView<'_> {
 
     async fn drop(&mut self, playback: Resource<PlaybackResource>) -> Result<()> {
         self.table.delete(playback)?;
+        Ok(())
+    }
+}
+
+impl media::HostRecording for MediaView<'_> {
+    async fn id(&mut self, recording: Resource<RecordingResource>) -> Result<String> {
+        Ok(self.table.get(&recording)?.name.clone())
+    }
+
+    async fn stop(&mut self, recording: Resource<RecordingResource>) -> Result<()> {
+        let RecordingResource { call, id, .. } = *self.table.get(&recording)?;
+        if let Some(media) = self.calls.legs.get(&call).and_then(|leg| leg.media.as_ref()) {
+            media.stop_recording(id);
+        }
+        Ok(())
+    }
+
+    async fn drop(&mut self, recording: Resource<RecordingResource>) -> Result<()> {
+        self.table.delete(recording)?;
         Ok(())
     }
 }
@@ -357,7 +438,7 @@ fn next_media_update(leg: &mut Leg) -> Found {
         }
     }
     while let Some(event) = leg.media_events.pop_front() {
-        if let Some(update) = media_update(event) {
+        if let Some(update) = media_update(leg, event) {
             return Found::Update(update);
         }
     }
@@ -368,7 +449,7 @@ fn next_media_update(leg: &mut Leg) -> Found {
     }
 }
 
-fn media_update(event: MediaEvent) -> Option<MediaUpdate> {
+fn media_update(leg: &mut Leg, event: MediaEvent) -> Option<MediaUpdate> {
     Some(match event {
         MediaEvent::Digit(digit) => MediaUpdate::Digit(WitDigit {
             key: digit.key.to_string(),
@@ -389,6 +470,17 @@ fn media_update(event: MediaEvent) -> Option<MediaUpdate> {
             played_ms: played.as_millis().min(u128::from(u32::MAX)) as u32,
         }),
         MediaEvent::DigitsSent(_) => MediaUpdate::DigitsSent,
+        MediaEvent::RecordingEnded { id, reason, duration } => MediaUpdate::RecordingEnded(RecordingEnded {
+            id: leg.media.as_mut().and_then(|media| media.take_recording_name(id)).unwrap_or_default(),
+            reason: match reason {
+                RecordingEnd::MaxLength => WitRecordingEnd::MaxLength,
+                RecordingEnd::Silence => WitRecordingEnd::Silence,
+                RecordingEnd::NoInput => WitRecordingEnd::NoInput,
+                RecordingEnd::Key(key) => WitRecordingEnd::Key(key.to_string()),
+                RecordingEnd::Stopped => WitRecordingEnd::Stopped,
+            },
+            duration_ms: duration.as_millis().min(u128::from(u32::MAX)) as u32,
+        }),
         _ => return None,
     })
 }

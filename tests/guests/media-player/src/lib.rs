@@ -1,11 +1,12 @@
 //! Test guest for the media interface. Answers, then plays what `play` lists (each an object with one
 //! key: `say`, `url`, `file`, `silence`, `tones`, `ring` with `ms`, `stream`) with `loops`, `volume_db` and
-//! `barge_in`; sends `send_digits` if given; then logs every update as `media update: …` until the playback
-//! ended and the digits were sent (or `digits` keys were pressed), and hangs up `hangup_after_ms` later
-//! (default 0).
+//! `barge_in`; sends `send_digits` if given; records as `record` says (`max_ms`, `direction`, `stereo`,
+//! `end_on_silence_ms`, `no_input_ms`, `finish_on_keys`, `beep`); then logs every update as
+//! `media update: …` until the playback and the recording ended and the digits were sent (and `digits`
+//! keys were pressed), and hangs up `hangup_after_ms` later (default 0).
 //! A failure to play is logged as `play failed: …` and the call goes on.
 
-use callwright_sdk::media::{self, AudioSource, MediaUpdate, PlayOptions, Ringback, Speech};
+use callwright_sdk::media::{self, AudioSource, MediaUpdate, PlayOptions, RecordDirection, RecordOptions, Ringback, Speech};
 use callwright_sdk::serde_json::Value;
 use callwright_sdk::{Call, CallEvent, CallUpdate, Config, Flow, Level, clock, flow, log};
 
@@ -45,6 +46,9 @@ fn describe(update: &MediaUpdate) -> String {
         MediaUpdate::Digit(digit) => format!("digit {} {} {}ms", digit.key, digit.source.name(), digit.duration_ms),
         MediaUpdate::PlaybackEnded(ended) => format!("playback {} after {}ms", ended.reason.name(), ended.played_ms),
         MediaUpdate::DigitsSent => "digits sent".into(),
+        MediaUpdate::RecordingEnded(ended) => {
+            format!("recording {} ended by {} after {}ms", ended.id, ended.reason.name(), ended.duration_ms)
+        }
         MediaUpdate::Call(update) => format!("call {update:?}"),
     }
 }
@@ -79,14 +83,40 @@ impl Flow for MediaPlayer {
                 Err(error) => log(Level::Info, &format!("send_digits failed: {}", error.message())),
             }
         }
+        let mut recording = false;
+        if let Some(options) = value.get("record") {
+            let number = |key: &str| options.get(key).and_then(Value::as_u64).map(|n| n as u32);
+            let direction = match options.get("direction").and_then(Value::as_str) {
+                Some("sent") => Some(RecordDirection::Sent),
+                Some("both") => Some(RecordDirection::Both),
+                _ => None,
+            };
+            let record = RecordOptions {
+                direction,
+                stereo: options.get("stereo").and_then(Value::as_bool).unwrap_or(false),
+                max_ms: number("max_ms"),
+                end_on_silence_ms: number("end_on_silence_ms"),
+                no_input_ms: number("no_input_ms"),
+                finish_on_keys: options.get("finish_on_keys").and_then(Value::as_str).map(str::to_string),
+                beep: options.get("beep").and_then(Value::as_bool).unwrap_or(false),
+            };
+            match media::record(&call, &record) {
+                Ok(handle) => {
+                    recording = true;
+                    log(Level::Info, &format!("recording {}", handle.id()));
+                }
+                Err(error) => log(Level::Info, &format!("record failed: {}", error.message())),
+            }
+        }
         let mut keys_wanted = value.get("digits").and_then(Value::as_u64).unwrap_or(0);
-        while playing || sending || keys_wanted > 0 {
+        while playing || sending || recording || keys_wanted > 0 {
             let Some((_, update)) = media::wait(&[&call], Some(20_000)) else { break };
             log(Level::Info, &format!("media update: {}", describe(&update)));
             match update {
                 MediaUpdate::Call(CallUpdate::Event(CallEvent::Ended(_))) => return Ok(()),
                 MediaUpdate::PlaybackEnded(_) => playing = false,
                 MediaUpdate::DigitsSent => sending = false,
+                MediaUpdate::RecordingEnded(_) => recording = false,
                 MediaUpdate::Digit(_) => keys_wanted = keys_wanted.saturating_sub(1),
                 _ => {}
             }
