@@ -255,6 +255,65 @@ fn a_recording_of_what_baresip_sends_holds_its_tone_and_is_listed_fetched_and_de
     baresip.wait(Duration::from_secs(10));
 }
 
+#[test]
+fn two_bridged_calls_hear_each_other_through_the_host() {
+    let data = TempDir::new("prompt-bridge");
+    let server = player_server(&data);
+    let callee_rtp = support::rtp::caller_rtp_socket();
+    callee_rtp.set_read_timeout(Some(Duration::from_millis(2))).expect("timeout");
+    let callee_port = support::free_port();
+    let callee = Sipp::server("uas-media-answer.xml", callee_port)
+        .arg("-key")
+        .arg("rtp_port")
+        .arg(&callee_rtp.local_addr().expect("addr").port().to_string())
+        .spawn();
+    let config = format!(r#"{{"bridge_to": "sip:callee@127.0.0.1:{callee_port}", "bridge_ms": 3000}}"#);
+    server.put_app("bridge", &app("media-player", Some("7800"), &config)).assert_status(201);
+    let (caller_rtp, caller, _) =
+        call_with_rtp_socket(&server, "7800", "uac-media-callee-hangs-up.xml", Duration::from_millis(2));
+
+    // Each side sends its own tone, paced, to where the server's packets come from, and keeps what it hears.
+    let sides = [(&caller_rtp, 1000.0), (&callee_rtp, 600.0)];
+    let mut remote = [None, None];
+    let mut heard: [Vec<Vec<i16>>; 2] = [Vec::new(), Vec::new()];
+    let started = Instant::now();
+    let mut frames_sent = 0u64;
+    let mut buffer = [0u8; 2048];
+    while started.elapsed() < Duration::from_secs(5) {
+        for (index, (socket, _)) in sides.iter().enumerate() {
+            if let Ok((len, from)) = socket.recv_from(&mut buffer) {
+                remote[index] = Some(from);
+                if parse_rtp(&buffer[..len]).is_some_and(|h| h.payload_type == 0) {
+                    heard[index].push(payload(&buffer[..len]).iter().map(|b| mulaw_to_linear(*b)).collect());
+                }
+            }
+        }
+        if started.elapsed() >= Duration::from_millis(20 * frames_sent) {
+            for (index, (socket, frequency)) in sides.iter().enumerate() {
+                let Some(to) = remote[index] else { continue };
+                let samples: Vec<i16> = (0..FRAME as u64)
+                    .map(|n| {
+                        let t = (frames_sent * FRAME as u64 + n) as f64 / 8000.0;
+                        (8000.0 * (2.0 * std::f64::consts::PI * frequency * t).sin()) as i16
+                    })
+                    .collect();
+                let packet =
+                    support::rtp::caller_audio_packet(frames_sent as u16, (frames_sent * 160) as u32, &samples);
+                let _ = socket.send_to(&packet, to);
+            }
+            frames_sent += 1;
+        }
+    }
+    caller.wait().assert_all_succeeded(1);
+    callee.wait().assert_all_succeeded(1);
+    assert!(server.log().contains("bridged"), "{}", server.log());
+    // About 3 s bridged: the caller hears the callee's 600 Hz, the callee the caller's 1 kHz.
+    let caller_hears = heard[0].iter().filter(|frame| tone_share(frame, 600.0, 8000.0) > 0.8).count();
+    let callee_hears = heard[1].iter().filter(|frame| tone_share(frame, 1000.0, 8000.0) > 0.8).count();
+    assert!(caller_hears > 100, "the caller heard the callee in {caller_hears} packets");
+    assert!(callee_hears > 100, "the callee heard the caller in {callee_hears} packets");
+}
+
 fn player_server(data: &TempDir) -> Server {
     let server = Server::start_in(&data.0, &[]);
     server.deploy("media-player", MEDIA_PLAYER).assert_status(201);

@@ -138,6 +138,8 @@ enum MediaCommand {
     StopRecording(RecordingId),
     InfoDigit(Digit),
     Update(Negotiated),
+    /// Bridge to another call's task (the audio to send it, the audio it sends), or end the bridge.
+    Bridge(Option<BridgeLink>),
     Stats(oneshot::Sender<MediaStats>),
     /// The leg was dropped: the call has ended (updaters may still hold the channel).
     Close,
@@ -151,6 +153,18 @@ pub trait RecordingSink: Send {
     /// The recording ended (its last audio came before), after `duration`.
     fn finish(&mut self, end: RecordingEnd, duration: Duration);
 }
+
+/// One side of a bridge between two calls' media tasks: where this call's received frames go, and where
+/// the other call's come from.
+#[derive(Debug)]
+pub struct BridgeLink {
+    to_other: mpsc::Sender<Vec<i16>>,
+    from_other: mpsc::Receiver<Vec<i16>>,
+}
+
+/// Frames a bridge holds between the two tasks before it drops them (the receiving session keeps only
+/// three anyway).
+const BRIDGE_FRAMES_IN_FLIGHT: usize = 8;
 
 /// What a call's media task runs when the far end's RTP stops.
 pub type OnDead = Box<dyn FnOnce() + Send>;
@@ -224,6 +238,21 @@ impl MediaLeg {
         let _ = self.commands.send(MediaCommand::StopRecording(id));
     }
 
+    /// Bridges the media of two calls: each hears what the other's far end sends, whenever no playback
+    /// of its own plays. A bridge ends with [`MediaLeg::unbridge`] on either call, a new bridge, or
+    /// either call's end.
+    pub fn bridge(a: &MediaLeg, b: &MediaLeg) {
+        let (a_to_b, from_a) = mpsc::channel(BRIDGE_FRAMES_IN_FLIGHT);
+        let (b_to_a, from_b) = mpsc::channel(BRIDGE_FRAMES_IN_FLIGHT);
+        let _ = a.commands.send(MediaCommand::Bridge(Some(BridgeLink { to_other: a_to_b, from_other: from_b })));
+        let _ = b.commands.send(MediaCommand::Bridge(Some(BridgeLink { to_other: b_to_a, from_other: from_a })));
+    }
+
+    /// Ends this call's bridge (the other call's ends as its link closes).
+    pub fn unbridge(&self) {
+        let _ = self.commands.send(MediaCommand::Bridge(None));
+    }
+
     /// Hands the session a digit that came by SIP INFO.
     pub fn info_digit(&self, digit: Digit) {
         let _ = self.commands.send(MediaCommand::InfoDigit(digit));
@@ -272,6 +301,7 @@ async fn run(
 ) {
     let mut on_dead = Some(on_dead);
     let mut sinks = Sinks::new();
+    let mut bridge: Option<BridgeLink> = None;
     let mut rtp_buffer = vec![0u8; MAX_MEDIA_DATAGRAM];
     let mut rtcp_buffer = vec![0u8; MAX_MEDIA_DATAGRAM];
     let mut deadline = Instant::now();
@@ -290,22 +320,42 @@ async fn run(
                 }
             }
             _ = tokio::time::sleep_until(deadline) => session.handle_input(Input::Timeout(Instant::now().into_std())),
+            frame = from_bridge(&mut bridge) => match frame {
+                Some(frame) => session.push_bridge_audio(&frame),
+                // The other call's task is gone (its call ended, or it joined another bridge).
+                None => {
+                    bridge = None;
+                    session.set_bridged(false);
+                }
+            },
             command = commands.recv() => {
                 let now = Instant::now().into_std();
                 match command {
                     Some(MediaCommand::Close) | None => {
                         // The owner is gone: the call has ended.
                         session.close(now);
-                        drain(&mut session, &sockets, &events, &mut on_dead, &mut sinks);
+                        drain(&mut session, &sockets, &events, &mut on_dead, &mut sinks, None);
                         return;
+                    }
+                    Some(MediaCommand::Bridge(link)) => {
+                        session.set_bridged(link.is_some());
+                        bridge = link;
                     }
                     Some(command) => apply(&mut session, now, command, &mut sinks),
                 }
             }
         }
-        if let Some(next) = drain(&mut session, &sockets, &events, &mut on_dead, &mut sinks) {
+        if let Some(next) = drain(&mut session, &sockets, &events, &mut on_dead, &mut sinks, bridge.as_ref()) {
             deadline = Instant::from_std(next);
         }
+    }
+}
+
+/// The next frame from the other call of a bridge; never ready without one.
+async fn from_bridge(bridge: &mut Option<BridgeLink>) -> Option<Vec<i16>> {
+    match bridge {
+        Some(link) => link.from_other.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -337,7 +387,7 @@ fn apply(session: &mut MediaSession, now: std::time::Instant, command: MediaComm
         MediaCommand::Stats(reply) => {
             let _ = reply.send(session.stats());
         }
-        MediaCommand::Close => {} // handled by the task, which ends
+        MediaCommand::Close | MediaCommand::Bridge(_) => {} // handled by the task
     }
 }
 
@@ -348,6 +398,7 @@ fn drain(
     events: &mpsc::Sender<MediaEvent>,
     on_dead: &mut Option<OnDead>,
     sinks: &mut Sinks,
+    bridge: Option<&BridgeLink>,
 ) -> Option<std::time::Instant> {
     loop {
         match session.poll_output()? {
@@ -359,6 +410,12 @@ fn drain(
                 // A full send buffer loses this packet, as the network might: pacing matters more.
                 if let Err(error) = socket.try_send_to(&transmit.data, transmit.to) {
                     debug!(to = %transmit.to, %error, "RTP send failed");
+                }
+            }
+            Output::Event(MediaEvent::BridgeAudio(frame)) => {
+                // A full link drops the frame: the other side is behind, and late audio is no use.
+                if let Some(link) = bridge {
+                    let _ = link.to_other.try_send(frame);
                 }
             }
             Output::Event(MediaEvent::RecordingAudio { id, samples }) => {

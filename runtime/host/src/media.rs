@@ -122,6 +122,16 @@ impl CallMedia {
         self.recording_names.remove(&id)
     }
 
+    /// Bridges this call's media with `other`'s (see [`MediaLeg::bridge`]).
+    pub(crate) fn bridge(&self, other: &CallMedia) {
+        MediaLeg::bridge(self.leg(), other.leg());
+    }
+
+    /// Ends the call's bridge.
+    pub(crate) fn unbridge(&self) {
+        self.leg().unbridge();
+    }
+
     /// Hands the session a digit that came by SIP INFO (it reports each press once, whatever carried it).
     pub(crate) fn info_digit(&self, digit: Digit) {
         self.leg().info_digit(digit);

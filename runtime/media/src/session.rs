@@ -150,6 +150,8 @@ pub enum MediaEvent {
     Inactive(Duration),
     /// The far end sent an RTCP BYE.
     RemoteBye,
+    /// A frame received while bridged, for the other call (see [`MediaSession::set_bridged`]).
+    BridgeAudio(Vec<i16>),
 }
 
 /// Options of a playback.
@@ -389,7 +391,15 @@ pub struct MediaSession {
     events: VecDeque<MediaEvent>,
     scratch: Vec<i16>,
     sent_scratch: Vec<i16>,
+    /// Bridged to another call: each received frame goes out as [`MediaEvent::BridgeAudio`], and what
+    /// the other call received ([`MediaSession::push_bridge_audio`]) is sent while nothing plays.
+    bridged: bool,
+    bridge_in: VecDeque<i16>,
 }
+
+/// The most of the other call's audio a bridged session holds (60 ms at 8 kHz, three frames): the two
+/// calls tick from one clock at different phases, so more would only add delay.
+const BRIDGE_BUFFER_FRAMES: usize = 3;
 
 impl MediaSession {
     /// A session that starts ticking at `now`.
@@ -437,6 +447,8 @@ impl MediaSession {
             events: VecDeque::new(),
             scratch: Vec::with_capacity(frame_samples),
             sent_scratch: Vec::with_capacity(frame_samples),
+            bridged: false,
+            bridge_in: VecDeque::new(),
             config,
         };
         session.next_report = now + session.report_interval();
@@ -572,6 +584,27 @@ impl MediaSession {
             since_chunk: 0,
         });
         id
+    }
+
+    /// Bridges this call's media to another's, or ends the bridge: while bridged, each frame received is
+    /// reported as [`MediaEvent::BridgeAudio`] (for the other call), and the other call's audio, handed
+    /// in with [`MediaSession::push_bridge_audio`], is what we send whenever no playback plays.
+    pub fn set_bridged(&mut self, bridged: bool) {
+        self.bridged = bridged;
+        self.bridge_in.clear();
+    }
+
+    /// The other call's audio, at this session's clock rate (see [`MediaSession::set_bridged`]).
+    pub fn push_bridge_audio(&mut self, samples: &[i16]) {
+        if !self.bridged {
+            return;
+        }
+        self.bridge_in.extend(samples);
+        let most = BRIDGE_BUFFER_FRAMES * self.frame_samples;
+        if self.bridge_in.len() > most {
+            let excess = self.bridge_in.len() - most;
+            self.bridge_in.drain(..excess);
+        }
     }
 
     /// Stops the recording. Returns false if it is not running.
@@ -715,6 +748,9 @@ impl MediaSession {
                 self.digit(now, digit);
             }
         }
+        if self.bridged {
+            self.events.push_back(MediaEvent::BridgeAudio(received.clone()));
+        }
         let mut sent = std::mem::take(&mut self.sent_scratch);
         sent.clear();
         sent.resize(self.frame_samples, 0);
@@ -732,7 +768,14 @@ impl MediaSession {
             self.transmit_rtp(event.0, event.1, event.2, &event.3);
             return;
         }
-        let playing = self.fill_from_playbacks(frame);
+        let mut playing = self.fill_from_playbacks(frame);
+        if !playing && self.bridged {
+            let n = self.bridge_in.len().min(frame.len());
+            for (slot, sample) in frame.iter_mut().zip(self.bridge_in.drain(..n)) {
+                *slot = sample;
+            }
+            playing = true;
+        }
         if !playing && !self.config.send_silence_when_idle {
             self.sent_since_silence = false;
             return;

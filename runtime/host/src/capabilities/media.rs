@@ -243,6 +243,35 @@ impl media::Host for MediaView<'_> {
         }
     }
 
+    async fn bridge(
+        &mut self,
+        a: Resource<CallResource>,
+        b: Resource<CallResource>,
+    ) -> Result<Result<(), WitMediaError>> {
+        let (a, b) = (self.handle(&a)?, self.handle(&b)?);
+        if a == b {
+            return Ok(Err(WitMediaError::InvalidArgument("a call cannot be bridged to itself".into())));
+        }
+        for handle in [a, b] {
+            if let Err(error) = self.media_rate(handle)? {
+                return Ok(Err(error));
+            }
+        }
+        let (Some(first), Some(second)) = (&self.calls.legs[&a].media, &self.calls.legs[&b].media) else {
+            return Ok(Err(WitMediaError::NoMedia));
+        };
+        first.bridge(second);
+        Ok(Ok(()))
+    }
+
+    async fn unbridge(&mut self, call: Resource<CallResource>) -> Result<()> {
+        let handle = self.handle(&call)?;
+        if let Some(media) = &self.calls.leg(handle)?.media {
+            media.unbridge();
+        }
+        Ok(())
+    }
+
     async fn record(
         &mut self,
         call: Resource<CallResource>,

@@ -4,7 +4,8 @@
 //! `end_on_silence_ms`, `no_input_ms`, `finish_on_keys`, `beep`); then logs every update as
 //! `media update: …` until the playback and the recording ended and the digits were sent (and `digits`
 //! keys were pressed), and hangs up `hangup_after_ms` later (default 0).
-//! A failure to play is logged as `play failed: …` and the call goes on.
+//! A failure to play is logged as `play failed: …` and the call goes on. With `bridge_to` (a SIP URI) it
+//! calls that target instead, bridges the two calls' media for `bridge_ms`, and hangs both up.
 
 use callwright_sdk::media::{self, AudioSource, MediaUpdate, PlayOptions, RecordDirection, RecordOptions, Ringback, Speech};
 use callwright_sdk::serde_json::Value;
@@ -57,6 +58,9 @@ impl Flow for MediaPlayer {
     fn handle(call: Call, config: Config) -> Result<(), String> {
         call.answer(&[], None).map_err(|e| e.to_string())?;
         let value = &config.0;
+        if let Some(target) = value.get("bridge_to").and_then(Value::as_str) {
+            return bridge_to(&call, target, value);
+        }
         let sources: Result<Vec<AudioSource>, String> =
             value.get("play").and_then(Value::as_array).map(|list| list.iter().map(source).collect()).unwrap_or(Ok(Vec::new()));
         let options = PlayOptions {
@@ -124,6 +128,19 @@ impl Flow for MediaPlayer {
         clock::sleep(value.get("hangup_after_ms").and_then(Value::as_u64).unwrap_or(0) as u32);
         call.hangup().map_err(|e| e.to_string())
     }
+}
+
+/// Calls `target` (the host's own offer), bridges the two calls' media for `bridge_ms` (default 3000),
+/// then hangs up both.
+fn bridge_to(call: &Call, target: &str, value: &Value) -> Result<(), String> {
+    let callee = callwright_sdk::dial(&callwright_sdk::DialRequest::to(target)).map_err(|e| format!("{e:?}"))?;
+    match media::bridge(call, &callee) {
+        Ok(()) => log(Level::Info, "bridged"),
+        Err(error) => log(Level::Info, &format!("bridge failed: {}", error.message())),
+    }
+    clock::sleep(value.get("bridge_ms").and_then(Value::as_u64).unwrap_or(3000) as u32);
+    let _ = callee.hangup();
+    call.hangup().map_err(|e| e.to_string())
 }
 
 flow!(MediaPlayer);
