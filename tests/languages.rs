@@ -1,6 +1,6 @@
-//! Call logic in any wasm language: the `answer-hangup` and `blind-transfer` examples of Rust, JavaScript,
-//! Python and C, each built from source, uploaded through the admin API and run against real SIPp and
-//! baresip calls and a real hook server, with one set of assertions for all four languages.
+//! Call logic in any wasm language: the `answer-hangup`, `blind-transfer` and `ivr` examples of Rust,
+//! JavaScript, Python and C, each built from source, uploaded through the admin API and run against real
+//! SIPp and baresip calls and a real hook server, with one set of assertions for all four languages.
 
 mod support;
 
@@ -160,9 +160,10 @@ fn options_round_trip(server: SocketAddr) -> Duration {
 fn examples_handle_real_calls(language: Language) {
     let answer_hangup = language.example("answer-hangup");
     let blind_transfer = language.example("blind-transfer");
+    let ivr = language.example("ivr");
     let data = TempDir::new(&format!("languages-{}", language.dir()));
     let server = Server::start_in(&data.0, &[]);
-    for (name, file) in [("answer-hangup", &answer_hangup), ("blind-transfer", &blind_transfer)] {
+    for (name, file) in [("answer-hangup", &answer_hangup), ("blind-transfer", &blind_transfer), ("ivr", &ivr)] {
         let uploaded = server.deploy(name, file);
         uploaded.assert_status(201);
         let meta: Value = serde_json::from_str(&uploaded.body).expect("module JSON");
@@ -170,6 +171,32 @@ fn examples_handle_real_calls(language: Language) {
     }
     answer_hangup_runs(&server);
     blind_transfer_runs(&server);
+    ivr_runs(&server);
+}
+
+/// The IVR speaks its greeting and takes the caller's keys: SIPp sends 2, then 9, as RFC 4733 events (its
+/// own captures), and the IVR logs each once and hangs up on 9.
+fn ivr_runs(server: &Server) {
+    let app = json!({"route": {"to_user": "2000"}, "flow": {"module": "ivr", "config": {"timeout_ms": 10000}}});
+    server.put_app("ivr", &app.to_string()).assert_status(201);
+    let media_port = loop {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let port = socket.local_addr().expect("addr").port();
+        if port.is_multiple_of(2) && UdpSocket::bind(("127.0.0.1", port + 1)).is_ok() {
+            break port;
+        }
+    };
+    Sipp::client("uac-rfc4733-digits.xml", server.sip)
+        .service("2000")
+        .arg("-mp")
+        .arg(&media_port.to_string())
+        .timeout(Duration::from_secs(20))
+        .run()
+        .assert_all_succeeded(1);
+    let log = server.log();
+    assert_eq!(log.matches("digit 2 from rtp-event (so far 2)").count(), 1, "{log}");
+    assert_eq!(log.matches("digit 9 from rtp-event (so far 29)").count(), 1, "{log}");
+    assert!(!log.contains("cannot speak"), "the greeting was spoken:\n{log}");
 }
 
 /// answer-hangup answers, then hangs up after `hangup_after_ms`, over UDP and TCP; a caller who hangs up

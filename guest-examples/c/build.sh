@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the C guest examples into OUT_DIR/answer-hangup.wasm and OUT_DIR/blind-transfer.wasm.
+# Builds the C guest examples into OUT_DIR/answer-hangup.wasm, OUT_DIR/blind-transfer.wasm and OUT_DIR/ivr.wasm.
 #
 # Installs what it needs when missing (idempotent; a second run installs nothing):
 #   - Debian: clang-14, lld-14, wasi-libc, libclang-rt-14-dev-wasm32 (apt-get);
@@ -65,3 +65,4 @@ build() { # example source
 }
 build answer-hangup answer_hangup.c
 build blind-transfer blind_transfer.c
+build ivr ivr.c

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the JavaScript guest examples into components:
 #   guest-examples/js/build.sh OUT_DIR [--starlingmonkey]
-# gives OUT_DIR/answer-hangup.wasm and OUT_DIR/blind-transfer.wasm (jco's QuickJS backend, no component-model
-# async ABI needed), and with --starlingmonkey also OUT_DIR/answer-hangup-starlingmonkey.wasm (the
+# gives OUT_DIR/answer-hangup.wasm, OUT_DIR/blind-transfer.wasm and OUT_DIR/ivr.wasm (jco's QuickJS backend,
+# no component-model async ABI needed), and with --starlingmonkey also OUT_DIR/answer-hangup-starlingmonkey.wasm (the
 # StarlingMonkey backend; it imports wasi:http, which the host stubs).
 #
 # Toolchain: Node.js >= 20.19 with npm (Debian's nodejs and npm packages when missing), and the npm packages
@@ -70,7 +70,7 @@ bundle() {
         --log-level=warning --outfile="$build/$1.js"
 }
 
-for example in answer-hangup blind-transfer; do
+for example in answer-hangup blind-transfer ivr; do
     start=$(date +%s%N)
     bundle "$example"
     "$bin/jco" componentize "$build/$example.js" --wit "$repo/wit" --world-name call-flow \

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the Python guest examples into OUT_DIR/answer-hangup.wasm and OUT_DIR/blind-transfer.wasm.
+# Builds the Python guest examples into OUT_DIR/answer-hangup.wasm, OUT_DIR/blind-transfer.wasm and
+# OUT_DIR/ivr.wasm.
 #   guest-examples/python/build.sh OUT_DIR
 # Installs what it needs when missing: python3 with venv (Debian apt), then PyPI componentize-py (pinned) into a
 # venv under target/toolchains/python/ of this repository. A second run reuses it.
@@ -66,12 +67,13 @@ build() { # example directory, app module
     echo "built $out/$name.wasm ($(stat -c %s "$out/$name.wasm") bytes, $((SECONDS - start)) s)"
 }
 
-# Both at once: each build takes about 20 s of CPU, most of it on one core.
+# Two at a time: each build takes about 20 s of CPU, most of it on one core.
 build answer-hangup answer_hangup &
 first=$!
 build blind-transfer blind_transfer &
 second=$!
 status=0
 wait "$first" || status=1
+build ivr ivr || status=1
 wait "$second" || status=1
 exit "$status"

@@ -1310,3 +1310,119 @@ bool exports_callwright_voice_flow_handle(exports_callwright_voice_flow_own_call
     call_flow_string_dup(error, err.message[0] ? err.message : "the flow failed");
     return false;
 }
+
+/* ================================================================ media */
+
+/* Converts (and frees) a media-error. */
+static int cw_media_error(cw_err *err, callwright_voice_media_media_error_t *e) {
+    switch (e->tag) {
+    case CALLWRIGHT_VOICE_MEDIA_MEDIA_ERROR_NO_MEDIA:
+        cw_err_set(err, CW_ERR_NO_MEDIA, 0, "the call carries no media of the host's");
+        break;
+    case CALLWRIGHT_VOICE_MEDIA_MEDIA_ERROR_CALL_ENDED:
+        cw_err_set(err, CW_ERR_CALL_ENDED, 0, "call ended");
+        break;
+    case CALLWRIGHT_VOICE_MEDIA_MEDIA_ERROR_BAD_SOURCE:
+        cw_err_set(err, CW_ERR_BAD_SOURCE, 0, "cannot play: %.*s", (int)e->val.bad_source.len,
+                   (const char *)e->val.bad_source.ptr);
+        break;
+    default:
+        cw_err_set(err, CW_ERR_INVALID_ARGUMENT, 0, "invalid argument: %.*s", (int)e->val.invalid_argument.len,
+                   (const char *)e->val.invalid_argument.ptr);
+        break;
+    }
+    callwright_voice_media_media_error_free(e);
+    return -1;
+}
+
+/* Plays one source; the playback handle is dropped (the playback goes on; cw_media_stop stops it). */
+static int cw_media_play_source(const cw_call *call, callwright_voice_media_audio_source_t *source, bool barge_in,
+                                cw_err *err) {
+    callwright_voice_media_list_audio_source_t sources = {source, 1};
+    callwright_voice_media_play_options_t options;
+    memset(&options, 0, sizeof options);
+    options.barge_in = barge_in;
+    callwright_voice_media_own_playback_t playback;
+    callwright_voice_media_media_error_t e;
+    if (!callwright_voice_media_play(call->handle, &sources, &options, &playback, &e)) return cw_media_error(err, &e);
+    callwright_voice_media_playback_drop_own(playback);
+    return 0;
+}
+
+int cw_media_say(const cw_call *call, const char *text, bool barge_in, cw_err *err) {
+    callwright_voice_media_audio_source_t source;
+    memset(&source, 0, sizeof source);
+    source.tag = CALLWRIGHT_VOICE_MEDIA_AUDIO_SOURCE_SAY;
+    source.val.say.text = cw_borrow(text);
+    return cw_media_play_source(call, &source, barge_in, err);
+}
+
+int cw_media_play(const cw_call *call, const char *name_or_url, bool barge_in, cw_err *err) {
+    callwright_voice_media_audio_source_t source;
+    memset(&source, 0, sizeof source);
+    bool url = name_or_url && strstr(name_or_url, "://") != NULL;
+    source.tag = url ? CALLWRIGHT_VOICE_MEDIA_AUDIO_SOURCE_URL : CALLWRIGHT_VOICE_MEDIA_AUDIO_SOURCE_FILE;
+    if (url) source.val.url = cw_borrow(name_or_url);
+    else source.val.file = cw_borrow(name_or_url);
+    return cw_media_play_source(call, &source, barge_in, err);
+}
+
+void cw_media_stop(const cw_call *call) { callwright_voice_media_stop_playback(call->handle); }
+
+int cw_media_send_digits(const cw_call *call, const char *digits, cw_err *err) {
+    call_flow_string_t text = cw_borrow(digits);
+    callwright_voice_media_media_error_t e;
+    if (!callwright_voice_media_send_digits(call->handle, &text, NULL, &e)) return cw_media_error(err, &e);
+    return 0;
+}
+
+int cw_media_wait(const cw_call *call, int64_t timeout_ms, cw_media_update *out) {
+    static const char *const sources[] = {"rtp-event", "sip-info", "in-band"};
+    static const char *const playback_ends[] = {"completed", "stopped", "barged-in"};
+    static const char *const recording_ends[] = {"max-length", "silence", "no-input", "key", "stopped"};
+    memset(out, 0, sizeof *out);
+    uint32_t t = timeout_ms > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)(timeout_ms < 0 ? 0 : timeout_ms);
+    callwright_voice_media_borrow_call_t handle = call->handle;
+    callwright_voice_media_list_borrow_call_t calls = {&handle, 1};
+    callwright_voice_media_tuple2_u32_media_update_t got;
+    if (!callwright_voice_media_wait(&calls, timeout_ms < 0 ? NULL : &t, &got)) return 0;
+    callwright_voice_media_media_update_t *update = &got.f1;
+    switch (update->tag) {
+    case CALLWRIGHT_VOICE_MEDIA_MEDIA_UPDATE_DIGIT: {
+        callwright_voice_media_digit_t *digit = &update->val.digit;
+        out->kind = CW_MEDIA_DIGIT;
+        out->key[0] = digit->key.len ? (char)digit->key.ptr[0] : '?';
+        out->source = sources[digit->source < 3 ? digit->source : 0];
+        out->duration_ms = digit->duration_ms;
+        break;
+    }
+    case CALLWRIGHT_VOICE_MEDIA_MEDIA_UPDATE_PLAYBACK_ENDED:
+        out->kind = CW_MEDIA_PLAYBACK_ENDED;
+        out->playback_id = update->val.playback_ended.id;
+        out->reason = playback_ends[update->val.playback_ended.reason < 3 ? update->val.playback_ended.reason : 0];
+        out->duration_ms = update->val.playback_ended.played_ms;
+        break;
+    case CALLWRIGHT_VOICE_MEDIA_MEDIA_UPDATE_DIGITS_SENT:
+        out->kind = CW_MEDIA_DIGITS_SENT;
+        break;
+    case CALLWRIGHT_VOICE_MEDIA_MEDIA_UPDATE_RECORDING_ENDED:
+        out->kind = CW_MEDIA_RECORDING_ENDED;
+        out->reason = recording_ends[update->val.recording_ended.reason.tag < 5 ? update->val.recording_ended.reason.tag : 4];
+        out->duration_ms = update->val.recording_ended.duration_ms;
+        break;
+    default: {
+        callwright_voice_call_call_update_t *sip = &update->val.call;
+        out->kind = CW_MEDIA_OTHER;
+        if (sip->tag == CALLWRIGHT_VOICE_CALL_CALL_UPDATE_EVENT) {
+            if (sip->val.event.tag == CALLWRIGHT_VOICE_CALL_CALL_EVENT_ENDED) out->kind = CW_MEDIA_CALL_ENDED;
+            if (sip->val.event.tag == CALLWRIGHT_VOICE_CALL_CALL_EVENT_REQUEST) {
+                out->kind = CW_MEDIA_REQUEST;
+                out->request_id = sip->val.event.val.request.id;
+            }
+        }
+        break;
+    }
+    }
+    callwright_voice_media_tuple2_u32_media_update_free(&got);
+    return 1;
+}

@@ -48,6 +48,9 @@ typedef enum cw_err_kind {
     CW_ERR_UNKNOWN_VERB,
     CW_ERR_INVALID_ARGUMENTS,
     CW_ERR_VERB_FAILED,
+    /* media-error */
+    CW_ERR_NO_MEDIA,
+    CW_ERR_BAD_SOURCE,
     /* raised by the flow itself (cw_fail) */
     CW_ERR_FLOW,
 } cw_err_kind;
@@ -421,6 +424,47 @@ int cw_check_verb(const char *name, const char *args, cw_err *err);
  * valid JSON); both are valid until it returns. Return 0, or non-zero with `err` set (cw_fail) to end
  * with an error. When it returns, the host hangs up if the call is still up. */
 int cw_flow(cw_call *call, const cw_json *config, cw_err *err);
+
+/* ---------------------------------------------------------------- media */
+
+/* Speaks `text` in the built-in voice (flite) on `call`, behind what it plays already; with `barge_in`, the
+ * caller's first key stops it. Returns once the speech is ready to play. Errors: CW_ERR_NO_MEDIA,
+ * CW_ERR_CALL_ENDED, CW_ERR_BAD_SOURCE (naming why), CW_ERR_INVALID_ARGUMENT. */
+int cw_media_say(const cw_call *call, const char *text, bool barge_in, cw_err *err);
+
+/* Plays an uploaded file (`PUT /v1/media/{name}`), or a WAV at an http(s) URL when `source` has a scheme. */
+int cw_media_play(const cw_call *call, const char *source, bool barge_in, cw_err *err);
+
+/* Stops everything the call plays. */
+void cw_media_stop(const cw_call *call);
+
+/* Sends `digits` as RFC 4733 events, or SIP INFO to a far end that offered no telephone-event. */
+int cw_media_send_digits(const cw_call *call, const char *digits, cw_err *err);
+
+/* What cw_media_wait reports. */
+typedef enum cw_media_kind {
+    CW_MEDIA_DIGIT = 1,          /* `key`, `source`, `duration_ms` */
+    CW_MEDIA_PLAYBACK_ENDED,     /* `playback_id`, `reason` ("completed", "stopped", "barged-in"), `duration_ms` */
+    CW_MEDIA_DIGITS_SENT,
+    CW_MEDIA_RECORDING_ENDED,    /* `reason` ("max-length", ...), `duration_ms` */
+    CW_MEDIA_CALL_ENDED,
+    CW_MEDIA_REQUEST,            /* a request to answer with cw_call_respond: `request_id` */
+    CW_MEDIA_OTHER,              /* any other SIP update (confirmed, progress, a REFER, ...) */
+} cw_media_kind;
+
+typedef struct cw_media_update {
+    cw_media_kind kind;
+    char key[2];
+    const char *source; /* "rtp-event", "sip-info", "in-band" */
+    const char *reason;
+    uint32_t duration_ms;
+    uint64_t playback_id;
+    uint64_t request_id;
+} cw_media_update;
+
+/* Waits up to `timeout_ms` (negative: no limit) for the call's next media or SIP update. 0 when the time
+ * ran out. */
+int cw_media_wait(const cw_call *call, int64_t timeout_ms, cw_media_update *out);
 
 #ifdef __cplusplus
 }

@@ -21,6 +21,7 @@ import * as clockApi from "callwright:voice/clock@0.1.0";
 import * as variablesApi from "callwright:voice/variables@0.1.0";
 import * as hooksApi from "callwright:voice/hooks@0.1.0";
 import * as dispatchApi from "callwright:voice/dispatch@0.1.0";
+import * as mediaApi from "callwright:voice/media@0.1.0";
 
 const U32_MAX = 0xffffffff;
 
@@ -55,6 +56,10 @@ HookError.prototype.name = "HookError";
 /** WIT `verb-error`: `unknown-verb`, `invalid-arguments`, `failed` (each with a message). */
 export class VerbError extends HostError {}
 VerbError.prototype.name = "VerbError";
+
+/** WIT `media-error`: `no-media`, `call-ended`, `bad-source` (naming the source), `invalid-argument`. */
+export class MediaError extends HostError {}
+MediaError.prototype.name = "MediaError";
 
 /** Runs `f`, turning a thrown WIT variant into an `ErrorClass`. */
 function hostCall(ErrorClass, f) {
@@ -597,6 +602,86 @@ export class Call {
 export function dial(request) {
     return new Call(hostCall(DialError, () => callApi.dial(dialRequest(request))));
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Media
+
+/** The host's `call` resource of a `Call` (or the resource itself). */
+function rawCall(call) {
+    return call instanceof Call ? call.raw : call;
+}
+
+/** A WIT `audio-source` from `{say, voice}`, `{url}`, `{file}`, `{silence: ms}`, `{tones: "123"}`,
+ * `{ring: "us", ms}` or `{stream: "tone_stream://..."}`; a string is text to speak. */
+export function audioSource(source) {
+    if (typeof source === "string") source = { say: source };
+    if (source.say != null) {
+        const voice = { provider: source.provider ?? null, name: source.voice ?? null, language: source.language ?? null };
+        return { tag: "say", val: { text: String(source.say), voice } };
+    }
+    if (source.url != null) return { tag: "url", val: String(source.url) };
+    if (source.file != null) return { tag: "file", val: String(source.file) };
+    if (source.silence != null) return { tag: "silence", val: Math.min(U32_MAX, source.silence) };
+    if (source.tones != null) return { tag: "dtmf-tones", val: String(source.tones) };
+    if (source.ring != null) return { tag: "ringback", val: { country: String(source.ring), durationMs: source.ms ?? null } };
+    if (source.stream != null) return { tag: "stream", val: String(source.stream) };
+    throw new TypeError(`not an audio source: ${JSON.stringify(source)}`);
+}
+
+/** Prompts, speech and tones the caller hears, the keys the caller presses, digits we send, recordings and
+ * bridges. Methods throw `MediaError`. */
+export const media = {
+    /** Plays `sources` (one or an array, see `audioSource`) behind what the call plays already; returns the
+     * host's `playback` (`.id()`, `.stop()`). Options: `loops` (0: until stopped), `volumeDb`, `bargeIn`. */
+    play(call, sources, { loops = null, volumeDb = null, bargeIn = false } = {}) {
+        const list = (Array.isArray(sources) ? sources : [sources]).map(audioSource);
+        return hostCall(MediaError, () => mediaApi.play(rawCall(call), list, { loops, volumeDb, bargeIn }));
+    },
+    /** Speaks `text` (options as `play`, plus `voice`). */
+    say(call, text, { voice = null, ...options } = {}) {
+        return media.play(call, { say: text, voice }, options);
+    },
+    /** Stops everything the call plays. */
+    stopPlayback(call) {
+        mediaApi.stopPlayback(rawCall(call));
+    },
+    /** Sends `digits` (0-9, *, #, A-D; `w` waits 500 ms) as RFC 4733 events, or SIP INFO to a far end that
+     * offered no telephone-event. */
+    sendDigits(call, digits, durationMs = null) {
+        hostCall(MediaError, () => mediaApi.sendDigits(rawCall(call), String(digits), durationMs));
+    },
+    /** Records the call; returns the host's `recording` (`.id()`, `.stop()`). Options: `direction`
+     * ("received", "sent", "both"), `stereo`, `maxMs`, `endOnSilenceMs`, `noInputMs`, `finishOnKeys`, `beep`. */
+    record(call, options = {}) {
+        const o = {
+            direction: options.direction ?? null,
+            stereo: Boolean(options.stereo),
+            maxMs: options.maxMs ?? null,
+            endOnSilenceMs: options.endOnSilenceMs ?? null,
+            noInputMs: options.noInputMs ?? null,
+            finishOnKeys: options.finishOnKeys ?? null,
+            beep: Boolean(options.beep),
+        };
+        return hostCall(MediaError, () => mediaApi.record(rawCall(call), o));
+    },
+    /** Bridges the media of two calls: each hears the other. */
+    bridge(a, b) {
+        hostCall(MediaError, () => mediaApi.bridge(rawCall(a), rawCall(b)));
+    },
+    /** Ends the call's bridge. */
+    unbridge(call) {
+        mediaApi.unbridge(rawCall(call));
+    },
+    /** Waits up to `timeoutMs` (null: no limit) for any of `calls`: `{index, update}` or null. `update` is
+     * `{tag: "digit", val: {key, durationMs, source}}`, `{tag: "playback-ended", val: {id, reason,
+     * playedMs}}`, `{tag: "digits-sent"}`, `{tag: "recording-ended", val: {id, reason, durationMs}}`, or
+     * `{tag: "call", val: callUpdate}` (as `call.wait` gives it). */
+    wait(calls, timeoutMs = null) {
+        const list = (Array.isArray(calls) ? calls : [calls]).map(rawCall);
+        const got = mediaApi.wait(list, timeoutMs == null ? null : Math.min(U32_MAX, timeoutMs));
+        return got == null ? null : { index: got[0], update: got[1] };
+    },
+};
 
 // ---------------------------------------------------------------------------------------------------------
 // Verbs

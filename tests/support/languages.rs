@@ -29,12 +29,13 @@ impl Language {
         }
     }
 
-    /// The component of example `name` (`answer-hangup` or `blind-transfer`), built from source.
+    /// The component of example `name` (`answer-hangup`, `blind-transfer` or `ivr`), built from source.
     pub fn example(self, name: &str) -> String {
         if self == Language::Rust {
             return match name {
                 "answer-hangup" => super::ANSWER_HANGUP.to_string(),
                 "blind-transfer" => super::BLIND_TRANSFER.to_string(),
+                "ivr" => super::IVR.to_string(),
                 other => panic!("no Rust example {other}"),
             };
         }

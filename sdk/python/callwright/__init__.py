@@ -26,7 +26,7 @@ from wit_world.imports import call as _call
 from wit_world.imports import log as _log
 from wit_world.imports import types as _types
 
-from . import clock, dispatch, hooks, transfer, variables
+from . import clock, dispatch, hooks, media, transfer, variables
 from ._util import dumps, variant_text
 from .transfer import Refer, ReferReport, jambonz_call_fields
 
@@ -41,7 +41,7 @@ __all__ = [
     "log", "Level", "Header", "Body", "Credentials", "Direction", "CallInfo", "IncomingRequest", "InboundRefer",
     "SipResponse", "ReferRequest", "DialRequest", "Ended", "Request", "Confirmed", "ReferRequested",
     "end_reason_name", "Refer", "ReferReport", "jambonz_call_fields", "ROUTINE_REQUEST_HOOK", "bindings",
-    "clock", "dispatch", "hooks", "transfer", "variables", "dumps", "describe",
+    "clock", "dispatch", "hooks", "media", "transfer", "variables", "dumps", "describe",
 ]
 
 #: A WIT value as the Rust bindings' `Debug` shows it, e.g. `ReferOutcome::Success(200)` (for logs).
@@ -58,6 +58,7 @@ class bindings:
     variables = variables._variables
     clock = clock._clock
     dispatch = dispatch._dispatch
+    media = media._media
 
 
 # The WIT records and enums, under their WIT names.
