@@ -314,6 +314,65 @@ fn two_bridged_calls_hear_each_other_through_the_host() {
     assert!(callee_hears > 100, "the callee heard the caller in {callee_hears} packets");
 }
 
+#[test]
+fn conference_members_hear_the_others_mixed_never_themselves_and_no_one_hears_the_muted() {
+    let data = TempDir::new("prompt-conference");
+    let server = player_server(&data);
+    let room = r#"{"conference": "room", "hangup_after_ms": 4000}"#;
+    server.put_app("room", &app("media-player", Some("7900"), room)).assert_status(201);
+    let muted = r#"{"conference": "room", "muted": true, "hangup_after_ms": 4000}"#;
+    server.put_app("room-muted", &app("media-player", Some("7901"), muted)).assert_status(201);
+    // A (500 Hz) and B (700 Hz) talk; C (900 Hz) talks too, muted.
+    let members = [("7900", 500.0), ("7900", 700.0), ("7901", 900.0)];
+    let calls: Vec<_> = members
+        .iter()
+        .map(|(user, _)| call_with_rtp_socket(&server, user, "uac-media-callee-hangs-up.xml", Duration::from_millis(1)))
+        .collect();
+    let mut remote = [None; 3];
+    let mut heard: [Vec<Vec<i16>>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    let started = Instant::now();
+    let mut frames_sent = 0u64;
+    let mut buffer = [0u8; 2048];
+    while started.elapsed() < Duration::from_secs(6) {
+        for (index, (socket, _, _)) in calls.iter().enumerate() {
+            if let Ok((len, from)) = socket.recv_from(&mut buffer) {
+                remote[index] = Some(from);
+                if parse_rtp(&buffer[..len]).is_some_and(|h| h.payload_type == 0) {
+                    heard[index].push(payload(&buffer[..len]).iter().map(|b| mulaw_to_linear(*b)).collect());
+                }
+            }
+        }
+        if started.elapsed() >= Duration::from_millis(20 * frames_sent) {
+            for (index, (socket, _, _)) in calls.iter().enumerate() {
+                let Some(to) = remote[index] else { continue };
+                let frequency = members[index].1;
+                let samples: Vec<i16> = (0..FRAME as u64)
+                    .map(|n| {
+                        let t = (frames_sent * FRAME as u64 + n) as f64 / 8000.0;
+                        (6000.0 * (2.0 * std::f64::consts::PI * frequency * t).sin()) as i16
+                    })
+                    .collect();
+                let packet =
+                    support::rtp::caller_audio_packet(frames_sent as u16, (frames_sent * 160) as u32, &samples);
+                let _ = socket.send_to(&packet, to);
+            }
+            frames_sent += 1;
+        }
+    }
+    for (_, call, _) in calls {
+        call.wait().assert_all_succeeded(1);
+    }
+    // Frames where a member hears a tone: over a quarter of the frame's power (two tones share it).
+    let hears = |member: usize, frequency: f64| {
+        heard[member].iter().filter(|frame| tone_share(frame, frequency, 8000.0) > 0.25).count()
+    };
+    let (a, b, c) = (0, 1, 2);
+    assert!(hears(a, 700.0) > 100 && hears(b, 500.0) > 100, "A and B hear each other");
+    assert!(hears(c, 500.0) > 100 && hears(c, 700.0) > 100, "the muted member hears both");
+    assert!(hears(a, 500.0) < 5 && hears(b, 700.0) < 5, "nobody hears themselves");
+    assert!(hears(a, 900.0) < 5 && hears(b, 900.0) < 5, "nobody hears the muted member");
+}
+
 fn player_server(data: &TempDir) -> Server {
     let server = Server::start_in(&data.0, &[]);
     server.deploy("media-player", MEDIA_PLAYER).assert_status(201);

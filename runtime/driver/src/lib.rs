@@ -21,6 +21,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod conference;
 pub mod media;
 mod overload;
 mod tcp;

@@ -164,7 +164,13 @@ pub struct BridgeLink {
 
 /// Frames a bridge holds between the two tasks before it drops them (the receiving session keeps only
 /// three anyway).
-const BRIDGE_FRAMES_IN_FLIGHT: usize = 8;
+pub(crate) const BRIDGE_FRAMES_IN_FLIGHT: usize = 8;
+
+impl BridgeLink {
+    pub(crate) fn new(to_other: mpsc::Sender<Vec<i16>>, from_other: mpsc::Receiver<Vec<i16>>) -> BridgeLink {
+        BridgeLink { to_other, from_other }
+    }
+}
 
 /// What a call's media task runs when the far end's RTP stops.
 pub type OnDead = Box<dyn FnOnce() + Send>;
@@ -246,6 +252,11 @@ impl MediaLeg {
         let (b_to_a, from_b) = mpsc::channel(BRIDGE_FRAMES_IN_FLIGHT);
         let _ = a.commands.send(MediaCommand::Bridge(Some(BridgeLink { to_other: a_to_b, from_other: from_b })));
         let _ = b.commands.send(MediaCommand::Bridge(Some(BridgeLink { to_other: b_to_a, from_other: from_a })));
+    }
+
+    /// Links this call's media to another's task or a conference's (see [`BridgeLink`]).
+    pub(crate) fn link(&self, link: BridgeLink) {
+        let _ = self.commands.send(MediaCommand::Bridge(Some(link)));
     }
 
     /// Ends this call's bridge (the other call's ends as its link closes).

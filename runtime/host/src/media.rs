@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use callwright_driver::SipHandle;
+use callwright_driver::conference::{Conference, MemberId};
 use callwright_driver::media::{MediaLeg, MediaSockets, MediaUpdater};
 use callwright_media::dtmf::DigitStep;
 use callwright_media::sdp::{self, LocalMedia, Negotiated, Origin, SessionDescription};
@@ -64,6 +65,8 @@ pub(crate) struct CallMedia {
     call: CallHandle,
     leg: Option<MediaLeg>,
     clock_rate: u32,
+    /// The conference the call is in, and its member there.
+    conference: Option<(Conference, MemberId)>,
     /// The names (ids in the recording store) of the session's recordings not ended yet.
     recording_names: HashMap<RecordingId, String>,
     /// The task's event channel closed (the session ended): nothing more to read.
@@ -122,14 +125,40 @@ impl CallMedia {
         self.recording_names.remove(&id)
     }
 
-    /// Bridges this call's media with `other`'s (see [`MediaLeg::bridge`]).
-    pub(crate) fn bridge(&self, other: &CallMedia) {
+    /// Bridges this call's media with `other`'s (see [`MediaLeg::bridge`]), out of any conference.
+    pub(crate) fn bridge(&mut self, other: &mut CallMedia) {
+        self.leave_conference();
+        other.leave_conference();
         MediaLeg::bridge(self.leg(), other.leg());
     }
 
-    /// Ends the call's bridge.
-    pub(crate) fn unbridge(&self) {
+    /// Ends the call's bridge or conference.
+    pub(crate) fn unbridge(&mut self) {
+        self.leave_conference();
         self.leg().unbridge();
+    }
+
+    /// Joins `conference` (leaving any other); false if it has ended meanwhile.
+    pub(crate) fn join_conference(&mut self, conference: &Conference, muted: bool) -> bool {
+        self.leave_conference();
+        let Some(member) = conference.join(self.leg(), muted) else { return false };
+        self.conference = Some((conference.clone(), member));
+        true
+    }
+
+    /// Mutes or unmutes the call in its conference.
+    pub(crate) fn mute_in_conference(&self, muted: bool) {
+        if let Some((conference, member)) = &self.conference {
+            conference.mute(*member, muted);
+        }
+    }
+
+    /// Leaves the call's conference, if it is in one.
+    pub(crate) fn leave_conference(&mut self) {
+        if let Some((conference, member)) = self.conference.take() {
+            conference.leave(member);
+            self.leg().unbridge();
+        }
     }
 
     /// Hands the session a digit that came by SIP INFO (it reports each press once, whatever carried it).
@@ -212,7 +241,14 @@ fn start(
     let leg = MediaLeg::spawn(sockets, sip.media().session_config(negotiated), hang_up_on_silence(sip, handle));
     let answerer = offer_answerer(local, origin, leg.updater());
     (
-        CallMedia { call: handle, leg: Some(leg), clock_rate, recording_names: HashMap::new(), events_closed: false },
+        CallMedia {
+            call: handle,
+            leg: Some(leg),
+            clock_rate,
+            conference: None,
+            recording_names: HashMap::new(),
+            events_closed: false,
+        },
         answerer,
     )
 }

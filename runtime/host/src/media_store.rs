@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use callwright_driver::conference::Conference;
 use callwright_media::wav;
 use sha2::{Digest, Sha256};
 use tracing::{debug, info};
@@ -30,6 +31,8 @@ pub const MAX_SPEECH_TEXT: usize = 20_000;
 const SPEECH_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long fetching a URL may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(15);
+/// The longest conference name.
+const MAX_CONFERENCE_NAME: usize = 128;
 /// flite's voices (built into Debian's flite binary).
 const FLITE_VOICES: [&str; 5] = ["kal", "slt", "rms", "awb", "kal16"];
 
@@ -80,6 +83,8 @@ pub struct MediaFileInfo {
 pub struct MediaStore {
     /// The calls' recordings.
     pub recordings: RecordingStore,
+    /// The conferences running, by name.
+    conferences: Mutex<HashMap<String, Conference>>,
     files: PathBuf,
     speech: PathBuf,
     flite: Option<PathBuf>,
@@ -100,7 +105,14 @@ impl MediaStore {
             None => info!("speech: flite not found on PATH; say will fail until it is installed"),
         }
         let recordings = RecordingStore::open(data_dir)?;
-        Ok(MediaStore { recordings, files, speech, flite, cache: Mutex::new(DecodedCache::default()) })
+        Ok(MediaStore {
+            recordings,
+            conferences: Mutex::new(HashMap::new()),
+            files,
+            speech,
+            flite,
+            cache: Mutex::new(DecodedCache::default()),
+        })
     }
 
     /// Stores an uploaded file under `name`, after checking it plays (a WAV we can decode). Replaces any
@@ -258,6 +270,18 @@ impl MediaStore {
         }
         debug!(voice, chars = text.len(), elapsed_ms = started.elapsed().as_millis() as u64, "speech synthesised");
         Ok(bytes)
+    }
+
+    /// The conference called `name`, started if none runs by that name (ended ones are forgotten here).
+    pub fn conference(&self, name: &str) -> Result<Conference, MediaSourceError> {
+        if name.is_empty() || name.len() > MAX_CONFERENCE_NAME || name.chars().any(char::is_control) {
+            return Err(source_error(format!(
+                "a conference name is 1-{MAX_CONFERENCE_NAME} bytes without control characters"
+            )));
+        }
+        let mut conferences = self.conferences.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        conferences.retain(|_, conference| conference.is_running());
+        Ok(conferences.entry(name.to_string()).or_insert_with(|| Conference::start(name)).clone())
     }
 
     fn file_path(&self, name: &StoreName) -> PathBuf {

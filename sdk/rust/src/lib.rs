@@ -103,8 +103,8 @@ pub mod transfer;
 pub mod media {
     pub use crate::bindings::callwright::voice::media::{
         AudioSource, Digit, DigitSource, MediaError, MediaUpdate, PlayOptions, Playback, PlaybackEnd, PlaybackEnded,
-        RecordDirection, RecordOptions, Recording, RecordingEnd, RecordingEnded, Ringback, Speech, Voice, bridge, play,
-        record, send_digits, stop_playback, unbridge, wait,
+        RecordDirection, RecordOptions, Recording, RecordingEnd, RecordingEnded, Ringback, Speech, Voice, bridge,
+        conference_join, conference_leave, conference_mute, play, record, send_digits, stop_playback, unbridge, wait,
     };
 
     impl RecordOptions {

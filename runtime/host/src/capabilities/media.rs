@@ -257,17 +257,61 @@ impl media::Host for MediaView<'_> {
                 return Ok(Err(error));
             }
         }
-        let (Some(first), Some(second)) = (&self.calls.legs[&a].media, &self.calls.legs[&b].media) else {
-            return Ok(Err(WitMediaError::NoMedia));
-        };
-        first.bridge(second);
+        let Some(mut first) = self.calls.leg(a)?.media.take() else { return Ok(Err(WitMediaError::NoMedia)) };
+        if let Some(second) = self.calls.leg(b)?.media.as_mut() {
+            first.bridge(second);
+        }
+        self.calls.leg(a)?.media = Some(first);
         Ok(Ok(()))
     }
 
     async fn unbridge(&mut self, call: Resource<CallResource>) -> Result<()> {
         let handle = self.handle(&call)?;
-        if let Some(media) = &self.calls.leg(handle)?.media {
+        if let Some(media) = self.calls.leg(handle)?.media.as_mut() {
             media.unbridge();
+        }
+        Ok(())
+    }
+
+    async fn conference_join(
+        &mut self,
+        call: Resource<CallResource>,
+        name: String,
+        muted: bool,
+    ) -> Result<Result<(), WitMediaError>> {
+        let handle = self.handle(&call)?;
+        if let Err(error) = self.media_rate(handle)? {
+            return Ok(Err(error));
+        }
+        let Some(store) = self.media.store.clone() else {
+            return Ok(Err(WitMediaError::InvalidArgument("this server runs no conferences".into())));
+        };
+        let Some(media) = self.calls.leg(handle)?.media.as_mut() else { return Ok(Err(WitMediaError::NoMedia)) };
+        // A conference whose last member left just now ends: the second try starts a new one.
+        for _ in 0..2 {
+            let conference = match store.conference(&name) {
+                Ok(conference) => conference,
+                Err(error) => return Ok(Err(WitMediaError::InvalidArgument(error.0))),
+            };
+            if media.join_conference(&conference, muted) {
+                return Ok(Ok(()));
+            }
+        }
+        Ok(Err(WitMediaError::InvalidArgument(format!("conference `{name}` could not be joined"))))
+    }
+
+    async fn conference_mute(&mut self, call: Resource<CallResource>, muted: bool) -> Result<()> {
+        let handle = self.handle(&call)?;
+        if let Some(media) = &self.calls.leg(handle)?.media {
+            media.mute_in_conference(muted);
+        }
+        Ok(())
+    }
+
+    async fn conference_leave(&mut self, call: Resource<CallResource>) -> Result<()> {
+        let handle = self.handle(&call)?;
+        if let Some(media) = self.calls.leg(handle)?.media.as_mut() {
+            media.leave_conference();
         }
         Ok(())
     }

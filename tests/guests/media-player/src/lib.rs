@@ -5,7 +5,8 @@
 //! `media update: …` until the playback and the recording ended and the digits were sent (and `digits`
 //! keys were pressed), and hangs up `hangup_after_ms` later (default 0).
 //! A failure to play is logged as `play failed: …` and the call goes on. With `bridge_to` (a SIP URI) it
-//! calls that target instead, bridges the two calls' media for `bridge_ms`, and hangs both up.
+//! calls that target instead, bridges the two calls' media for `bridge_ms`, and hangs both up. With
+//! `conference` (a name) it joins that conference first (`muted`).
 
 use callwright_sdk::media::{self, AudioSource, MediaUpdate, PlayOptions, RecordDirection, RecordOptions, Ringback, Speech};
 use callwright_sdk::serde_json::Value;
@@ -60,6 +61,13 @@ impl Flow for MediaPlayer {
         let value = &config.0;
         if let Some(target) = value.get("bridge_to").and_then(Value::as_str) {
             return bridge_to(&call, target, value);
+        }
+        if let Some(name) = value.get("conference").and_then(Value::as_str) {
+            let muted = value.get("muted").and_then(Value::as_bool).unwrap_or(false);
+            match media::conference_join(&call, name, muted) {
+                Ok(()) => log(Level::Info, &format!("joined conference {name}")),
+                Err(error) => log(Level::Info, &format!("conference failed: {}", error.message())),
+            }
         }
         let sources: Result<Vec<AudioSource>, String> =
             value.get("play").and_then(Value::as_array).map(|list| list.iter().map(source).collect()).unwrap_or(Ok(Vec::new()));
