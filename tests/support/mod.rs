@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod baresip;
+pub mod bench;
 pub mod hooks;
 pub mod languages;
 pub mod rtp;
