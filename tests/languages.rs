@@ -179,20 +179,7 @@ fn examples_handle_real_calls(language: Language) {
 fn ivr_runs(server: &Server) {
     let app = json!({"route": {"to_user": "2000"}, "flow": {"module": "ivr", "config": {"timeout_ms": 10000}}});
     server.put_app("ivr", &app.to_string()).assert_status(201);
-    let media_port = loop {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let port = socket.local_addr().expect("addr").port();
-        if port.is_multiple_of(2) && UdpSocket::bind(("127.0.0.1", port + 1)).is_ok() {
-            break port;
-        }
-    };
-    Sipp::client("uac-rfc4733-digits.xml", server.sip)
-        .service("2000")
-        .arg("-mp")
-        .arg(&media_port.to_string())
-        .timeout(Duration::from_secs(20))
-        .run()
-        .assert_all_succeeded(1);
+    support::rtp::press_2_then_9(server, "2000");
     let log = server.log();
     assert_eq!(log.matches("digit 2 from rtp-event (so far 2)").count(), 1, "{log}");
     assert_eq!(log.matches("digit 9 from rtp-event (so far 29)").count(), 1, "{log}");

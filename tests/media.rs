@@ -27,7 +27,7 @@ fn answered_call_sends_paced_rtp_from_its_own_port_and_takes_the_callers() {
     let data = TempDir::new("media-stream");
     let server = answering_server(&data, &["--rtp-ports", "31000-31099"], 3000);
     let (socket, call, _) =
-        call_with_rtp_socket(&server, "7000", "uac-media-callee-hangs-up.xml", Duration::from_millis(200));
+        call_with_rtp_socket(&server, "7000", "uac-media-callee-hangs-up.xml", Duration::from_millis(1000));
 
     let mut received: Vec<(Instant, RtpHeader)> = Vec::new();
     let mut server_rtp: Option<SocketAddr> = None;
@@ -86,7 +86,7 @@ fn a_module_built_before_the_media_interface_still_loads_and_its_calls_carry_med
     server.deploy("old", ANSWER_HANGUP_BEFORE_MEDIA).assert_status(201);
     server.put_app("old", &app("old", Some("7000"), r#"{"hangup_after_ms": 1000}"#)).assert_status(201);
     let (socket, call, _) =
-        call_with_rtp_socket(&server, "7000", "uac-media-callee-hangs-up.xml", Duration::from_millis(300));
+        call_with_rtp_socket(&server, "7000", "uac-media-callee-hangs-up.xml", Duration::from_millis(1000));
     let mut buffer = [0u8; 2048];
     let mut packets = 0;
     while socket.recv_from(&mut buffer).is_ok() {
@@ -134,7 +134,7 @@ fn hold_by_reinvite_stops_our_stream_and_resume_restarts_it() {
 fn invite_without_sdp_gets_our_offer_and_the_answer_in_the_ack_starts_the_stream() {
     let data = TempDir::new("media-late-offer");
     let server = answering_server(&data, &[], 2000);
-    let (socket, call, _) = call_with_rtp_socket(&server, "7000", "uac-late-offer.xml", Duration::from_millis(300));
+    let (socket, call, _) = call_with_rtp_socket(&server, "7000", "uac-late-offer.xml", Duration::from_millis(1000));
     let mut buffer = [0u8; 2048];
     let mut received = Vec::new();
     while let Ok((len, _)) = socket.recv_from(&mut buffer) {

@@ -14,7 +14,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use support::baresip::Baresip;
-use support::rtp::{call_with_rtp_socket, mulaw_to_linear, parse_rtp, payload, rms, tone_share, wait_for_log};
+use support::rtp::{
+    call_with_rtp_socket, exchange_tones, mulaw_to_linear, parse_rtp, payload, press_2_then_9, rms, tone_share,
+    wait_for_log,
+};
 use support::serde_like::app;
 use support::sipp::Sipp;
 use support::{MEDIA_PLAYER, Server, TempDir};
@@ -23,6 +26,9 @@ use support::{MEDIA_PLAYER, Server, TempDir};
 const IVR_GREETING: &str = "Welcome to callwright. Press 1 for the menu, 2 to leave a note, or 9 to hang up.";
 /// 20 ms at 8 kHz.
 const FRAME: usize = 160;
+/// A stream is taken as ended after this long without a packet: long enough that a server starved of CPU
+/// by the tests running beside it is not taken for one that stopped.
+const STREAM_ENDED: Duration = Duration::from_millis(1500);
 
 #[test]
 fn a_baresip_caller_hears_the_ivr_greeting_as_flite_speaks_it() {
@@ -49,14 +55,7 @@ fn a_baresip_caller_hears_the_ivr_greeting_as_flite_speaks_it() {
 fn rfc4733_digits_from_sipps_captures_reach_the_ivr_once_each() {
     let data = TempDir::new("prompt-rfc4733");
     let server = Server::with_examples(&data.0);
-    let media_port = even_free_port();
-    Sipp::client("uac-rfc4733-digits.xml", server.sip)
-        .service("2000")
-        .arg("-mp")
-        .arg(&media_port.to_string())
-        .timeout(Duration::from_secs(20))
-        .run()
-        .assert_all_succeeded(1);
+    press_2_then_9(&server, "2000");
     let log = server.log();
     assert_eq!(log.matches("digit 2 from rtp-event (so far 2)").count(), 1, "{log}");
     assert_eq!(log.matches("digit 9 from rtp-event (so far 29)").count(), 1, "{log}");
@@ -133,8 +132,7 @@ fn digits_we_send_arrive_as_rfc4733_events_with_three_end_packets() {
     let server = player_server(&data);
     let config = r#"{"send_digits": "12#"}"#;
     server.put_app("sender", &app("media-player", Some("7400"), config)).assert_status(201);
-    let (socket, call, _) =
-        call_with_rtp_socket(&server, "7400", "uac-media-callee-hangs-up.xml", Duration::from_millis(500));
+    let (socket, call, _) = call_with_rtp_socket(&server, "7400", "uac-media-callee-hangs-up.xml", STREAM_ENDED);
     let mut events: Vec<(u32, u8, bool)> = Vec::new();
     let mut buffer = [0u8; 2048];
     while let Ok((len, _)) = socket.recv_from(&mut buffer) {
@@ -272,38 +270,8 @@ fn two_bridged_calls_hear_each_other_through_the_host() {
     let (caller_rtp, caller, _) =
         call_with_rtp_socket(&server, "7800", "uac-media-callee-hangs-up.xml", Duration::from_millis(2));
 
-    // Each side sends its own tone, paced, to where the server's packets come from, and keeps what it hears.
-    let sides = [(&caller_rtp, 1000.0), (&callee_rtp, 600.0)];
-    let mut remote = [None, None];
-    let mut heard: [Vec<Vec<i16>>; 2] = [Vec::new(), Vec::new()];
-    let started = Instant::now();
-    let mut frames_sent = 0u64;
-    let mut buffer = [0u8; 2048];
-    while started.elapsed() < Duration::from_secs(5) {
-        for (index, (socket, _)) in sides.iter().enumerate() {
-            if let Ok((len, from)) = socket.recv_from(&mut buffer) {
-                remote[index] = Some(from);
-                if parse_rtp(&buffer[..len]).is_some_and(|h| h.payload_type == 0) {
-                    heard[index].push(payload(&buffer[..len]).iter().map(|b| mulaw_to_linear(*b)).collect());
-                }
-            }
-        }
-        if started.elapsed() >= Duration::from_millis(20 * frames_sent) {
-            for (index, (socket, frequency)) in sides.iter().enumerate() {
-                let Some(to) = remote[index] else { continue };
-                let samples: Vec<i16> = (0..FRAME as u64)
-                    .map(|n| {
-                        let t = (frames_sent * FRAME as u64 + n) as f64 / 8000.0;
-                        (8000.0 * (2.0 * std::f64::consts::PI * frequency * t).sin()) as i16
-                    })
-                    .collect();
-                let packet =
-                    support::rtp::caller_audio_packet(frames_sent as u16, (frames_sent * 160) as u32, &samples);
-                let _ = socket.send_to(&packet, to);
-            }
-            frames_sent += 1;
-        }
-    }
+    // Each side sends its own tone to where the server's packets come from, and keeps what it hears.
+    let heard = exchange_tones(&[&caller_rtp, &callee_rtp], &[1000.0, 600.0], 8000.0, Duration::from_secs(5));
     caller.wait().assert_all_succeeded(1);
     callee.wait().assert_all_succeeded(1);
     assert!(server.log().contains("bridged"), "{}", server.log());
@@ -328,37 +296,9 @@ fn conference_members_hear_the_others_mixed_never_themselves_and_no_one_hears_th
         .iter()
         .map(|(user, _)| call_with_rtp_socket(&server, user, "uac-media-callee-hangs-up.xml", Duration::from_millis(1)))
         .collect();
-    let mut remote = [None; 3];
-    let mut heard: [Vec<Vec<i16>>; 3] = [Vec::new(), Vec::new(), Vec::new()];
-    let started = Instant::now();
-    let mut frames_sent = 0u64;
-    let mut buffer = [0u8; 2048];
-    while started.elapsed() < Duration::from_secs(6) {
-        for (index, (socket, _, _)) in calls.iter().enumerate() {
-            if let Ok((len, from)) = socket.recv_from(&mut buffer) {
-                remote[index] = Some(from);
-                if parse_rtp(&buffer[..len]).is_some_and(|h| h.payload_type == 0) {
-                    heard[index].push(payload(&buffer[..len]).iter().map(|b| mulaw_to_linear(*b)).collect());
-                }
-            }
-        }
-        if started.elapsed() >= Duration::from_millis(20 * frames_sent) {
-            for (index, (socket, _, _)) in calls.iter().enumerate() {
-                let Some(to) = remote[index] else { continue };
-                let frequency = members[index].1;
-                let samples: Vec<i16> = (0..FRAME as u64)
-                    .map(|n| {
-                        let t = (frames_sent * FRAME as u64 + n) as f64 / 8000.0;
-                        (6000.0 * (2.0 * std::f64::consts::PI * frequency * t).sin()) as i16
-                    })
-                    .collect();
-                let packet =
-                    support::rtp::caller_audio_packet(frames_sent as u16, (frames_sent * 160) as u32, &samples);
-                let _ = socket.send_to(&packet, to);
-            }
-            frames_sent += 1;
-        }
-    }
+    let sockets: Vec<&UdpSocket> = calls.iter().map(|(socket, _, _)| socket).collect();
+    let frequencies: Vec<f64> = members.iter().map(|(_, frequency)| *frequency).collect();
+    let heard = exchange_tones(&sockets, &frequencies, 6000.0, Duration::from_secs(6));
     for (_, call, _) in calls {
         call.wait().assert_all_succeeded(1);
     }
@@ -382,8 +322,7 @@ fn player_server(data: &TempDir) -> Server {
 /// One SIPp call to `user` with a test-owned RTP socket: the decoded payload of each PCMU packet received
 /// until the server hangs up.
 fn receive_call(server: &Server, user: &str) -> Vec<Vec<i16>> {
-    let (socket, call, _) =
-        call_with_rtp_socket(server, user, "uac-media-callee-hangs-up.xml", Duration::from_millis(500));
+    let (socket, call, _) = call_with_rtp_socket(server, user, "uac-media-callee-hangs-up.xml", STREAM_ENDED);
     let mut packets = Vec::new();
     let mut buffer = [0u8; 2048];
     while let Ok((len, _)) = socket.recv_from(&mut buffer) {
@@ -462,17 +401,6 @@ fn pearson(a: &[f64], b: &[f64]) -> f64 {
         var_b += (y - mean_b).powi(2);
     }
     if var_a == 0.0 || var_b == 0.0 { 0.0 } else { cov / (var_a * var_b).sqrt() }
-}
-
-fn even_free_port() -> u16 {
-    for _ in 0..50 {
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let port = socket.local_addr().expect("addr").port();
-        if port.is_multiple_of(2) && UdpSocket::bind(("127.0.0.1", port + 1)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no even port pair free");
 }
 
 /// An HTTP server on 127.0.0.1 that answers every GET with one WAV file and counts the requests; it stops

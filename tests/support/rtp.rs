@@ -144,3 +144,68 @@ pub fn caller_audio_packet(sequence: u16, timestamp: u32, samples: &[i16]) -> Ve
     packet.extend(samples.iter().map(|s| linear_to_mulaw(*s)));
     packet
 }
+
+/// An even UDP port on 127.0.0.1 whose odd neighbour is free too (for SIPp's `-mp`, RTP and RTCP).
+pub fn even_port_pair() -> u16 {
+    for _ in 0..50 {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let port = socket.local_addr().expect("addr").port();
+        if port.is_multiple_of(2) && UdpSocket::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no even port pair free");
+}
+
+/// For `duration`, each of `sockets` sends its own sine (`frequencies`, in order; amplitude `amplitude`)
+/// as paced PCMU to where the server's packets to it come from, and keeps what it hears: per socket, the
+/// decoded payload of each PCMU packet. The sockets should have short read timeouts (a few ms).
+pub fn exchange_tones(
+    sockets: &[&UdpSocket],
+    frequencies: &[f64],
+    amplitude: f64,
+    duration: Duration,
+) -> Vec<Vec<Vec<i16>>> {
+    let mut remote = vec![None; sockets.len()];
+    let mut heard = vec![Vec::new(); sockets.len()];
+    let started = Instant::now();
+    let mut frames_sent = 0u64;
+    let mut buffer = [0u8; 2048];
+    while started.elapsed() < duration {
+        for (index, socket) in sockets.iter().enumerate() {
+            if let Ok((len, from)) = socket.recv_from(&mut buffer) {
+                remote[index] = Some(from);
+                if parse_rtp(&buffer[..len]).is_some_and(|h| h.payload_type == 0) {
+                    heard[index].push(payload(&buffer[..len]).iter().map(|b| mulaw_to_linear(*b)).collect());
+                }
+            }
+        }
+        if started.elapsed() >= Duration::from_millis(20 * frames_sent) {
+            for (index, socket) in sockets.iter().enumerate() {
+                let Some(to) = remote[index] else { continue };
+                let samples: Vec<i16> = (0..160u64)
+                    .map(|n| {
+                        let t = (frames_sent * 160 + n) as f64 / 8000.0;
+                        (amplitude * (2.0 * std::f64::consts::PI * frequencies[index] * t).sin()) as i16
+                    })
+                    .collect();
+                let packet = caller_audio_packet(frames_sent as u16, (frames_sent * 160) as u32, &samples);
+                let _ = socket.send_to(&packet, to);
+            }
+            frames_sent += 1;
+        }
+    }
+    heard
+}
+
+/// A SIPp call to `user` that presses 2, then 9, as RFC 4733 events (SIPp's own captures,
+/// `tests/sipp/uac-rfc4733-digits.xml`) and expects the server to hang up on 9; it must succeed.
+pub fn press_2_then_9(server: &Server, user: &str) {
+    Sipp::client("uac-rfc4733-digits.xml", server.sip)
+        .service(user)
+        .arg("-mp")
+        .arg(&even_port_pair().to_string())
+        .timeout(Duration::from_secs(20))
+        .run()
+        .assert_all_succeeded(1);
+}
