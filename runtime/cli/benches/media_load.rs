@@ -12,6 +12,8 @@
 //! memory at the peak. A level is *clean* when every call was established, no packet was lost and the
 //! pacing error's p99 is under 5 ms. The load generator (SIPp's UAC and this process) shares the machine.
 //!
+//! `CALLWRIGHT_BENCH_MEDIA_WORKERS` sets `serve --workers` (default 1, one runtime thread).
+//!
 //! Run: `cargo bench -p callwright --bench media_load` (needs `sipp`, Debian `sip-tester`). Output:
 //! Markdown tables for `BENCHMARKS.md`.
 
@@ -62,7 +64,8 @@ fn main() {
         let row = measure(&reference, calls, ticks);
         drop(reference);
         let data = TempDir::new("bench-media");
-        let server = Server::start_with(&data.0, &["--max-calls", "20000"], "warn");
+        let workers = std::env::var("CALLWRIGHT_BENCH_MEDIA_WORKERS").unwrap_or_else(|_| "1".into());
+        let server = Server::start_with(&data.0, &["--max-calls", "20000", "--workers", &workers], "warn");
         server.deploy("media-player", support::MEDIA_PLAYER).assert_status(201);
         server.api("PUT", "/v1/media/prompt", &prompt_wav(PROMPT)).assert_status(201);
         let app = support::serde_like::app("media-player", None, r#"{"play": [{"file": "prompt"}]}"#);
