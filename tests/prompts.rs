@@ -283,15 +283,16 @@ fn two_bridged_calls_hear_each_other_through_the_host() {
 }
 
 #[test]
-fn conference_members_hear_the_others_mixed_never_themselves_and_no_one_hears_the_muted() {
+fn conference_members_hear_the_others_mixed_never_themselves_no_one_hears_the_muted_and_apps_keep_their_own() {
     let data = TempDir::new("prompt-conference");
     let server = player_server(&data);
-    let room = r#"{"conference": "room", "hangup_after_ms": 4000}"#;
-    server.put_app("room", &app("media-player", Some("7900"), room)).assert_status(201);
-    let muted = r#"{"conference": "room", "muted": true, "hangup_after_ms": 4000}"#;
-    server.put_app("room-muted", &app("media-player", Some("7901"), muted)).assert_status(201);
-    // A (500 Hz) and B (700 Hz) talk; C (900 Hz) talks too, muted.
-    let members = [("7900", 500.0), ("7900", 700.0), ("7901", 900.0)];
+    // One app takes every number; calls to 7901 join muted. Another app has a conference of the same name.
+    let room = r#"{"conference": "room", "muted_users": ["7901"], "hangup_after_ms": 4000}"#;
+    server.put_app("room", &app("media-player", None, room)).assert_status(201);
+    let other = r#"{"conference": "room", "hangup_after_ms": 4000}"#;
+    server.put_app("other", &app("media-player", Some("7902"), other)).assert_status(201);
+    // A (500 Hz) and B (700 Hz) talk; C (900 Hz) talks too, muted; D (1100 Hz) is in the other app's room.
+    let members = [("7900", 500.0), ("7900", 700.0), ("7901", 900.0), ("7902", 1100.0)];
     let calls: Vec<_> = members
         .iter()
         .map(|(user, _)| call_with_rtp_socket(&server, user, "uac-media-callee-hangs-up.xml", Duration::from_millis(1)))
@@ -306,11 +307,12 @@ fn conference_members_hear_the_others_mixed_never_themselves_and_no_one_hears_th
     let hears = |member: usize, frequency: f64| {
         heard[member].iter().filter(|frame| tone_share(frame, frequency, 8000.0) > 0.25).count()
     };
-    let (a, b, c) = (0, 1, 2);
+    let (a, b, c, d) = (0, 1, 2, 3);
     assert!(hears(a, 700.0) > 100 && hears(b, 500.0) > 100, "A and B hear each other");
     assert!(hears(c, 500.0) > 100 && hears(c, 700.0) > 100, "the muted member hears both");
     assert!(hears(a, 500.0) < 5 && hears(b, 700.0) < 5, "nobody hears themselves");
     assert!(hears(a, 900.0) < 5 && hears(b, 900.0) < 5, "nobody hears the muted member");
+    assert!(hears(a, 1100.0) < 5 && hears(d, 500.0) < 5 && hears(d, 700.0) < 5, "apps do not share conferences");
 }
 
 fn player_server(data: &TempDir) -> Server {

@@ -386,6 +386,7 @@ impl CallState {
             limits,
             sip: SipHandle::detached(),
             label: "detached".into(),
+            app: String::new(),
             registrar,
             hook_client: reqwest::Client::new(),
             hooks: Default::default(),

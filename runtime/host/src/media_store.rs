@@ -83,8 +83,8 @@ pub struct MediaFileInfo {
 pub struct MediaStore {
     /// The calls' recordings.
     pub recordings: RecordingStore,
-    /// The conferences running, by name.
-    conferences: Mutex<HashMap<String, Conference>>,
+    /// The conferences running, by app and name.
+    conferences: Mutex<HashMap<(String, String), Conference>>,
     files: PathBuf,
     speech: PathBuf,
     flite: Option<PathBuf>,
@@ -272,8 +272,9 @@ impl MediaStore {
         Ok(bytes)
     }
 
-    /// The conference called `name`, started if none runs by that name (ended ones are forgotten here).
-    pub fn conference(&self, name: &str) -> Result<Conference, MediaSourceError> {
+    /// The conference called `name` among app `app`'s, started if none runs by that name (ended ones are
+    /// forgotten here). Apps do not share conferences: a name means the same conference only within one.
+    pub fn conference(&self, app: &str, name: &str) -> Result<Conference, MediaSourceError> {
         if name.is_empty() || name.len() > MAX_CONFERENCE_NAME || name.chars().any(char::is_control) {
             return Err(source_error(format!(
                 "a conference name is 1-{MAX_CONFERENCE_NAME} bytes without control characters"
@@ -281,7 +282,8 @@ impl MediaStore {
         }
         let mut conferences = self.conferences.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         conferences.retain(|_, conference| conference.is_running());
-        Ok(conferences.entry(name.to_string()).or_insert_with(|| Conference::start(name)).clone())
+        let key = (app.to_string(), name.to_string());
+        Ok(conferences.entry(key).or_insert_with(|| Conference::start(&format!("{app}/{name}"))).clone())
     }
 
     fn file_path(&self, name: &StoreName) -> PathBuf {

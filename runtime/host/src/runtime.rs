@@ -138,6 +138,7 @@ impl Runtime {
             limits: &self.engine.limits,
             sip: self.sip.clone(),
             label: "bench".into(),
+            app: String::new(),
             registrar: self.registrar.clone(),
             hook_client: self.hook_client.clone(),
             hooks: Default::default(),
@@ -325,7 +326,7 @@ impl Runtime {
         let runtime = self.clone();
         let local_ip = flow.local.ip();
         tokio::spawn(async move {
-            runtime.run_call(call, (module, modules), app, (info, local_ip), (events, ended), permit).await
+            runtime.run_call(call, (module, modules), (app_name, app), (info, local_ip), (events, ended), permit).await
         });
     }
 
@@ -345,7 +346,7 @@ impl Runtime {
         self: Arc<Self>,
         call: CallHandle,
         (module, modules): (Arc<LoadedModule>, Arc<ModuleSet>),
-        mut app: AppDefinition,
+        (app_name, mut app): (String, AppDefinition),
         (info, local_ip): (CallInfo, std::net::IpAddr),
         (events, ended): (mpsc::Receiver<Event>, oneshot::Receiver<()>),
         _permit: OwnedSemaphorePermit,
@@ -356,6 +357,7 @@ impl Runtime {
             limits: &limits,
             sip: self.sip.clone(),
             label: call.to_string(),
+            app: app_name,
             registrar: self.registrar.clone(),
             hook_client: self.hook_client.clone(),
             hooks: std::mem::take(&mut app.hooks),

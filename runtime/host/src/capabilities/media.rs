@@ -50,6 +50,8 @@ pub(crate) struct Media;
 /// Its state: where prompts come from, and what a URL may reach.
 pub(crate) struct GuestMedia {
     store: Option<Arc<MediaStore>>,
+    /// The app: conferences are found by name within it.
+    app: String,
     client: reqwest::Client,
     hooks: HookSettings,
 }
@@ -95,11 +97,21 @@ impl Capability for Media {
     }
 
     fn state(setup: &CallSetup<'_>) -> GuestMedia {
-        GuestMedia { store: setup.media.clone(), client: setup.hook_client.clone(), hooks: setup.hooks.clone() }
+        GuestMedia {
+            store: setup.media.clone(),
+            app: setup.app.clone(),
+            client: setup.hook_client.clone(),
+            hooks: setup.hooks.clone(),
+        }
     }
 
     fn lend(caller: &mut GuestMedia, _label: &str) -> GuestMedia {
-        GuestMedia { store: caller.store.clone(), client: caller.client.clone(), hooks: caller.hooks.clone() }
+        GuestMedia {
+            store: caller.store.clone(),
+            app: caller.app.clone(),
+            client: caller.client.clone(),
+            hooks: caller.hooks.clone(),
+        }
     }
 }
 
@@ -289,7 +301,7 @@ impl media::Host for MediaView<'_> {
         let Some(media) = self.calls.leg(handle)?.media.as_mut() else { return Ok(Err(WitMediaError::NoMedia)) };
         // A conference whose last member left just now ends: the second try starts a new one.
         for _ in 0..2 {
-            let conference = match store.conference(&name) {
+            let conference = match store.conference(&self.media.app, &name) {
                 Ok(conference) => conference,
                 Err(error) => return Ok(Err(WitMediaError::InvalidArgument(error.0))),
             };

@@ -50,6 +50,8 @@ pub(crate) struct CallSetup<'a> {
     pub(crate) sip: SipHandle,
     /// Names the call in logs.
     pub(crate) label: String,
+    /// The app the call runs (what is shared by name, such as conferences, is shared within it).
+    pub(crate) app: String,
     /// Registers the outbound calls the guest places with the router.
     pub(crate) registrar: Registrar,
     pub(crate) hook_client: reqwest::Client,

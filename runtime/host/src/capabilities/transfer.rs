@@ -324,6 +324,7 @@ mod tests {
             limits: &limits,
             sip: callwright_driver::SipHandle::detached(),
             label: "test".into(),
+            app: String::new(),
             registrar,
             hook_client: reqwest::Client::new(),
             hooks: Default::default(),

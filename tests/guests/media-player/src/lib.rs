@@ -6,7 +6,8 @@
 //! keys were pressed), and hangs up `hangup_after_ms` later (default 0).
 //! A failure to play is logged as `play failed: …` and the call goes on. With `bridge_to` (a SIP URI) it
 //! calls that target instead, bridges the two calls' media for `bridge_ms`, and hangs both up. With
-//! `conference` (a name) it joins that conference first (`muted`).
+//! `conference` (a name) it joins that conference first, muted with `muted` or when the call's To user
+//! is in `muted_users`.
 
 use callwright_sdk::media::{self, AudioSource, MediaUpdate, PlayOptions, RecordDirection, RecordOptions, Ringback, Speech};
 use callwright_sdk::serde_json::Value;
@@ -63,7 +64,10 @@ impl Flow for MediaPlayer {
             return bridge_to(&call, target, value);
         }
         if let Some(name) = value.get("conference").and_then(Value::as_str) {
-            let muted = value.get("muted").and_then(Value::as_bool).unwrap_or(false);
+            let to_user = call.info().to_user;
+            let muted_users = value.get("muted_users").and_then(Value::as_array);
+            let muted = value.get("muted").and_then(Value::as_bool).unwrap_or(false)
+                || muted_users.is_some_and(|users| users.iter().any(|u| u.as_str() == Some(to_user.as_str())));
             match media::conference_join(&call, name, muted) {
                 Ok(()) => log(Level::Info, &format!("joined conference {name}")),
                 Err(error) => log(Level::Info, &format!("conference failed: {}", error.message())),
