@@ -339,21 +339,7 @@ fn receive_call(server: &Server, user: &str) -> Vec<Vec<i16>> {
 
 /// A WAV file (8 kHz, mono, 16-bit) of a sine at `frequency`, about -10 dBFS.
 fn tone_wav(frequency: f64, duration: Duration) -> Vec<u8> {
-    let samples = (8000 * duration.as_millis() / 1000) as u32;
-    let mut wav = Vec::new();
-    wav.extend_from_slice(b"RIFF");
-    wav.extend_from_slice(&(36 + samples * 2).to_le_bytes());
-    wav.extend_from_slice(b"WAVEfmt ");
-    for field in [16u32.to_le_bytes(), [1, 0, 1, 0], 8000u32.to_le_bytes(), 16000u32.to_le_bytes(), [2, 0, 16, 0]] {
-        wav.extend_from_slice(&field);
-    }
-    wav.extend_from_slice(b"data");
-    wav.extend_from_slice(&(samples * 2).to_le_bytes());
-    for n in 0..samples {
-        let value = 10_000.0 * (2.0 * std::f64::consts::PI * frequency * f64::from(n) / 8000.0).sin();
-        wav.extend_from_slice(&(value as i16).to_le_bytes());
-    }
-    wav
+    support::rtp::wav_file(&support::rtp::sine(frequency, 10_000.0, duration))
 }
 
 /// `text` as flite's default voice speaks it, 8 kHz samples.

@@ -32,12 +32,7 @@ pub fn parse_rtp(packet: &[u8]) -> Option<RtpHeader> {
 
 /// A PCMU packet of silence from the caller.
 pub fn caller_packet(sequence: u16, timestamp: u32) -> Vec<u8> {
-    let mut packet = vec![0x80, 0];
-    packet.extend_from_slice(&sequence.to_be_bytes());
-    packet.extend_from_slice(&timestamp.to_be_bytes());
-    packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
-    packet.extend(std::iter::repeat_n(0xff, 160));
-    packet
+    caller_audio_packet(sequence, timestamp, &[0; 160])
 }
 
 /// An even/odd pair of free loopback ports for the caller's RTP (bound by the test, not by SIPp).
@@ -139,10 +134,38 @@ pub fn linear_to_mulaw(sample: i16) -> u8 {
 
 /// A PCMU packet from the caller carrying `samples` (160 of them).
 pub fn caller_audio_packet(sequence: u16, timestamp: u32, samples: &[i16]) -> Vec<u8> {
-    let mut packet = caller_packet(sequence, timestamp);
-    packet.truncate(12);
+    let mut packet = vec![0x80, 0];
+    packet.extend_from_slice(&sequence.to_be_bytes());
+    packet.extend_from_slice(&timestamp.to_be_bytes());
+    packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
     packet.extend(samples.iter().map(|s| linear_to_mulaw(*s)));
     packet
+}
+
+/// A WAV file of `samples`: 8 kHz, mono, 16-bit PCM.
+pub fn wav_file(samples: &[i16]) -> Vec<u8> {
+    let data = samples.len() as u32 * 2;
+    let mut wav = Vec::with_capacity(44 + data as usize);
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    for field in [16u32.to_le_bytes(), [1, 0, 1, 0], 8000u32.to_le_bytes(), 16000u32.to_le_bytes(), [2, 0, 16, 0]] {
+        wav.extend_from_slice(&field);
+    }
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&data.to_le_bytes());
+    for sample in samples {
+        wav.extend_from_slice(&sample.to_le_bytes());
+    }
+    wav
+}
+
+/// `duration` of a sine at `frequency` and `amplitude`, 8 kHz samples.
+pub fn sine(frequency: f64, amplitude: f64, duration: Duration) -> Vec<i16> {
+    let count = (duration.as_millis() * 8) as usize;
+    (0..count)
+        .map(|n| (amplitude * (2.0 * std::f64::consts::PI * frequency * n as f64 / 8000.0).sin()) as i16)
+        .collect()
 }
 
 /// An even UDP port on 127.0.0.1 whose odd neighbour is free too (for SIPp's `-mp`, RTP and RTCP).

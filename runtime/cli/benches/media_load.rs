@@ -271,20 +271,7 @@ fn receive(
 
 /// A WAV file (8 kHz, mono, 16-bit) of a 440 Hz tone.
 fn prompt_wav(length: Duration) -> Vec<u8> {
-    let samples = tone(length);
-    let mut wav = Vec::new();
-    wav.extend_from_slice(b"RIFF");
-    wav.extend_from_slice(&(36 + samples.len() as u32 * 2).to_le_bytes());
-    wav.extend_from_slice(b"WAVEfmt ");
-    for field in [16u32.to_le_bytes(), [1, 0, 1, 0], 8000u32.to_le_bytes(), 16000u32.to_le_bytes(), [2, 0, 16, 0]] {
-        wav.extend_from_slice(&field);
-    }
-    wav.extend_from_slice(b"data");
-    wav.extend_from_slice(&(samples.len() as u32 * 2).to_le_bytes());
-    for sample in samples {
-        wav.extend_from_slice(&sample.to_le_bytes());
-    }
-    wav
+    support::rtp::wav_file(&tone(length))
 }
 
 /// The same tone as PCMU RTP packets in a pcap (Ethernet, IPv4, UDP), 20 ms apart.
@@ -322,6 +309,5 @@ fn prompt_pcap(length: Duration) -> Vec<u8> {
 }
 
 fn tone(length: Duration) -> Vec<i16> {
-    let count = (length.as_millis() * 8) as usize;
-    (0..count).map(|n| (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * n as f64 / 8000.0).sin()) as i16).collect()
+    support::rtp::sine(440.0, 8000.0, length)
 }

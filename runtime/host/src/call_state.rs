@@ -85,6 +85,8 @@ pub(crate) struct Leg {
     /// What the media reported and `media.wait` has not handed over yet (digits, playback ends), oldest
     /// first, at most [`MEDIA_EVENTS_KEPT`].
     pub(crate) media_events: VecDeque<MediaEvent>,
+    /// INFOs whose digit went to the media session: `media.wait` answers them itself.
+    pub(crate) digit_infos: HashSet<IncomingRequestHandle>,
 }
 
 /// Media events a call keeps for a guest that does not read them (one built before the media interface,
@@ -110,6 +112,7 @@ impl Leg {
             media: None,
             pending_offer: None,
             media_events: VecDeque::new(),
+            digit_infos: HashSet::new(),
         }
     }
 
@@ -146,10 +149,11 @@ impl Leg {
                 }
             }
             Event::Response { request, .. } if self.unawaited.remove(&request) => {}
-            Event::Request { ref request, .. } if request.method == callwright_sip::message::Method::Info => {
+            Event::Request { handle, ref request, .. } if request.method == callwright_sip::message::Method::Info => {
                 // A digit by INFO joins the media's digit stream (reported once with its RFC 4733 twin).
                 if let (Some(media), Some(digit)) = (&self.media, crate::media::info_digit(request)) {
                     media.info_digit(digit);
+                    self.digit_infos.insert(handle);
                 }
                 self.backlog.push_back(event);
             }

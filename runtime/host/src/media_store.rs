@@ -69,7 +69,7 @@ pub struct SpeechRequest {
 }
 
 /// A file uploaded to the server, as `GET /v1/media` lists it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct MediaFileInfo {
     /// Its name.
     pub name: String,
@@ -131,11 +131,16 @@ impl MediaStore {
             .and_then(|()| std::fs::rename(&staging, &path))
             .map_err(|error| source_error(format!("storing it failed: {error}")))?;
         self.lock().forget(&file_key(name.as_str(), rate));
-        Ok(MediaFileInfo {
+        let info = MediaFileInfo {
             name: name.to_string(),
             bytes: bytes.len() as u64,
             duration_ms: decoded.samples.len() as u64 * 1000 / u64::from(rate),
-        })
+        };
+        // Described beside it, so listing reads no audio.
+        let description = serde_json::to_vec(&info).map_err(|error| source_error(error.to_string()))?;
+        std::fs::write(self.files.join(format!("{name}.json")), description)
+            .map_err(|error| source_error(format!("storing it failed: {error}")))?;
+        Ok(info)
     }
 
     /// The uploaded files, by name.
@@ -143,13 +148,8 @@ impl MediaStore {
         let Ok(entries) = std::fs::read_dir(&self.files) else { return Vec::new() };
         let mut files: Vec<MediaFileInfo> = entries
             .flatten()
-            .filter_map(|entry| {
-                let path = entry.path();
-                let name = path.file_name()?.to_str()?.strip_suffix(".wav")?.to_string();
-                let bytes = std::fs::read(&path).ok()?;
-                let samples = wav::decode(&bytes, 8000).map(|d| d.samples.len()).unwrap_or(0);
-                Some(MediaFileInfo { name, bytes: bytes.len() as u64, duration_ms: samples as u64 / 8 })
-            })
+            .filter(|entry| entry.path().extension().is_some_and(|e| e == "json"))
+            .filter_map(|entry| serde_json::from_slice(&std::fs::read(entry.path()).ok()?).ok())
             .collect();
         files.sort_by(|a, b| a.name.cmp(&b.name));
         files
@@ -162,6 +162,7 @@ impl MediaStore {
 
     /// Deletes an uploaded file; false when there was none.
     pub fn delete(&self, name: &StoreName) -> bool {
+        let _ = std::fs::remove_file(self.files.join(format!("{name}.json")));
         let removed = std::fs::remove_file(self.file_path(name)).is_ok();
         if removed {
             self.lock().forget_prefix(&format!("file:{name}@"));

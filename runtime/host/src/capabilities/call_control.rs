@@ -395,13 +395,22 @@ impl Calls {
             Ok(sent) => sent,
             Err(error) => return call_error(error).map(Err),
         };
+        Ok(Ok(sip_response(&self.final_response(handle, sent).await?)))
+    }
+
+    /// Waits for the final response to request `sent` of call `handle`, keeping the call's other events.
+    /// The transaction layer guarantees one (a local 408 at worst), so this wait ends.
+    pub(crate) async fn final_response(
+        &mut self,
+        handle: CallHandle,
+        sent: callwright_sip::RequestHandle,
+    ) -> Result<callwright_sip::message::Response> {
         let leg = self.leg(handle)?;
-        // The transaction layer guarantees a final response (a local 408 at worst), so this wait ends.
         loop {
             let position =
                 leg.backlog.iter().position(|e| matches!(e, Event::Response { request, .. } if *request == sent));
             if let Some(Event::Response { response, .. }) = position.and_then(|i| leg.backlog.remove(i)) {
-                return Ok(Ok(sip_response(&response)));
+                return Ok(response);
             }
             leg.receive(None).await;
         }
@@ -462,17 +471,28 @@ impl Calls {
         handles: &[CallHandle],
         deadline: Option<tokio::time::Instant>,
     ) -> Result<Option<(usize, CallUpdate)>> {
+        self.wait_any_with(handles, deadline, next_call_update).await
+    }
+
+    /// Waits until `next` finds an update in one of `handles`' legs, or `deadline`: the one loop behind
+    /// `call.wait` and `media.wait`, which differ only in what they look at in a leg.
+    pub(crate) async fn wait_any_with<U>(
+        &mut self,
+        handles: &[CallHandle],
+        deadline: Option<tokio::time::Instant>,
+        mut next: impl FnMut(&mut Leg) -> Next<U>,
+    ) -> Result<Option<(usize, U)>> {
         loop {
             for (index, handle) in handles.iter().enumerate() {
-                let leg = self.leg(*handle)?;
-                while let Some(event) = leg.backlog.pop_front() {
-                    if let Some(update) = to_guest_update(leg, event) {
-                        return Ok(Some((index, update)));
+                loop {
+                    match next(self.leg(*handle)?) {
+                        Next::Update(update) => return Ok(Some((index, update))),
+                        Next::AnswerOk(request) => {
+                            self.leg(*handle)?.unanswered.remove(&request);
+                            let _ = self.sip.respond(request, 200, Extras::default()).await;
+                        }
+                        Next::Nothing => break,
                     }
-                }
-                // An ended call keeps answering `ended`, so a guest looping on updates cannot hang.
-                if let Some(reason) = leg_end_reason(leg) {
-                    return Ok(Some((index, CallUpdate::Event(CallEvent::Ended(reason)))));
                 }
             }
             let ring_deadline = self.cancel_unanswered(handles).await;
@@ -498,6 +518,30 @@ impl Calls {
             .filter(|(other, leg)| **other != handle && leg.info.direction == Direction::Inbound && leg.ended.is_none())
             .map(|(other, _)| *other)
             .collect()
+    }
+}
+
+/// What one look at a leg found for a waiting guest.
+pub(crate) enum Next<U> {
+    /// This, for the guest.
+    Update(U),
+    /// A request the host answers 200 itself (an INFO carrying a digit, for `media.wait`); look again.
+    AnswerOk(IncomingRequestHandle),
+    /// Nothing yet.
+    Nothing,
+}
+
+/// The next update `call.wait` reports about `leg`.
+fn next_call_update(leg: &mut Leg) -> Next<CallUpdate> {
+    while let Some(event) = leg.backlog.pop_front() {
+        if let Some(update) = to_guest_update(leg, event) {
+            return Next::Update(update);
+        }
+    }
+    // An ended call keeps answering `ended`, so a guest looping on updates cannot hang.
+    match leg_end_reason(leg) {
+        Some(reason) => Next::Update(CallUpdate::Event(CallEvent::Ended(reason))),
+        None => Next::Nothing,
     }
 }
 
@@ -536,6 +580,8 @@ pub(crate) fn to_guest_update(leg: &mut Leg, event: Event) -> Option<CallUpdate>
             Some(CallUpdate::Event(super::transfer::inbound_refer(leg, handle, &request)))
         }
         Event::Request { handle, request, .. } => {
+            // Shown to the guest, who answers it (even if it carried a digit).
+            leg.digit_infos.remove(&handle);
             leg.unanswered.insert(handle);
             Some(CallUpdate::Event(CallEvent::Request(crate::bindings::IncomingRequest {
                 id: handle.0,

@@ -21,7 +21,7 @@ use callwright_sip::{CallHandle, Event, Extras, InDialogRequest};
 use wasmtime::Result;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
-use super::call_control::{leg_end_reason, to_guest_update};
+use super::call_control::{Next, leg_end_reason, to_guest_update};
 use super::{CallSetup, Calls, Capability};
 use crate::apps::HookSettings;
 use crate::bindings::callwright::voice::media::{
@@ -387,7 +387,8 @@ impl media::Host for MediaView<'_> {
             self.calls.decline_unhandled_refers(*handle).await?;
         }
         let deadline = timeout_ms.map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms.into()));
-        Ok(self.calls.wait_media(&handles, deadline).await?.map(|(index, update)| (index as u32, update)))
+        let found = self.calls.wait_any_with(&handles, deadline, next_media_update).await?;
+        Ok(found.map(|(index, update)| (index as u32, update)))
     }
 }
 
@@ -429,42 +430,7 @@ impl media::HostRecording for MediaView<'_> {
     }
 }
 
-/// What one look at a call's queues found.
-enum Found {
-    Update(MediaUpdate),
-    /// An INFO carrying a digit: the host answers it (the digit itself comes from the media session).
-    DigitInfo(callwright_sip::IncomingRequestHandle),
-    Nothing,
-}
-
 impl Calls {
-    /// `media.wait`: the next SIP or media update of any of `handles`, or none at `deadline`.
-    async fn wait_media(
-        &mut self,
-        handles: &[CallHandle],
-        deadline: Option<tokio::time::Instant>,
-    ) -> Result<Option<(usize, MediaUpdate)>> {
-        loop {
-            for (index, handle) in handles.iter().enumerate() {
-                loop {
-                    match next_media_update(self.leg(*handle)?) {
-                        Found::Update(update) => return Ok(Some((index, update))),
-                        Found::DigitInfo(request) => {
-                            self.leg(*handle)?.unanswered.remove(&request);
-                            let _ = self.sip.respond(request, 200, Extras::default()).await;
-                        }
-                        Found::Nothing => break,
-                    }
-                }
-            }
-            let ring_deadline = self.cancel_unanswered(handles).await;
-            let wake = [deadline, ring_deadline].into_iter().flatten().min();
-            if !self.receive_any(handles, wake).await && deadline.is_some_and(|at| at <= tokio::time::Instant::now()) {
-                return Ok(None);
-            }
-        }
-    }
-
     /// Sends `steps` as SIP INFO (application/dtmf-relay), one at a time, each after the last one's final
     /// response (for a far end that offered no telephone-event); then reports `digits-sent`.
     async fn send_digits_as_info(
@@ -488,49 +454,36 @@ impl Calls {
                 Ok(sent) => sent,
                 Err(_) => return Ok(Err(WitMediaError::CallEnded)),
             };
-            let leg = self.leg(handle)?;
-            // Wait for its final response (the transaction layer guarantees one), keeping other events.
-            loop {
-                let position =
-                    leg.backlog.iter().position(|e| matches!(e, Event::Response { request, .. } if *request == sent));
-                if let Some(index) = position {
-                    leg.backlog.remove(index);
-                    break;
-                }
-                if leg.ended.is_some() {
-                    return Ok(Err(WitMediaError::CallEnded));
-                }
-                leg.receive(None).await;
-            }
+            // One at a time: the next after this one's final response.
+            self.final_response(handle, sent).await?;
         }
         self.leg(handle)?.push_media_event(MediaEvent::DigitsSent(callwright_media::DigitsId(0)));
         Ok(Ok(()))
     }
 }
 
-/// The next thing `media.wait` reports about `leg`: its SIP events first, then its media's.
-fn next_media_update(leg: &mut Leg) -> Found {
+/// The next thing `media.wait` reports about `leg`: its SIP events first, then its media's. An INFO whose
+/// digit went to the media session is answered by the host, not shown.
+fn next_media_update(leg: &mut Leg) -> Next<MediaUpdate> {
     while let Some(event) = leg.backlog.pop_front() {
-        if let Event::Request { handle, request, .. } = &event
-            && request.method == Method::Info
-            && leg.media.is_some()
-            && crate::media::info_digit(request).is_some()
+        if let Event::Request { handle, .. } = &event
+            && leg.digit_infos.remove(handle)
         {
-            return Found::DigitInfo(*handle);
+            return Next::AnswerOk(*handle);
         }
         if let Some(update) = to_guest_update(leg, event) {
-            return Found::Update(MediaUpdate::Call(update));
+            return Next::Update(MediaUpdate::Call(update));
         }
     }
     while let Some(event) = leg.media_events.pop_front() {
         if let Some(update) = media_update(leg, event) {
-            return Found::Update(update);
+            return Next::Update(update);
         }
     }
     match leg_end_reason(leg) {
         // An ended call keeps answering `ended`, so a guest looping on updates cannot hang.
-        Some(reason) => Found::Update(MediaUpdate::Call(CallUpdate::Event(CallEvent::Ended(reason)))),
-        None => Found::Nothing,
+        Some(reason) => Next::Update(MediaUpdate::Call(CallUpdate::Event(CallEvent::Ended(reason)))),
+        None => Next::Nothing,
     }
 }
 
