@@ -77,7 +77,9 @@ impl MediaSockets {
 impl MediaPorts {
     /// Ports from `config`.
     pub fn new(config: MediaConfig) -> Arc<MediaPorts> {
-        Arc::new(MediaPorts { config, next_pair: AtomicU32::new(0) })
+        // From a random pair: servers sharing a range (and a restarted one) do not all start on its first
+        // port, where a late packet of another server's last call would land.
+        Arc::new(MediaPorts { config, next_pair: AtomicU32::new(crate::random_seed() as u32) })
     }
 
     /// The settings.
