@@ -80,6 +80,33 @@ fn an_uploaded_file_is_heard_and_its_end_reported() {
     assert!((45..=52).contains(&beeping), "{beeping} packets of 1 kHz, for a 1 s file");
     let log = wait_for_log(&server, "media update: playback");
     assert!(log.contains("media update: playback completed after 1000ms"), "{log}");
+
+    // The file comes back as uploaded, and once deleted it is gone.
+    let fetched = server.api("GET", "/v1/media/beep", b"");
+    fetched.assert_status(200);
+    assert_eq!(fetched.bytes, tone_wav(1000.0, Duration::from_secs(1)));
+    server.api("DELETE", "/v1/media/beep", b"").assert_status(204);
+    server.api("GET", "/v1/media/beep", b"").assert_status(404);
+    assert_eq!(server.api("GET", "/v1/media", b"").body, "[]");
+}
+
+#[test]
+fn dtmf_tones_silence_and_ringback_are_heard_in_order() {
+    let data = TempDir::new("prompt-tones");
+    let server = player_server(&data);
+    let play = r#"{"play": [{"tones": "5"}, {"silence": 300}, {"ring": "us", "ms": 600}]}"#;
+    server.put_app("tones", &app("media-player", Some("7110"), play)).assert_status(201);
+    let packets = receive_call(&server, "7110");
+    // Key 5 is 770 + 1336 Hz for 100 ms; US ring-back 440 + 480 Hz, here for 600 ms.
+    let key = |frame: &Vec<i16>| tone_share(frame, 770.0, 8000.0) > 0.3 && tone_share(frame, 1336.0, 8000.0) > 0.3;
+    let ring = |frame: &Vec<i16>| tone_share(frame, 440.0, 8000.0) > 0.3 && tone_share(frame, 480.0, 8000.0) > 0.3;
+    let first_key = packets.iter().position(key).expect("key 5 heard");
+    let first_ring = packets.iter().position(ring).expect("ring-back heard");
+    assert!((4..=6).contains(&packets.iter().filter(|f| key(f)).count()), "100 ms of key 5");
+    assert!((27..=31).contains(&packets.iter().filter(|f| ring(f)).count()), "600 ms of ring-back");
+    // Between them: the tone's 100 ms gap and 300 ms of silence.
+    let gap = first_ring - first_key;
+    assert!((23..=27).contains(&gap), "ring-back starts {gap} packets after the key");
 }
 
 #[test]
