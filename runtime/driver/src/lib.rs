@@ -123,7 +123,8 @@ pub type OnCreated = Box<dyn FnOnce(CallHandle) + Send>;
 /// What a [`SipHandle`] asks the driver to do.
 enum Command {
     Ring(CallHandle, u16, Extras, Reply<()>),
-    Answer(CallHandle, Extras, Reply<()>),
+    /// Answers; with an answerer, the call's later offers go to it from then on.
+    Answer(CallHandle, Extras, Option<OfferAnswerer>, Reply<()>),
     Reject(CallHandle, u16, Option<String>, Extras, Reply<()>),
     Hangup(CallHandle, Reply<()>),
     SetOfferAnswerer(CallHandle, OfferAnswerer, Reply<()>),
@@ -209,7 +210,18 @@ impl SipHandle {
 
     /// Answers an inbound call.
     pub async fn answer(&self, call: CallHandle, extras: Extras) -> Result<(), CommandError> {
-        self.ask(|r| Command::Answer(call, extras, r)).await
+        self.ask(|r| Command::Answer(call, extras, None, r)).await
+    }
+
+    /// Answers an inbound call whose later offers (re-INVITE, UPDATE) `answerer` answers: one command,
+    /// so no re-INVITE can find the call without it.
+    pub async fn answer_with_offer_answerer(
+        &self,
+        call: CallHandle,
+        extras: Extras,
+        answerer: OfferAnswerer,
+    ) -> Result<(), CommandError> {
+        self.ask(|r| Command::Answer(call, extras, Some(answerer), r)).await
     }
 
     /// Rejects an inbound call.
@@ -466,7 +478,13 @@ impl SipDriver {
         let endpoint = &mut self.endpoint;
         match command {
             Command::Ring(call, status, extras, reply) => drop(reply.send(endpoint.ring(now, call, status, extras))),
-            Command::Answer(call, extras, reply) => drop(reply.send(endpoint.answer(now, call, extras))),
+            Command::Answer(call, extras, answerer, reply) => {
+                let answered = match answerer {
+                    Some(answerer) => endpoint.set_offer_answerer(call, answerer),
+                    None => Ok(()),
+                };
+                drop(reply.send(answered.and_then(|()| endpoint.answer(now, call, extras))))
+            }
             Command::Reject(call, status, reason, extras, reply) => {
                 drop(reply.send(endpoint.reject(now, call, status, reason.as_deref(), extras)))
             }

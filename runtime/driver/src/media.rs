@@ -174,8 +174,21 @@ impl BridgeLink {
     }
 }
 
-/// What a call's media task runs when the far end's RTP stops.
-pub type OnDead = Box<dyn FnOnce() + Send>;
+/// Who a call's media task tells of what happens to the stream without being asked. Called on the task:
+/// neither may block.
+pub trait MediaOwner: Send {
+    /// The far end sent no RTP for the inactivity timeout (told once; the owner hangs the call up).
+    fn far_end_silent(&mut self, silent_for: Duration) {
+        let _ = silent_for;
+    }
+    /// The session has closed, with its final counts.
+    fn ended(&mut self, stats: MediaStats) {
+        let _ = stats;
+    }
+}
+
+/// An owner that needs to be told nothing.
+impl MediaOwner for () {}
 
 /// The owner's side of a call's media task.
 #[derive(Debug)]
@@ -193,14 +206,14 @@ impl std::fmt::Debug for MediaCommand {
 }
 
 impl MediaLeg {
-    /// Starts the task of a call's media on `sockets`; `on_dead` runs if the far end stops sending for the
-    /// inactivity timeout (the owner hangs the call up there).
-    pub fn spawn(sockets: MediaSockets, config: SessionConfig, on_dead: OnDead) -> MediaLeg {
+    /// Starts the task of a call's media on `sockets`, telling `owner` when the far end falls silent and
+    /// when the session ends.
+    pub fn spawn(sockets: MediaSockets, config: SessionConfig, owner: Box<dyn MediaOwner>) -> MediaLeg {
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (event_tx, events) = mpsc::channel(EVENTS_PER_CALL);
         let local_port = sockets.port;
         let session = MediaSession::new(Instant::now().into_std(), config);
-        tokio::spawn(run(session, sockets, command_rx, event_tx, on_dead));
+        tokio::spawn(run(session, sockets, command_rx, event_tx, owner));
         MediaLeg { commands, events, local_port }
     }
 
@@ -310,9 +323,9 @@ async fn run(
     sockets: MediaSockets,
     mut commands: mpsc::UnboundedReceiver<MediaCommand>,
     events: mpsc::Sender<MediaEvent>,
-    on_dead: OnDead,
+    mut owner: Box<dyn MediaOwner>,
 ) {
-    let mut on_dead = Some(on_dead);
+    let mut silence_told = false;
     let mut sinks = Sinks::new();
     let mut bridge: Option<BridgeLink> = None;
     let mut rtp_buffer = vec![0u8; MAX_MEDIA_DATAGRAM];
@@ -347,7 +360,8 @@ async fn run(
                     Some(MediaCommand::Close) | None => {
                         // The owner is gone: the call has ended.
                         session.close(now);
-                        drain(&mut session, &sockets, &events, &mut on_dead, &mut sinks, None);
+                        drain(&mut session, &sockets, &events, owner.as_mut(), &mut silence_told, &mut sinks, None);
+                        owner.ended(session.stats());
                         return;
                     }
                     Some(MediaCommand::Bridge(link)) => {
@@ -358,7 +372,8 @@ async fn run(
                 }
             }
         }
-        if let Some(next) = drain(&mut session, &sockets, &events, &mut on_dead, &mut sinks, bridge.as_ref()) {
+        let told = &mut silence_told;
+        if let Some(next) = drain(&mut session, &sockets, &events, owner.as_mut(), told, &mut sinks, bridge.as_ref()) {
             deadline = Instant::from_std(next);
         }
     }
@@ -409,7 +424,8 @@ fn drain(
     session: &mut MediaSession,
     sockets: &MediaSockets,
     events: &mpsc::Sender<MediaEvent>,
-    on_dead: &mut Option<OnDead>,
+    owner: &mut dyn MediaOwner,
+    silence_told: &mut bool,
     sinks: &mut Sinks,
     bridge: Option<&BridgeLink>,
 ) -> Option<std::time::Instant> {
@@ -443,10 +459,10 @@ fn drain(
                     sink.finish(*reason, *duration);
                 }
                 if let MediaEvent::Inactive(silent_for) = event
-                    && let Some(on_dead) = on_dead.take()
+                    && !std::mem::replace(silence_told, true)
                 {
                     debug!(port = sockets.port, ?silent_for, "no RTP for the inactivity timeout");
-                    on_dead();
+                    owner.far_end_silent(silent_for);
                 }
                 if events.try_send(event).is_err() {
                     debug!(port = sockets.port, "media event dropped: its owner is not reading");

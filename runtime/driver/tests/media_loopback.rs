@@ -26,10 +26,10 @@ async fn digits_cross_loopback_between_two_media_tasks() {
     .unwrap();
     let a_stream = sdp::accept_answer(&SessionDescription::parse(&answer).unwrap(), &a_local).unwrap();
     let (a_port, a_negotiated) = (a_sockets.port(), a_stream.clone());
-    let a = MediaLeg::spawn(a_sockets, ports.session_config(a_stream), Box::new(|| {}));
+    let a = MediaLeg::spawn(a_sockets, ports.session_config(a_stream), Box::new(()));
     // Held elsewhere (by the SIP core's re-INVITE answerer), an updater must not keep the task alive.
     let a_updater = a.updater();
-    let mut b = MediaLeg::spawn(b_sockets, ports.session_config(b_stream), Box::new(|| {}));
+    let mut b = MediaLeg::spawn(b_sockets, ports.session_config(b_stream), Box::new(()));
     a.send_digits(parse_digit_string("42#").unwrap(), Duration::from_millis(80)).await.unwrap().unwrap();
     let mut heard = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);

@@ -8,11 +8,11 @@ use std::net::IpAddr;
 
 use callwright_driver::SipHandle;
 use callwright_driver::conference::{Conference, MemberId};
-use callwright_driver::media::{MediaLeg, MediaSockets, MediaUpdater};
+use callwright_driver::media::{MediaLeg, MediaOwner, MediaSockets, MediaUpdater};
 use callwright_media::dtmf::DigitStep;
 use callwright_media::sdp::{self, LocalMedia, Negotiated, Origin, SessionDescription};
 use callwright_media::source::AudioSource;
-use callwright_media::{Digit, DigitsId, MediaEvent, PlayOptions, PlaybackId, RecordOptions, RecordingId};
+use callwright_media::{Digit, DigitsId, MediaEvent, MediaStats, PlayOptions, PlaybackId, RecordOptions, RecordingId};
 use callwright_sip::{CallHandle, OfferAnswerer};
 use tracing::{info, warn};
 
@@ -58,12 +58,11 @@ impl std::fmt::Display for MediaSetupError {
     }
 }
 
-/// A call's media once it runs. Dropped with the call: it logs what the stream carried, then the task
-/// stops (RTCP BYE, sockets closed).
+/// A call's media once it runs. Dropped with the call: the task stops (RTCP BYE, sockets closed) and logs
+/// what the stream carried.
 #[derive(Debug)]
 pub(crate) struct CallMedia {
-    call: CallHandle,
-    leg: Option<MediaLeg>,
+    leg: MediaLeg,
     clock_rate: u32,
     /// The conference the call is in, and its member there.
     conference: Option<(Conference, MemberId)>,
@@ -80,7 +79,7 @@ impl CallMedia {
     }
 
     fn leg(&self) -> &MediaLeg {
-        self.leg.as_ref().expect("a CallMedia holds its leg until dropped")
+        &self.leg
     }
 
     /// Queues a playback; `None` if the session has ended.
@@ -171,8 +170,7 @@ impl CallMedia {
         if self.events_closed {
             return std::task::Poll::Pending;
         }
-        let Some(leg) = self.leg.as_mut() else { return std::task::Poll::Pending };
-        match leg.events.poll_recv(context) {
+        match self.leg.events.poll_recv(context) {
             std::task::Poll::Ready(Some(event)) => std::task::Poll::Ready(event),
             std::task::Poll::Ready(None) => {
                 self.events_closed = true;
@@ -189,23 +187,29 @@ pub(crate) fn info_digit(request: &callwright_sip::message::Request) -> Option<D
     callwright_media::dtmf::parse_info(content_type, &request.body).ok()
 }
 
-impl Drop for CallMedia {
-    fn drop(&mut self) {
-        let (Some(leg), Ok(runtime)) = (self.leg.take(), tokio::runtime::Handle::try_current()) else { return };
-        let call = self.call;
-        runtime.spawn(async move {
-            if let Some(stats) = leg.stats().await {
-                info!(
-                    %call,
-                    sent = stats.packets_sent,
-                    received = stats.packets_received,
-                    lost = stats.packets_lost,
-                    late = stats.packets_late,
-                    jitter_us = stats.jitter_us,
-                    "media ended"
-                );
-            }
-        });
+/// What a call's media task tells the host: a far end gone silent is hung up, and the counts of a session
+/// that ended are logged.
+struct CallMediaOwner {
+    sip: SipHandle,
+    call: CallHandle,
+}
+
+impl MediaOwner for CallMediaOwner {
+    fn far_end_silent(&mut self, silent_for: std::time::Duration) {
+        info!(call = %self.call, ?silent_for, "no RTP from the far end: hanging up");
+        spawn_hangup(self.sip.clone(), self.call);
+    }
+
+    fn ended(&mut self, stats: MediaStats) {
+        info!(
+            call = %self.call,
+            sent = stats.packets_sent,
+            received = stats.packets_received,
+            lost = stats.packets_lost,
+            late = stats.packets_late,
+            jitter_us = stats.jitter_us,
+            "media ended"
+        );
     }
 }
 
@@ -238,36 +242,25 @@ fn start(
 ) -> (CallMedia, OfferAnswerer) {
     info!(call = %handle, codec = ?negotiated.codec, remote = %negotiated.remote_rtp, port = sockets.port(), "media started");
     let clock_rate = negotiated.codec.clock_rate();
-    let leg = MediaLeg::spawn(sockets, sip.media().session_config(negotiated), hang_up_on_silence(sip, handle));
+    let owner = Box::new(CallMediaOwner { sip: sip.clone(), call: handle });
+    let leg = MediaLeg::spawn(sockets, sip.media().session_config(negotiated), owner);
     let answerer = offer_answerer(local, origin, leg.updater());
-    (
-        CallMedia {
-            call: handle,
-            leg: Some(leg),
-            clock_rate,
-            conference: None,
-            recording_names: HashMap::new(),
-            events_closed: false,
-        },
-        answerer,
-    )
+    (CallMedia { leg, clock_rate, conference: None, recording_names: HashMap::new(), events_closed: false }, answerer)
 }
 
 /// Answers `offer` on a port pair of our own on `local_ip` and starts the call's media. Returns the
-/// answer's body.
+/// answer's body, and the answerer of the far end's later offers to hand the SIP core with the answer.
 pub(crate) async fn answer_offer(
     sip: &SipHandle,
     handle: CallHandle,
     local_ip: IpAddr,
     offer: &[u8],
-) -> Result<(Vec<u8>, CallMedia), MediaSetupError> {
+) -> Result<(Vec<u8>, CallMedia, OfferAnswerer), MediaSetupError> {
     let offer = SessionDescription::parse(offer).map_err(MediaSetupError::Sdp)?;
     let (sockets, local, mut origin) = bind(sip, local_ip).await?;
     let (answer, negotiated) = sdp::answer(&offer, &local, &mut origin).map_err(MediaSetupError::Sdp)?;
     let (media, answerer) = start(sip, handle, sockets, negotiated, local, origin);
-    // Set before the 200 leaves, so no re-INVITE can find the call without it.
-    let _ = sip.set_offer_answerer(handle, answerer).await;
-    Ok((answer, media))
+    Ok((answer, media, answerer))
 }
 
 /// An offer from `local_ip`, on a port pair held until the answer comes.
@@ -315,15 +308,6 @@ fn offer_answerer(local: LocalMedia, mut origin: Origin, media: MediaUpdater) ->
         info!(direction = ?negotiated.direction, remote = %negotiated.remote_rtp, "media renegotiated");
         media.update(negotiated);
         Ok(answer)
-    })
-}
-
-/// What the media task does when the far end's RTP stops: hang the call up (BYE).
-fn hang_up_on_silence(sip: &SipHandle, handle: CallHandle) -> Box<dyn FnOnce() + Send> {
-    let sip = sip.clone();
-    Box::new(move || {
-        info!(call = %handle, "no RTP from the far end: hanging up");
-        spawn_hangup(sip, handle);
     })
 }
 

@@ -387,6 +387,13 @@ impl InBandDetector {
 
     fn detect_block(&self) -> Option<char> {
         let energy: f32 = self.block.iter().map(|s| s * s).sum();
+        let half = BLOCK as f32 / 2.0;
+        let min_power = (MIN_TONE_AMPLITUDE * half).powi(2);
+        // No frequency's power exceeds BLOCK times the block's energy (Cauchy-Schwarz): a quiet block
+        // (silence, most of every call) cannot hold a tone, and skips the eight filters.
+        if BLOCK as f32 * energy < min_power {
+            return None;
+        }
         let mut powers = [0.0f32; 8];
         for (power, coefficient) in powers.iter_mut().zip(self.coefficients) {
             let (mut s1, mut s2) = (0.0f32, 0.0f32);
@@ -408,8 +415,6 @@ impl InBandDetector {
         };
         let (row, row_power, row_clear) = strongest(&powers[..4]);
         let (column, column_power, column_clear) = strongest(&powers[4..]);
-        let half = BLOCK as f32 / 2.0;
-        let min_power = (MIN_TONE_AMPLITUDE * half).powi(2);
         let tone_share = (row_power + column_power) / (half * energy.max(1.0));
         let twist_ok = row_power < column_power * POWER_RATIO_8DB && column_power < row_power * POWER_RATIO_8DB;
         (row_clear
@@ -528,6 +533,16 @@ mod tests {
             heard.extend(detector.feed(&vec![0; 800]).iter().map(|d| d.key));
         }
         assert_eq!(heard, KEYS.iter().collect::<String>());
+    }
+
+    #[test]
+    fn a_tone_just_above_the_minimum_loudness_is_heard() {
+        // Quiet blocks skip the filters; one loud enough to hold a tone must not.
+        let mut detector = InBandDetector::default();
+        let mut heard: Vec<char> =
+            detector.feed(&tone('7', 800, MIN_TONE_AMPLITUDE * 1.3)).iter().map(|d| d.key).collect();
+        heard.extend(detector.feed(&vec![0; 800]).iter().map(|d| d.key));
+        assert_eq!(heard, ['7']);
     }
 
     #[test]

@@ -323,13 +323,15 @@ impl Calls {
     ) -> Result<Result<(), CallError>> {
         let leg = self.leg(handle)?;
         let offer = leg.info.body.as_ref().filter(|b| b.content_type.eq_ignore_ascii_case("application/sdp"));
+        let mut answerer = None;
         let body = match (body, offer) {
             (Some(body), _) => Some(body),
             (None, Some(offer)) => {
                 let (offer, local_ip) = (offer.data.clone(), leg.local_ip);
                 match crate::media::answer_offer(&self.sip, handle, local_ip, &offer).await {
-                    Ok((answer, media)) => {
+                    Ok((answer, media, offer_answerer)) => {
                         self.leg(handle)?.media = Some(media);
+                        answerer = Some(offer_answerer);
                         Some(Body { content_type: "application/sdp".into(), data: answer })
                     }
                     Err(error) => return self.reject_media(handle, error).await,
@@ -347,7 +349,12 @@ impl Calls {
                 }
             }
         };
-        match self.sip.answer(handle, extras(headers, body)).await {
+        let answered = match answerer {
+            // With the 200, so no re-INVITE can find the call without it.
+            Some(answerer) => self.sip.answer_with_offer_answerer(handle, extras(headers, body), answerer).await,
+            None => self.sip.answer(handle, extras(headers, body)).await,
+        };
+        match answered {
             Ok(()) => {
                 self.leg(handle)?.answered = true;
                 Ok(Ok(()))
