@@ -9,8 +9,8 @@
 //! rather than a burst.
 //!
 //! Received RTP is accepted from the address the SDP names, or (symmetric RTP, for callers behind NAT)
-//! from the first other address that sends a few packets in sequence, after which packets from anywhere
-//! else are dropped and counted. RTP that cannot be parsed, or with a payload type we did not agree on, is
+//! from the first other address that sends a few packets of one SSRC in sequence, learned once per stream,
+//! after which packets from anywhere else are dropped and counted (the guard against RTP bleed). RTP that cannot be parsed, or with a payload type we did not agree on, is
 //! counted and otherwise ignored.
 
 use std::collections::VecDeque;
@@ -144,7 +144,8 @@ pub enum MediaEvent {
         /// Its length.
         duration: Duration,
     },
-    /// Received RTP latched onto this address (it differs from the SDP's: the far end is behind NAT).
+    /// Received RTP latched onto this address: one the SDP does not name (the far end is behind NAT), or
+    /// the SDP's own, taking the stream back from a stranger who was learned first.
     Latched(SocketAddr),
     /// No RTP arrived for the inactivity timeout while the far end should have been sending.
     Inactive(Duration),
@@ -288,8 +289,6 @@ pub struct MediaStats {
 
 /// Packets in sequence from one new address before we latch onto it (as Asterisk's strict RTP learns).
 const LATCH_PROBATION: u32 = 4;
-/// Silence from the latched address after which another may take over (the phone moved networks).
-const RELATCH_AFTER: Duration = Duration::from_secs(2);
 /// Frames behind after which ticks are skipped rather than sent in a burst.
 const MAX_CATCH_UP_FRAMES: u32 = 5;
 /// RTCP's minimum report interval (RFC 3550 §6.2), randomised by ±50 %.
@@ -365,7 +364,7 @@ pub struct MediaSession {
     latched: Option<SocketAddr>,
     /// Where the far end's RTCP really comes from, when not multiplexed (NAT maps it apart).
     rtcp_latched: Option<SocketAddr>,
-    probation: Option<(SocketAddr, u16, u32)>,
+    probation: Option<Probation>,
     last_received: Option<Instant>,
     activity_since: Instant,
     inactive_reported: bool,
@@ -395,6 +394,17 @@ pub struct MediaSession {
     /// the other call received ([`MediaSession::push_bridge_audio`]) is sent while nothing plays.
     bridged: bool,
     bridge_in: VecDeque<i16>,
+}
+
+/// Packets from an address the SDP does not name, on their way to being latched onto.
+#[derive(Debug, Clone, Copy)]
+struct Probation {
+    from: SocketAddr,
+    ssrc: u32,
+    /// The sequence number of the last one.
+    last: u16,
+    /// How many came in sequence.
+    in_sequence: u32,
 }
 
 /// The most of the other call's audio a bridged session holds (60 ms at 8 kHz, three frames): the two
@@ -1012,7 +1022,7 @@ impl MediaSession {
             }
             return;
         }
-        if !self.accept_source(now, from, packet.sequence) {
+        if !self.accept_source(from, packet.ssrc, packet.sequence) {
             self.stats.foreign_source += 1;
             return;
         }
@@ -1040,25 +1050,39 @@ impl MediaSession {
     }
 
     /// Symmetric RTP: whether a packet from `from` is the far end's.
-    fn accept_source(&mut self, now: Instant, from: SocketAddr, sequence: u16) -> bool {
-        if let Some(latched) = self.latched {
-            if latched == from {
-                return true;
-            }
-            let quiet = self.last_received.is_none_or(|at| now.duration_since(at) >= RELATCH_AFTER);
-            if !quiet {
-                return false;
-            }
-        }
-        if from == self.config.negotiated.remote_rtp {
-            self.latched = Some(from);
+    ///
+    /// The address the SDP names is taken at once, and always: the signalling vouched for it. Another
+    /// address (the far end behind NAT) is learned from a few packets in sequence of one SSRC, once per
+    /// stream: after that, packets from anywhere else are dropped until a renegotiation starts the stream
+    /// again. Learning once is the guard against RTP bleed (CVE-2017-14099 in Asterisk): a stranger
+    /// spraying our port range cannot take over a stream that has gone quiet (on hold, silence
+    /// suppression), and one that won the race before the far end spoke loses the stream as soon as the
+    /// far end sends from its SDP address.
+    fn accept_source(&mut self, from: SocketAddr, ssrc: u32, sequence: u16) -> bool {
+        if self.latched == Some(from) {
             return true;
         }
+        if from == self.config.negotiated.remote_rtp {
+            if self.latched.is_some() {
+                // A stranger had won the race (or a learned NAT address gave way): the SDP's address wins.
+                self.events.push_back(MediaEvent::Latched(from));
+            }
+            self.latched = Some(from);
+            self.probation = None;
+            return true;
+        }
+        if self.latched.is_some() {
+            return false;
+        }
         let in_sequence = match self.probation {
-            Some((address, last, count)) if address == from && sequence == last.wrapping_add(1) => count + 1,
+            Some(probation)
+                if probation.from == from && probation.ssrc == ssrc && sequence == probation.last.wrapping_add(1) =>
+            {
+                probation.in_sequence + 1
+            }
             _ => 1,
         };
-        self.probation = Some((from, sequence, in_sequence));
+        self.probation = Some(Probation { from, ssrc, last: sequence, in_sequence });
         if in_sequence < LATCH_PROBATION {
             return false;
         }
