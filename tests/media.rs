@@ -131,6 +131,38 @@ fn hold_by_reinvite_stops_our_stream_and_resume_restarts_it() {
 }
 
 #[test]
+fn hold_and_resume_by_reinvites_without_sdp_follow_the_answers_in_the_acks() {
+    let data = TempDir::new("media-hold-offerless");
+    let server = answering_server(&data, &[], 5000);
+    let (socket, call, started) =
+        call_with_rtp_socket(&server, "7000", "uac-media-hold-resume-offerless.xml", Duration::from_millis(100));
+    let mut arrivals: Vec<Duration> = Vec::new();
+    let mut buffer = [0u8; 2048];
+    let mut sequence = 0u16;
+    let mut server_rtp = None;
+    while started.elapsed() < Duration::from_secs(7) {
+        if let Ok((len, from)) = socket.recv_from(&mut buffer) {
+            assert!(parse_rtp(&buffer[..len]).is_some(), "not RTP");
+            server_rtp = Some(from);
+            arrivals.push(started.elapsed());
+        }
+        if let Some(to) = server_rtp {
+            socket.send_to(&caller_packet(sequence, u32::from(sequence) * 160), to).expect("send");
+            sequence = sequence.wrapping_add(1);
+        }
+    }
+    // SIPp checked that both 200s offered sendrecv (the full session, even while held).
+    call.wait().assert_all_succeeded(1);
+    let (gap_at, gap) =
+        arrivals.windows(2).map(|pair| (pair[0], pair[1] - pair[0])).max_by_key(|(_, gap)| *gap).expect("packets");
+    assert!(gap > Duration::from_millis(1500) && gap < Duration::from_millis(2600), "longest gap {gap:?}");
+    let before = arrivals.iter().filter(|at| **at <= gap_at).count();
+    let after = arrivals.iter().filter(|at| **at > gap_at).count();
+    assert!(before > 25 && after > 25, "{before} packets before the hold, {after} after");
+    assert!(server.log().contains("media renegotiated direction=RecvOnly"), "{}", server.log());
+}
+
+#[test]
 fn invite_without_sdp_gets_our_offer_and_the_answer_in_the_ack_starts_the_stream() {
     let data = TempDir::new("media-late-offer");
     let server = answering_server(&data, &[], 2000);

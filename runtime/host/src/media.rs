@@ -13,7 +13,7 @@ use callwright_media::dtmf::DigitStep;
 use callwright_media::sdp::{self, LocalMedia, Negotiated, Origin, SessionDescription};
 use callwright_media::source::AudioSource;
 use callwright_media::{Digit, DigitsId, MediaEvent, MediaStats, PlayOptions, PlaybackId, RecordOptions, RecordingId};
-use callwright_sip::{CallHandle, OfferAnswerer};
+use callwright_sip::{CallHandle, OfferAnswer, OfferAnswerer};
 use tracing::{info, warn};
 
 use crate::recordings::RecordingWriter;
@@ -301,14 +301,42 @@ impl std::fmt::Debug for PendingOffer {
 /// Answers the far end's new offers inside the call (hold, resume, a new address) as the first one was,
 /// continuing our SDP origin, and hands the media session the renegotiated stream. A refused offer
 /// (488, 400) leaves the stream as it was.
-fn offer_answerer(local: LocalMedia, mut origin: Origin, media: MediaUpdater) -> OfferAnswerer {
-    Box::new(move |offer| {
+fn offer_answerer(local: LocalMedia, origin: Origin, media: MediaUpdater) -> OfferAnswerer {
+    Box::new(StreamNegotiator { local, origin, media })
+}
+
+/// The media side of a call's later offers and answers (see [`offer_answerer`]).
+struct StreamNegotiator {
+    local: LocalMedia,
+    origin: Origin,
+    media: MediaUpdater,
+}
+
+impl OfferAnswer for StreamNegotiator {
+    fn answer(&mut self, offer: &[u8]) -> Result<Vec<u8>, u16> {
         let offer = SessionDescription::parse(offer).map_err(|error| error.sip_status())?;
-        let (answer, negotiated) = sdp::answer(&offer, &local, &mut origin).map_err(|error| error.sip_status())?;
+        let (answer, negotiated) =
+            sdp::answer(&offer, &self.local, &mut self.origin).map_err(|error| error.sip_status())?;
         info!(direction = ?negotiated.direction, remote = %negotiated.remote_rtp, "media renegotiated");
-        media.update(negotiated);
+        self.media.update(negotiated);
         Ok(answer)
-    })
+    }
+
+    fn offer(&mut self) -> Option<Vec<u8>> {
+        Some(sdp::offer(&self.local, &mut self.origin))
+    }
+
+    /// The answer in the ACK to our session offered again (a re-INVITE without SDP). One we cannot use
+    /// leaves the stream as it was: the transaction is over, and the call is better kept than cut.
+    fn accept_answer(&mut self, answer: &[u8]) {
+        match SessionDescription::parse(answer).and_then(|answer| sdp::accept_answer(&answer, &self.local)) {
+            Ok(negotiated) => {
+                info!(direction = ?negotiated.direction, remote = %negotiated.remote_rtp, "media renegotiated");
+                self.media.update(negotiated);
+            }
+            Err(error) => warn!(%error, "the far end's SDP answer in an ACK is unusable: the stream stays"),
+        }
+    }
 }
 
 /// Hangs call `handle` up from code that cannot wait for it.

@@ -50,7 +50,7 @@ mod transaction;
 
 pub use endpoint::{
     CallHandle, Direction, EndReason, Endpoint, EndpointConfig, Event, Extras, InDialogRequest, IncomingRequestHandle,
-    OfferAnswerer, OutboundCall, RequestHandle,
+    OfferAnswer, OfferAnswerer, OutboundCall, RequestHandle,
 };
 pub use error::Error;
 pub use transport::{Flow, Transmit, Transport};

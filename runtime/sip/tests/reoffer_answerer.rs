@@ -1,13 +1,14 @@
 //! A new offer inside a call (re-INVITE, UPDATE) is answered by the user's `OfferAnswerer` when one is set:
 //! its answer goes in the 200 and becomes the session later offers are answered with; a refusal is sent
-//! as its status and changes nothing. Without one, the session as it stands answers.
+//! as its status and changes nothing. Without one, the session as it stands answers. A re-INVITE without
+//! an offer gets the answerer's offer in the 200, and the answer in the ACK goes back to it.
 
 mod common;
 
 use std::sync::{Arc, Mutex};
 
 use callwright_sip::message::Message;
-use callwright_sip::{Event, Extras, Transport};
+use callwright_sip::{Event, Extras, OfferAnswer, Transport};
 use common::{RawPeer, sdp, status_of};
 
 fn request(method: &str, cseq: u32, to_tag: Option<&str>, branch: &str, body: &str) -> String {
@@ -94,4 +95,41 @@ fn without_an_answerer_the_session_as_it_stands_answers() {
     let (_, tag) = answered_call(&mut peer);
     let (sent, _) = peer.feed(request("INVITE", 11, Some(&tag), "z9hG4bKre1", HOLD).as_bytes());
     assert_eq!(final_response(&sent).body, sdp("127.0.0.1", 6000));
+}
+
+/// Offers a full session and keeps the answers it is handed.
+struct Reofferer(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl OfferAnswer for Reofferer {
+    fn answer(&mut self, _offer: &[u8]) -> Result<Vec<u8>, u16> {
+        Ok(b"v=0\r\ns=answer\r\n".to_vec())
+    }
+    fn offer(&mut self) -> Option<Vec<u8>> {
+        Some(b"v=0\r\ns=full offer\r\n".to_vec())
+    }
+    fn accept_answer(&mut self, answer: &[u8]) {
+        self.0.lock().unwrap().push(answer.to_vec());
+    }
+}
+
+#[test]
+fn an_offerless_reinvite_gets_our_full_offer_and_its_ack_answer_reaches_the_answerer() {
+    let mut peer = RawPeer::new(Transport::Udp);
+    let (call, tag) = answered_call(&mut peer);
+    let answers = Arc::new(Mutex::new(Vec::new()));
+    peer.endpoint.set_offer_answerer(call, Box::new(Reofferer(answers.clone()))).unwrap();
+
+    let (sent, events) = peer.feed(request("INVITE", 11, Some(&tag), "z9hG4bKre1", "").as_bytes());
+    let ok = final_response(&sent);
+    assert_eq!((ok.status, ok.body.as_slice()), (200, b"v=0\r\ns=full offer\r\n".as_slice()));
+    assert!(events.is_empty());
+    assert!(answers.lock().unwrap().is_empty(), "nothing to accept before the ACK");
+    peer.feed(request("ACK", 11, Some(&tag), "z9hG4bKack2", HOLD).as_bytes());
+    assert_eq!(answers.lock().unwrap().as_slice(), [HOLD.as_bytes().to_vec()]);
+
+    // A retransmitted ACK is not a second answer; an ACK to a 200 that answered an offer carries none.
+    peer.feed(request("ACK", 11, Some(&tag), "z9hG4bKack2", HOLD).as_bytes());
+    peer.feed(request("INVITE", 12, Some(&tag), "z9hG4bKre2", HOLD).as_bytes());
+    peer.feed(request("ACK", 12, Some(&tag), "z9hG4bKack3", HOLD).as_bytes());
+    assert_eq!(answers.lock().unwrap().len(), 1);
 }

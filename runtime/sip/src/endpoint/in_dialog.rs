@@ -109,7 +109,7 @@ impl Endpoint {
         // session as it stands); one without a body gets our session as an offer (its answer in the ACK).
         let local_contact = call.dialog.as_ref().map(|dialog| dialog.local_contact.to_string());
         let sdp = if request.body.is_empty() {
-            call.local_sdp.clone()
+            self.offer_in_dialog(handle)
         } else {
             match self.answer_in_dialog_offer(handle, &request.body) {
                 Ok(sdp) => sdp,

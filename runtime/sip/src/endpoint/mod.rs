@@ -321,6 +321,8 @@ impl CallState {
 struct Pending2xx {
     cseq: u32,
     bytes: Vec<u8>,
+    /// It carries our offer (the INVITE had none): the ACK carries the answer.
+    offers: bool,
     next: Instant,
     interval: Duration,
     give_up: Instant,
@@ -415,11 +417,36 @@ struct Call {
     offer_answerer: Option<AnswererSlot>,
 }
 
-/// Answers a new SDP offer the far end makes inside a call (a re-INVITE or UPDATE with a body: hold,
-/// resume, a new address) with the session the user now has: `Ok(answer)`, or `Err(status)` (488, 400) to
-/// refuse it, the session staying as it was (RFC 3261 §14.2). It runs inside the endpoint, so it must not
-/// block.
-pub type OfferAnswerer = Box<dyn FnMut(&[u8]) -> Result<Vec<u8>, u16> + Send>;
+/// The user's side of the offers and answers the far end sends inside a call. It runs inside the
+/// endpoint, so it must not block. A closure `FnMut(&[u8]) -> Result<Vec<u8>, u16>` is one that only
+/// answers.
+pub trait OfferAnswer: Send {
+    /// Answers a new SDP offer the far end makes inside a call (a re-INVITE or UPDATE with a body: hold,
+    /// resume, a new address) with the session the user now has: `Ok(answer)`, or `Err(status)` (488,
+    /// 400) to refuse it, the session staying as it was (RFC 3261 §14.2).
+    fn answer(&mut self, offer: &[u8]) -> Result<Vec<u8>, u16>;
+
+    /// The offer to put in the 2xx to a re-INVITE that carried none: our full session, so the far end
+    /// can resume a stream it had held (RFC 6337 §5.3). `None`: the session we last sent.
+    fn offer(&mut self) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Takes the far end's answer, in its ACK, to the session we offered in the 2xx to a re-INVITE that
+    /// carried no offer (RFC 3261 §14.2, RFC 3264 §8): the far end may have moved, held or resumed.
+    fn accept_answer(&mut self, answer: &[u8]) {
+        let _ = answer;
+    }
+}
+
+impl<F: FnMut(&[u8]) -> Result<Vec<u8>, u16> + Send> OfferAnswer for F {
+    fn answer(&mut self, offer: &[u8]) -> Result<Vec<u8>, u16> {
+        self(offer)
+    }
+}
+
+/// The user's [`OfferAnswer`] for a call (see [`Endpoint::set_offer_answerer`]).
+pub type OfferAnswerer = Box<dyn OfferAnswer>;
 
 struct AnswererSlot(OfferAnswerer);
 
@@ -732,13 +759,24 @@ impl Endpoint {
         Ok(())
     }
 
+    /// The offer for the 2xx to a re-INVITE without one: the user's [`OfferAnswer`]'s, or the session we
+    /// last sent.
+    fn offer_in_dialog(&mut self, handle: CallHandle) -> Option<Vec<u8>> {
+        let call = self.calls.get_mut(&handle).expect("indexed call exists");
+        let offer = call.offer_answerer.as_mut().and_then(|AnswererSlot(answerer)| answerer.offer());
+        if offer.is_some() {
+            call.local_sdp.clone_from(&offer);
+        }
+        offer.or_else(|| call.local_sdp.clone())
+    }
+
     /// The answer to `offer`, a new offer inside call `handle`: the user's [`OfferAnswerer`]'s, or the
     /// session we last sent when there is none. `Err(status)` refuses the offer.
     fn answer_in_dialog_offer(&mut self, handle: CallHandle, offer: &[u8]) -> Result<Option<Vec<u8>>, u16> {
         let call = self.calls.get_mut(&handle).expect("indexed call exists");
         match call.offer_answerer.as_mut() {
             Some(AnswererSlot(answerer)) => {
-                let answer = answerer(offer)?;
+                let answer = answerer.answer(offer)?;
                 call.local_sdp = Some(answer.clone());
                 Ok(Some(answer))
             }

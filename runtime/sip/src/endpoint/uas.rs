@@ -35,6 +35,7 @@ impl Endpoint {
         response.headers.push("Allow", ALLOWED_METHODS);
         response.headers.push("Supported", SUPPORTED_EXTENSIONS.join(", "));
         let bytes = response.to_bytes();
+        let offers = request.body.is_empty() && !response.body.is_empty();
         let timers = self.config.timers;
         if let Some((id, transaction)) = self.server_transactions.get_mut(&key) {
             transaction.respond(now, &timers, response.status, bytes.clone(), &mut self.transmits);
@@ -45,11 +46,11 @@ impl Endpoint {
         call.pending_2xx = Some(Pending2xx {
             cseq,
             bytes,
+            offers,
             next: now + timers.retransmit_start(),
             interval: timers.retransmit_start(),
             give_up: now + timers.timeout_64t1(),
         });
-        let _ = request;
         self.schedule_call(handle);
     }
 
@@ -73,7 +74,15 @@ impl Endpoint {
         if call.pending_2xx.as_ref().is_none_or(|p| p.cseq != cseq) {
             return;
         }
-        call.pending_2xx = None;
+        let offered = call.pending_2xx.take().is_some_and(|pending| pending.offers);
+        if call.state == CallState::Confirmed
+            && offered
+            && !request.body.is_empty()
+            && let Some(AnswererSlot(answerer)) = call.offer_answerer.as_mut()
+        {
+            // The answer to the session we offered in the 2xx to an offerless re-INVITE.
+            answerer.accept_answer(&request.body);
+        }
         if call.state == CallState::AwaitingAck {
             call.state = CallState::Confirmed;
             let waiting = std::mem::take(&mut call.after_ack);
