@@ -131,6 +131,52 @@ fn hold_by_reinvite_stops_our_stream_and_resume_restarts_it() {
 }
 
 #[test]
+fn a_stranger_spraying_rtp_at_a_call_loses_it_to_the_caller_and_cannot_take_it_back() {
+    let data = TempDir::new("media-bleed");
+    let server = answering_server(&data, &[], 4000);
+    let (caller, call, _) =
+        call_with_rtp_socket(&server, "7000", "uac-media-callee-hangs-up.xml", Duration::from_millis(1000));
+    let mut buffer = [0u8; 2048];
+    let (_, server_rtp) = caller.recv_from(&mut buffer).expect("the server's stream reaches the caller");
+    // Before the caller sends anything, a stranger sends the server's port a convincing stream.
+    let stranger = std::net::UdpSocket::bind("127.0.0.66:0").expect("bind the stranger");
+    stranger.set_read_timeout(Some(Duration::from_millis(2))).expect("timeout");
+    let spray = |from: u16| {
+        for sequence in from..from + 10 {
+            let packet = caller_packet(sequence, u32::from(sequence) * 160);
+            stranger.send_to(&packet, server_rtp).expect("spray");
+        }
+    };
+    spray(0);
+    std::thread::sleep(Duration::from_millis(200));
+    // The caller then speaks from the address its SDP names; the stranger sprays on.
+    caller.set_read_timeout(Some(Duration::from_millis(2))).expect("timeout");
+    let caller_started = Instant::now();
+    let (mut to_caller, mut to_stranger_late) = (0, 0);
+    let mut sequence = 0u16;
+    while caller_started.elapsed() < Duration::from_millis(2000) {
+        caller.send_to(&caller_packet(sequence, u32::from(sequence) * 160), server_rtp).expect("send");
+        sequence = sequence.wrapping_add(1);
+        if sequence.is_multiple_of(10) {
+            spray(1000 + sequence);
+        }
+        let deadline = Instant::now() + Duration::from_millis(20);
+        while Instant::now() < deadline {
+            if caller.recv_from(&mut buffer).is_ok() && caller_started.elapsed() > Duration::from_millis(100) {
+                to_caller += 1;
+            }
+            if stranger.recv_from(&mut buffer).is_ok() && caller_started.elapsed() > Duration::from_millis(100) {
+                to_stranger_late += 1;
+            }
+        }
+    }
+    call.wait().assert_all_succeeded(1);
+    assert_eq!(to_stranger_late, 0, "once the caller spoke, nothing went to the stranger");
+    assert!(to_caller > 70, "the caller's stream went on: {to_caller} packets in 1.9 s (95 sent)");
+    assert!(wait_for_log(&server, "media ended").contains("media ended"), "{}", server.log());
+}
+
+#[test]
 fn hold_and_resume_by_reinvites_without_sdp_follow_the_answers_in_the_acks() {
     let data = TempDir::new("media-hold-offerless");
     let server = answering_server(&data, &[], 5000);
