@@ -359,12 +359,17 @@ fn past_capacity_new_calls_are_shed_with_503_and_the_server_recovers() {
     // Far more calls per second than a debug build takes: requests queue, and new calls are refused. (A
     // debug build once took 2,000/s without queueing.)
     const FLOOD_CALLS: u64 = 8_000;
-    let counts = sipp::flood(server.sip, "flood", FLOOD_CALLS as u32, 4_000, Duration::from_secs(60));
+    let flood = sipp::flood(server.sip, "flood", FLOOD_CALLS as u32, 4_000, Duration::from_secs(60));
+    let counts = flood.counts;
     let shed = stats()["calls_shed"].as_u64().unwrap();
-    eprintln!("flood: {counts:?}, {shed} shed by the server");
-    assert!(shed > 0, "nothing shed: {counts:?}");
-    // The refused calls are the ones shed (SIPp's UAC counts a 503 as an unexpected message).
-    assert!(counts.unexpected > 0 && counts.unexpected <= shed, "{counts:?}, {shed} shed");
+    eprintln!("flood: {flood:?}, {shed} shed by the server");
+    assert!(shed > 0, "nothing shed: {flood:?}");
+    // The refused calls are the ones shed: every call that failed got a 503 (SIPp's UAC counts it as an
+    // unexpected message), and the server counted nearly all as shed. A full run of the suite once saw 4
+    // of 7,732 more than the count, under a flood of the debug build with 17,342 retransmissions (other
+    // 503s exist: no room in the instance pool, no free RTP port); the statuses are printed above.
+    assert_eq!(flood.unexpected_statuses.keys().collect::<Vec<_>>(), [&503], "{flood:?}");
+    assert!(counts.unexpected > 0 && counts.unexpected <= shed + shed / 100, "{flood:?}, {shed} shed");
     assert_eq!(counts.successful + counts.failed, FLOOD_CALLS, "every call got an outcome: {counts:?}");
     held.wait().assert_all_succeeded(1);
     // Once the flood is over the server drains, and with no datagram coming any more the pause ends the

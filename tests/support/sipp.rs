@@ -467,9 +467,10 @@ pub fn read_stats(path: &Path) -> Option<SippStats> {
 /// SIPp's built-in UAC (`-sn uac`: INVITE, ACK, BYE at once) placing `calls` calls to `user` at `rate` per
 /// second, with statistics only (no message trace: this is for loads of thousands of calls). Bounded by
 /// SIPp's `-timeout` and a watchdog as for scenario runs.
-pub fn flood(target: SocketAddr, user: &str, calls: u32, rate: u32, timeout: Duration) -> SippStats {
+pub fn flood(target: SocketAddr, user: &str, calls: u32, rate: u32, timeout: Duration) -> Flood {
     let dir = run_dir(Path::new("flood"));
     let stats = dir.join("stats.csv");
+    let errors = dir.join("errors.log");
     let mut child = Command::new(std::env::var_os("SIPP").unwrap_or_else(|| "sipp".into()))
         .arg(target.to_string())
         .args(["-sn", "uac", "-s", user, "-i", "127.0.0.1", "-t", "u1", "-nostdin", "-bind_local"])
@@ -477,6 +478,8 @@ pub fn flood(target: SocketAddr, user: &str, calls: u32, rate: u32, timeout: Dur
         .args(["-r", &rate.to_string(), "-m", &calls.to_string()])
         .args(["-timeout", &format!("{}s", timeout.as_secs()), "-trace_stat", "-stf"])
         .arg(&stats)
+        .args(["-trace_err", "-error_file"])
+        .arg(&errors)
         .current_dir(&dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -493,6 +496,25 @@ pub fn flood(target: SocketAddr, user: &str, calls: u32, rate: u32, timeout: Dur
         std::thread::sleep(Duration::from_millis(100));
     }
     let counts = read_stats(&stats).unwrap_or_else(|| panic!("SIPp wrote no statistics in {}", dir.display()));
+    let unexpected_statuses = unexpected_statuses(&std::fs::read_to_string(&errors).unwrap_or_default());
     let _ = std::fs::remove_dir_all(&dir);
-    counts
+    Flood { counts, unexpected_statuses }
+}
+
+/// What a [`flood`] got.
+#[derive(Debug)]
+pub struct Flood {
+    pub counts: SippStats,
+    /// The status of each unexpected response that failed a call, by status.
+    pub unexpected_statuses: std::collections::BTreeMap<u16, u64>,
+}
+
+/// The statuses in SIPp's error log lines "Aborting call on unexpected message … received 'SIP/2.0 503 …".
+fn unexpected_statuses(error_log: &str) -> std::collections::BTreeMap<u16, u64> {
+    let mut statuses = std::collections::BTreeMap::new();
+    for line in error_log.lines().filter(|line| line.contains("unexpected message")) {
+        let status = line.split("received 'SIP/2.0 ").nth(1).and_then(|rest| rest.get(..3)?.parse().ok());
+        *statuses.entry(status.unwrap_or(0)).or_default() += 1;
+    }
+    statuses
 }
