@@ -75,6 +75,32 @@ fn answered_call_sends_paced_rtp_from_its_own_port_and_takes_the_callers() {
     assert!(counted + 5 >= u64::from(sent) && counted <= u64::from(sent), "server counted {counted} of {sent}: {line}");
 }
 
+#[test]
+fn an_apps_codec_order_chooses_the_codec_and_an_unknown_codec_is_refused() {
+    let data = TempDir::new("media-codecs");
+    let server = answering_server(&data, &[], 1000);
+    let unknown = r#"{"flow": {"module": "answer-hangup", "config": {}}, "media": {"codecs": ["opus", "G729"]}}"#;
+    let refused = server.put_app("bad", unknown);
+    refused.assert_status(400);
+    assert!(refused.body.contains("G729"), "{}", refused.body);
+    // The caller offers PCMU first, then PCMA: the app's order wins.
+    let config = r#"{"hangup_after_ms": 1000}"#;
+    let with_codecs =
+        app("answer-hangup", Some("7000"), config).replacen('{', r#"{"media": {"codecs": ["pcma"]}, "#, 1);
+    server.put_app("media", &with_codecs).assert_status(200);
+    let shown = server.api("GET", "/v1/apps/media", b"");
+    assert!(shown.body.contains(r#""codecs":["PCMA"]"#), "{}", shown.body);
+    let (socket, call, _) =
+        call_with_rtp_socket(&server, "7000", "uac-media-callee-hangs-up.xml", Duration::from_millis(1000));
+    let mut buffer = [0u8; 2048];
+    let mut types = Vec::new();
+    while let Ok((len, _)) = socket.recv_from(&mut buffer) {
+        types.push(parse_rtp(&buffer[..len]).expect("RTP").payload_type);
+    }
+    call.wait().assert_all_succeeded(1);
+    assert!(types.len() > 30 && types.iter().all(|&pt| pt == 8), "PCMA (8) only: {types:?}");
+}
+
 /// `answer-hangup` as built before the `media` interface existed (kept as it was built, in `tests/fixtures`).
 const ANSWER_HANGUP_BEFORE_MEDIA: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/answer-hangup-voice-0.1.0.wasm");

@@ -3,7 +3,7 @@
 #   - the Rust toolchain and the wasm32-wasip2 target named in rust-toolchain.toml (through rustup);
 #   - SIPp (Debian sip-tester) and baresip, the real SIP peers of the interop tests, and SIPVicious
 #     (Debian sipvicious), the scanner of the hostile-input tests; flite, the built-in voice (and the tests'
-#     reference rendering of what it says);
+#     reference rendering of what it says); libopus-dev, the Opus codec the build links;
 #   - the guest toolchains of JavaScript, Python and C: tests/languages.rs runs guest-examples/<lang>/build.sh,
 #     which installs its own on first use (npm, PyPI, Debian, crates.io) into target/toolchains/<lang>;
 #   - for the fuzzing at the end, a pinned nightly toolchain and cargo-fuzz (runtime/sip/fuzz/run.sh).
@@ -15,6 +15,8 @@ command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v baresip >/dev/null 2>&1 || missing+=(baresip)
 command -v svmap >/dev/null 2>&1 || missing+=(sipvicious)
 command -v flite >/dev/null 2>&1 || missing+=(flite)
+# libopus (the Opus codec) is linked by the build: its development package has the library to link against.
+[ -e /usr/include/opus/opus.h ] || missing+=(libopus-dev)
 if ((${#missing[@]})); then
     echo "installing ${missing[*]}"
     sudo=""

@@ -19,8 +19,9 @@
 //!   on port + 1 for TLS, and does not start if any of them is taken; [`Baresip::dial`] picks another port
 //!   and starts it again in that case.
 //! - `net_interface 127.0.0.1`: the only address it uses, in SDP too. An IP address, not `lo`.
-//! - `audio_source aufile,<dir>/tone.wav`: a WAV file written here, 8 kHz mono 16-bit (a 440 Hz tone at
-//!   about -20 dBFS), as long as the run plus a margin. baresip has no sound card here; the `ausine` source
+//! - `audio_source aufile,<dir>/tone.wav`: a WAV file written here, 16-bit at the codec's rate (8 kHz mono;
+//!   16 kHz for G.722, 48 kHz stereo for Opus), a 440 Hz tone at about -20 dBFS, as long as the run plus a
+//!   margin. baresip has no sound card here; the `ausine` source
 //!   is 48 kHz only and kills a PCMU call, and when the WAV file ends, the call ends ("aufile: end of file").
 //! - `audio_player aufile,/dev/null` and `audio_alert aufile,/dev/null`: what it receives (and any ring
 //!   tone) is written to a WAV file nobody keeps.
@@ -28,7 +29,7 @@
 //!   `heard/dump-<time>-dec.wav` (and what it sends to `-enc.wav`); [`Baresip::heard`] reads it.
 //! - `statmode_default off`: no call status line (`[0:00:01] audio=...`, several a second) in the log.
 //! - `module_path /usr/lib/baresip/modules` (Debian's place) and the fewest modules that still place calls
-//!   and follow a REFER: `g711` (PCMU, PCMA), `aufile` (the source and player above), `account` (reads the
+//!   and follow a REFER: `g711` (PCMU, PCMA; or only `g722` or `opus`, [`Baresip::dial_with`]), `aufile` (the source and player above), `account` (reads the
 //!   `accounts` file; `module_tmp`: unloaded once done) and `menu` (the `/dial` command behind `-e`, and
 //!   the transfer: on a REFER it calls the Refer-To URI, "menu: transferring call ..."). Left out from
 //!   baresip's default list: `stdio` (needs a terminal on stdin: with /dev/null it fails with "Operation
@@ -84,12 +85,46 @@ const LOG_EXCERPT: usize = 16 * 1024;
 
 /// Where the `sndfile` module writes what baresip hears (and sends), under its directory.
 const HEARD_DIR: &str = "heard";
-/// The sample rate of the WAV file: PCMU and PCMA are 8 kHz, and baresip 1.0.0 does not resample.
-const WAV_SAMPLE_RATE: u32 = 8000;
+/// The codec baresip offers (only that one, with telephone-event): its module, and the rate and channels
+/// of its audio, which the WAV source must have (baresip 1.0.0 does not convert: "aufile: input file must
+/// have channels = 2").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    /// PCMU and PCMA (`g711.so`), 8 kHz mono.
+    G711,
+    /// G.722 (`g722.so`), 16 kHz mono.
+    G722,
+    /// Opus (`opus.so`, offered as `opus/48000/2` with `telephone-event/8000`), 48 kHz stereo.
+    Opus,
+}
+
+impl Codec {
+    fn module(self) -> &'static str {
+        match self {
+            Codec::G711 => "g711.so",
+            Codec::G722 => "g722.so",
+            Codec::Opus => "opus.so",
+        }
+    }
+
+    fn rate(self) -> u32 {
+        match self {
+            Codec::G711 => 8000,
+            Codec::G722 => 16000,
+            Codec::Opus => 48000,
+        }
+    }
+
+    fn channels(self) -> u16 {
+        if self == Codec::Opus { 2 } else { 1 }
+    }
+}
 /// The tone in the WAV file.
 const TONE_HZ: f64 = 440.0;
 /// Its amplitude (of 32767): about -20 dBFS.
 const TONE_AMPLITUDE: f64 = 3277.0;
+/// The rate [`Baresip::heard`] gives, whatever the codec.
+const HEARD_RATE: u32 = 8000;
 /// How much longer than the run the WAV file lasts: a call ends when the file does.
 const WAV_MARGIN: Duration = Duration::from_secs(5);
 
@@ -114,16 +149,21 @@ impl Baresip {
     /// Returns once baresip has started (it printed "baresip is ready."); panics if it could not start (the
     /// log is printed as the [`Baresip`] is dropped).
     pub fn dial(uri: &str, max: Duration) -> Baresip {
+        Baresip::dial_with(uri, max, Codec::G711)
+    }
+
+    /// As [`Baresip::dial`], offering only `codec`.
+    pub fn dial_with(uri: &str, max: Duration, codec: Codec) -> Baresip {
         let dir = new_dir();
         let wav = dir.join("tone.wav");
-        write_wav(&wav, max + WAV_MARGIN).unwrap_or_else(|e| panic!("write {}: {e}", wav.display()));
+        write_wav(&wav, max + WAV_MARGIN, codec).unwrap_or_else(|e| panic!("write {}: {e}", wav.display()));
         write_file(&dir.join("accounts"), &format!("{ACCOUNT}\n"));
         let log_path = dir.join("baresip.log");
         let mut baresip = Baresip { child: Mutex::new(None), port: 0, dir, log_path };
         let seconds = max.as_secs() + u64::from(max.subsec_nanos() > 0);
         for attempt in 1..=START_ATTEMPTS {
             baresip.port = free_sip_port();
-            write_file(&baresip.dir.join("config"), &config(baresip.port, &wav));
+            write_file(&baresip.dir.join("config"), &config(baresip.port, &wav, codec));
             baresip.start(uri, seconds.max(1));
             match baresip.wait_until_ready() {
                 Ok(()) => return baresip,
@@ -173,18 +213,25 @@ impl Baresip {
         self.port
     }
 
-    /// What baresip heard on its call so far (the `sndfile` module's `-dec.wav`): 16-bit mono samples at
-    /// 8 kHz, empty when it heard nothing or kept no file. Complete once baresip has exited.
+    /// What baresip heard on its call so far (the `sndfile` module's `-dec.wav`, at the codec's rate):
+    /// 16-bit mono samples at 8 kHz (the first channel, converted), empty when it heard nothing or kept no
+    /// file. Complete once baresip has exited.
     pub fn heard(&self) -> Vec<i16> {
         let Ok(entries) = std::fs::read_dir(self.dir.join(HEARD_DIR)) else { return Vec::new() };
         let Some(path) = entries.flatten().map(|e| e.path()).find(|p| p.to_string_lossy().ends_with("-dec.wav")) else {
             return Vec::new();
         };
         let bytes = std::fs::read(path).unwrap_or_default();
-        // The samples follow the `data` chunk's header; its size is only filled in when the file is closed.
+        // The fmt chunk (rate at 24, channels at 22 of the file) comes first; the samples follow the `data`
+        // chunk's header, whose size is only filled in when the file is closed.
         let Some(data) = bytes.windows(4).position(|w| w == b"data") else { return Vec::new() };
+        let (Some(channels), Some(rate)) = (bytes.get(22..24), bytes.get(24..28)) else { return Vec::new() };
+        let channels = usize::from(u16::from_le_bytes([channels[0], channels[1]])).max(1);
+        let rate = u32::from_le_bytes([rate[0], rate[1], rate[2], rate[3]]);
         let samples = bytes.get(data + 8..).unwrap_or_default();
-        samples.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
+        let first: Vec<i16> =
+            samples.chunks_exact(2 * channels).map(|frame| i16::from_le_bytes([frame[0], frame[1]])).collect();
+        callwright_media::resample::convert(&first, rate, HEARD_RATE)
     }
 
     /// Starts the process with the configuration in place, its output replacing the log.
@@ -279,11 +326,12 @@ impl Drop for Baresip {
 
 /// The `config` file for baresip listening on 127.0.0.1:`port` with `wav` as its audio source; see the module
 /// documentation for each line.
-fn config(port: u16, wav: &Path) -> String {
+fn config(port: u16, wav: &Path, codec: Codec) -> String {
     let heard = wav.with_file_name(HEARD_DIR);
     let _ = std::fs::create_dir_all(&heard);
     let heard = heard.display();
     let wav = wav.display();
+    let codec = codec.module();
     format!(
         "# Written by callwright's tests (tests/support/baresip.rs).\n\
          sip_listen\t\t{LOCAL_IP}:{port}\n\
@@ -293,7 +341,7 @@ fn config(port: u16, wav: &Path) -> String {
          audio_alert\t\taufile,/dev/null\n\
          statmode_default\toff\n\
          module_path\t\t{MODULE_PATH}\n\
-         module\t\t\tg711.so\n\
+         module\t\t\t{codec}\n\
          module\t\t\taufile.so\n\
          module\t\t\tsndfile.so\n\
          snd_path\t\t{heard}\n\
@@ -302,12 +350,14 @@ fn config(port: u16, wav: &Path) -> String {
     )
 }
 
-/// Writes a WAV file of `duration`: 8 kHz, mono, 16-bit PCM, a [`TONE_HZ`] sine.
-fn write_wav(path: &Path, duration: Duration) -> std::io::Result<()> {
+/// Writes a WAV file of `duration` at `codec`'s rate and channels, 16-bit PCM, a [`TONE_HZ`] sine.
+fn write_wav(path: &Path, duration: Duration, codec: Codec) -> std::io::Result<()> {
     const HEADER_LEN: u32 = 44;
     const BYTES_PER_SAMPLE: u16 = 2;
-    let samples = u32::try_from(u128::from(WAV_SAMPLE_RATE) * duration.as_millis() / 1000).expect("WAV too long");
-    let data_len = samples * u32::from(BYTES_PER_SAMPLE);
+    let (rate, channels) = (codec.rate(), codec.channels());
+    let samples = u32::try_from(u128::from(rate) * duration.as_millis() / 1000).expect("WAV too long");
+    let frame_len = BYTES_PER_SAMPLE * channels;
+    let data_len = samples * u32::from(frame_len);
     let mut wav = Vec::with_capacity((HEADER_LEN + data_len) as usize);
     wav.extend_from_slice(b"RIFF");
     wav.extend_from_slice(&(HEADER_LEN - 8 + data_len).to_le_bytes());
@@ -315,17 +365,19 @@ fn write_wav(path: &Path, duration: Duration) -> std::io::Result<()> {
     wav.extend_from_slice(b"fmt ");
     wav.extend_from_slice(&16u32.to_le_bytes()); // the size of this chunk
     wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    wav.extend_from_slice(&1u16.to_le_bytes()); // channels
-    wav.extend_from_slice(&WAV_SAMPLE_RATE.to_le_bytes());
-    wav.extend_from_slice(&(WAV_SAMPLE_RATE * u32::from(BYTES_PER_SAMPLE)).to_le_bytes()); // bytes per second
-    wav.extend_from_slice(&BYTES_PER_SAMPLE.to_le_bytes()); // bytes per frame
+    wav.extend_from_slice(&channels.to_le_bytes());
+    wav.extend_from_slice(&rate.to_le_bytes());
+    wav.extend_from_slice(&(rate * u32::from(frame_len)).to_le_bytes()); // bytes per second
+    wav.extend_from_slice(&frame_len.to_le_bytes()); // bytes per frame
     wav.extend_from_slice(&(BYTES_PER_SAMPLE * 8).to_le_bytes()); // bits per sample
     wav.extend_from_slice(b"data");
     wav.extend_from_slice(&data_len.to_le_bytes());
     for n in 0..samples {
-        let t = f64::from(n) / f64::from(WAV_SAMPLE_RATE);
+        let t = f64::from(n) / f64::from(rate);
         let sample = (TONE_AMPLITUDE * (2.0 * PI * TONE_HZ * t).sin()).round() as i16;
-        wav.extend_from_slice(&sample.to_le_bytes());
+        for _ in 0..channels {
+            wav.extend_from_slice(&sample.to_le_bytes());
+        }
     }
     std::fs::write(path, wav)
 }

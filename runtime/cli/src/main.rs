@@ -233,12 +233,14 @@ async fn seed_examples(data: &Path, modules: &Arc<ModuleStore>, apps: &Arc<AppSt
         flow: FlowSpec { module: "answer-hangup".into(), config: serde_json::json!({ "hangup_after_ms": 30_000 }) },
         hooks: HookSettings::default(),
         verbs: Default::default(),
+        media: Default::default(),
     };
     let ivr_app = AppDefinition {
         route: Some(Route { to_user: Some("2000".into()) }),
         flow: FlowSpec { module: "ivr".into(), config: serde_json::json!({ "timeout_ms": 20_000 }) },
         hooks: HookSettings::default(),
         verbs: Default::default(),
+        media: Default::default(),
     };
     for (name, app) in [("default", default_app), ("ivr", ivr_app)] {
         if let Err(error) = apps.put(name, app) {

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
+use callwright_media::Codec;
 use serde::{Deserialize, Serialize};
 
 use crate::modules::{StoreError, write_atomically};
@@ -150,6 +151,49 @@ pub struct AppDefinition {
     /// (a user's module before a built-in one, the newest first).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub verbs: BTreeMap<String, String>,
+    /// How its calls carry audio.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub media: MediaSettings,
+}
+
+/// How an app's calls carry audio.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaSettings {
+    /// Codecs in order of preference, by name (`PCMU`, `PCMA`, `G722`, `opus`, or as in an rtpmap,
+    /// `opus/48000/2`): the answer to a caller's offer takes the first of these it offers, and our offers
+    /// list only these. Empty (the default): PCMU, PCMA, G722, opus.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "codec_names")]
+    pub codecs: Vec<Codec>,
+}
+
+impl MediaSettings {
+    /// The codecs to offer and accept, in order.
+    pub fn codecs(&self) -> Vec<Codec> {
+        if self.codecs.is_empty() { Codec::ALL.to_vec() } else { self.codecs.clone() }
+    }
+}
+
+/// Codecs as the names apps write them; an unknown one refuses the app, naming it.
+mod codec_names {
+    use callwright_media::Codec;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    pub(super) fn serialize<S: Serializer>(codecs: &[Codec], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(codecs.iter().map(|codec| codec.encoding_name()))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Codec>, D::Error> {
+        let names = Vec::<String>::deserialize(deserializer)?;
+        let mut codecs = Vec::with_capacity(names.len());
+        for name in names {
+            let codec: Codec = name.parse().map_err(D::Error::custom)?;
+            if !codecs.contains(&codec) {
+                codecs.push(codec);
+            }
+        }
+        Ok(codecs)
+    }
 }
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {

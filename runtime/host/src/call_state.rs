@@ -394,6 +394,7 @@ impl CallState {
             registrar,
             hook_client: reqwest::Client::new(),
             hooks: Default::default(),
+            codecs: callwright_media::Codec::ALL.to_vec(),
             verbs: None,
             media: None,
         })

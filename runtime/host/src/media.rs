@@ -12,7 +12,9 @@ use callwright_driver::media::{MediaLeg, MediaOwner, MediaSockets, MediaUpdater}
 use callwright_media::dtmf::DigitStep;
 use callwright_media::sdp::{self, LocalMedia, Negotiated, Origin, SessionDescription};
 use callwright_media::source::AudioSource;
-use callwright_media::{Digit, DigitsId, MediaEvent, MediaStats, PlayOptions, PlaybackId, RecordOptions, RecordingId};
+use callwright_media::{
+    Codec, Digit, DigitsId, MediaEvent, MediaStats, PlayOptions, PlaybackId, RecordOptions, RecordingId,
+};
 use callwright_sip::{CallHandle, OfferAnswer, OfferAnswerer};
 use tracing::{info, warn};
 
@@ -63,7 +65,6 @@ impl std::fmt::Display for MediaSetupError {
 #[derive(Debug)]
 pub(crate) struct CallMedia {
     leg: MediaLeg,
-    clock_rate: u32,
     /// The conference the call is in, and its member there.
     conference: Option<(Conference, MemberId)>,
     /// The names (ids in the recording store) of the session's recordings not ended yet.
@@ -73,9 +74,9 @@ pub(crate) struct CallMedia {
 }
 
 impl CallMedia {
-    /// The rate the call's audio is sampled at (its codec's clock).
+    /// The rate the call's audio is sampled at inside callwright (8 kHz, whatever the codec on the wire).
     pub(crate) fn clock_rate(&self) -> u32 {
-        self.clock_rate
+        callwright_media::codec::SAMPLE_RATE
     }
 
     fn leg(&self) -> &MediaLeg {
@@ -223,10 +224,17 @@ pub(crate) struct PendingOffer {
 }
 
 /// A port pair bound on `local_ip`, the local media that names it, and a fresh SDP origin.
-async fn bind(sip: &SipHandle, local_ip: IpAddr) -> Result<(MediaSockets, LocalMedia, Origin), MediaSetupError> {
+async fn bind(
+    sip: &SipHandle,
+    local_ip: IpAddr,
+    codecs: &[Codec],
+) -> Result<(MediaSockets, LocalMedia, Origin), MediaSetupError> {
     let ports = sip.media();
     let sockets = ports.open(local_ip).await.map_err(MediaSetupError::NoPorts)?;
-    let local = LocalMedia::new(ports.advertised(local_ip), sockets.port());
+    let mut local = LocalMedia::new(ports.advertised(local_ip), sockets.port());
+    if !codecs.is_empty() {
+        local.codecs = codecs.to_vec();
+    }
     Ok((sockets, local, ports.new_origin()))
 }
 
@@ -240,12 +248,11 @@ fn start(
     local: LocalMedia,
     origin: Origin,
 ) -> (CallMedia, OfferAnswerer) {
-    info!(call = %handle, codec = ?negotiated.codec, remote = %negotiated.remote_rtp, port = sockets.port(), "media started");
-    let clock_rate = negotiated.codec.clock_rate();
+    info!(call = %handle, codec = %negotiated.codec, remote = %negotiated.remote_rtp, port = sockets.port(), "media started");
     let owner = Box::new(CallMediaOwner { sip: sip.clone(), call: handle });
     let leg = MediaLeg::spawn(sockets, sip.media().session_config(negotiated), owner);
     let answerer = offer_answerer(local, origin, leg.updater());
-    (CallMedia { leg, clock_rate, conference: None, recording_names: HashMap::new(), events_closed: false }, answerer)
+    (CallMedia { leg, conference: None, recording_names: HashMap::new(), events_closed: false }, answerer)
 }
 
 /// Answers `offer` on a port pair of our own on `local_ip` and starts the call's media. Returns the
@@ -254,18 +261,23 @@ pub(crate) async fn answer_offer(
     sip: &SipHandle,
     handle: CallHandle,
     local_ip: IpAddr,
+    codecs: &[Codec],
     offer: &[u8],
 ) -> Result<(Vec<u8>, CallMedia, OfferAnswerer), MediaSetupError> {
     let offer = SessionDescription::parse(offer).map_err(MediaSetupError::Sdp)?;
-    let (sockets, local, mut origin) = bind(sip, local_ip).await?;
+    let (sockets, local, mut origin) = bind(sip, local_ip, codecs).await?;
     let (answer, negotiated) = sdp::answer(&offer, &local, &mut origin).map_err(MediaSetupError::Sdp)?;
     let (media, answerer) = start(sip, handle, sockets, negotiated, local, origin);
     Ok((answer, media, answerer))
 }
 
 /// An offer from `local_ip`, on a port pair held until the answer comes.
-pub(crate) async fn offer(sip: &SipHandle, local_ip: IpAddr) -> Result<(Vec<u8>, PendingOffer), MediaSetupError> {
-    let (sockets, local, mut origin) = bind(sip, local_ip).await?;
+pub(crate) async fn offer(
+    sip: &SipHandle,
+    local_ip: IpAddr,
+    codecs: &[Codec],
+) -> Result<(Vec<u8>, PendingOffer), MediaSetupError> {
+    let (sockets, local, mut origin) = bind(sip, local_ip, codecs).await?;
     let body = sdp::offer(&local, &mut origin);
     Ok((body, PendingOffer { sip: sip.clone(), sockets, local, origin }))
 }

@@ -142,6 +142,7 @@ impl Runtime {
             registrar: self.registrar.clone(),
             hook_client: self.hook_client.clone(),
             hooks: Default::default(),
+            codecs: callwright_media::Codec::ALL.to_vec(),
             verbs: None,
             media: Some(self.media.clone()),
         });
@@ -361,6 +362,7 @@ impl Runtime {
             registrar: self.registrar.clone(),
             hook_client: self.hook_client.clone(),
             hooks: std::mem::take(&mut app.hooks),
+            codecs: app.media.codecs(),
             verbs: Some(Arc::new(VerbContext { engine: self.engine.clone(), modules, pinned })),
             media: Some(self.media.clone()),
         });

@@ -1,5 +1,5 @@
 //! callwright-media: a sans-IO media core for calls: RTP and RTCP (RFC 3550), SDP offer/answer for audio
-//! (RFC 3264), G.711, DTMF from RFC 4733 events, SIP INFO and in-band tones, a jitter buffer, tones and
+//! (RFC 3264), G.711, G.722 and Opus, DTMF from RFC 4733 events, SIP INFO and in-band tones, a jitter buffer, tones and
 //! prompts, recording, and the per-call [`MediaSession`] that paces it all from one timer.
 //!
 //! Like `callwright-sip`, nothing here does IO or reads a clock: datagrams and time go in; datagrams to
@@ -41,6 +41,7 @@
 pub mod codec;
 pub mod dtmf;
 pub mod g711;
+pub mod g722;
 pub mod jitter;
 pub mod resample;
 pub mod rtcp;
@@ -94,8 +95,10 @@ impl std::fmt::Display for Error {
         match self {
             Error::Malformed(why) => write!(f, "malformed packet: {why}"),
             Error::BadSdp(why) => write!(f, "malformed SDP: {why}"),
-            Error::NoCommonCodec => write!(f, "no audio stream with a codec in common (we carry PCMU and PCMA)"),
-            Error::UnknownCodec(name) => write!(f, "unknown codec `{name}` (known: PCMU, PCMA)"),
+            Error::NoCommonCodec => {
+                write!(f, "no audio stream with a codec in common (we carry PCMU, PCMA, G722 and opus)")
+            }
+            Error::UnknownCodec(name) => write!(f, "unknown codec `{name}` (known: PCMU, PCMA, G722, opus)"),
             Error::BadDigit(why) => write!(f, "not DTMF: {why}"),
             Error::NoTelephoneEvent => write!(f, "the peer did not offer telephone-event; send digits as SIP INFO"),
             Error::UnsupportedAudio(why) => write!(f, "unsupported audio: {why}"),

@@ -232,12 +232,16 @@ impl MediaDescription {
         })
     }
 
-    /// The payload type of telephone-event at `clock_rate`, if offered.
-    fn telephone_event(&self, clock_rate: u32) -> Option<u8> {
-        self.payload_types().find(|&pt| {
-            self.encoding_of(pt)
-                .is_some_and(|(name, rate)| name.eq_ignore_ascii_case("telephone-event") && rate == clock_rate)
-        })
+    /// The payload type and clock of telephone-event for audio at `clock_rate`: the one at that rate, as
+    /// RFC 4733 §2.1 asks, else one at 8 kHz (baresip and others offer only that beside Opus).
+    fn telephone_event(&self, clock_rate: u32) -> Option<(u8, u32)> {
+        let at = |wanted: u32| {
+            self.payload_types().find(|&pt| {
+                self.encoding_of(pt)
+                    .is_some_and(|(name, rate)| name.eq_ignore_ascii_case("telephone-event") && rate == wanted)
+            })
+        };
+        at(clock_rate).map(|pt| (pt, clock_rate)).or_else(|| at(8000).map(|pt| (pt, 8000)))
     }
 
     fn carries_plain_rtp_audio(&self) -> bool {
@@ -288,6 +292,8 @@ pub struct Negotiated {
     pub payload_type: u8,
     /// The payload type of RFC 4733 events, when both sides support them.
     pub telephone_event: Option<u8>,
+    /// The clock their durations count in (the audio's, or 8 kHz where that is all the peer offered).
+    pub telephone_event_rate: u32,
     /// The packet time, in milliseconds.
     pub ptime_ms: u32,
     /// Where the peer receives RTP.
@@ -307,9 +313,10 @@ impl Negotiated {
     }
 }
 
-/// Packet times we pace at: whole frames of 10 ms, up to 60 ms.
-fn usable_ptime(ptime: Option<u32>, default: u32) -> u32 {
-    ptime.filter(|p| (10..=60).contains(p) && p % 10 == 0).unwrap_or(default)
+/// Packet times we pace at: whole frames of 10 ms, up to 60 ms, that the codec can carry.
+fn usable_ptime(codec: Codec, ptime: Option<u32>, default: u32) -> u32 {
+    let usable = |p: &u32| (10..=60).contains(p) && p.is_multiple_of(10) && codec.allows_ptime(*p);
+    ptime.filter(usable).or(Some(default).filter(usable)).unwrap_or(DEFAULT_PTIME_MS)
 }
 
 fn remote_addresses(session: &SessionDescription, media: &MediaDescription) -> Result<(SocketAddr, SocketAddr), Error> {
@@ -355,18 +362,11 @@ pub fn answer(
             local.direction.sends() && offerer_receives,
             local.direction.receives() && offered.sends(),
         );
-        let telephone_event = media.telephone_event(codec.clock_rate());
-        let ptime_ms = usable_ptime(media.ptime, local.ptime_ms);
-        write_audio_section(
-            &mut body,
-            &media.proto,
-            local.port,
-            codec,
-            payload_type,
-            telephone_event,
-            ptime_ms,
-            direction,
-        );
+        let events = media.telephone_event(codec.clock_rate());
+        let telephone_event = events.map(|(pt, _)| pt);
+        let telephone_event_rate = events.map_or(codec.clock_rate(), |(_, rate)| rate);
+        let ptime_ms = usable_ptime(codec, media.ptime, local.ptime_ms);
+        write_audio_section(&mut body, &media.proto, local.port, codec, payload_type, events, ptime_ms, direction);
         if media.rtcp_mux {
             body.push_str("a=rtcp-mux\r\n");
         }
@@ -374,6 +374,7 @@ pub fn answer(
             codec,
             payload_type,
             telephone_event,
+            telephone_event_rate,
             ptime_ms,
             remote_rtp,
             remote_rtcp,
@@ -389,20 +390,37 @@ pub fn answer(
 pub fn offer(local: &LocalMedia, origin: &mut Origin) -> Vec<u8> {
     let mut body = String::new();
     let payload_types: Vec<u8> = local.codecs.iter().map(|c| offered_payload_type(*c)).collect();
+    // telephone-event at each clock rate offered (RFC 4733 §2.1: the rate of the audio it goes with).
+    let mut event_rates: Vec<u32> = local.codecs.iter().map(|c| c.clock_rate()).collect();
+    event_rates.sort_unstable();
+    event_rates.dedup();
+    let events: Vec<(u8, u32)> = event_rates.iter().map(|&rate| (offered_telephone_event(rate), rate)).collect();
     let formats: Vec<String> =
-        payload_types.iter().chain([&OFFERED_TELEPHONE_EVENT]).map(|pt| pt.to_string()).collect();
+        payload_types.iter().chain(events.iter().map(|(pt, _)| pt)).map(|pt| pt.to_string()).collect();
     let _ = write!(body, "m=audio {} RTP/AVP {}\r\n", local.port, formats.join(" "));
     for (codec, pt) in local.codecs.iter().zip(&payload_types) {
         let _ = write!(body, "a=rtpmap:{pt} {codec}\r\n");
     }
-    let te = OFFERED_TELEPHONE_EVENT;
-    let _ = write!(body, "a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n");
-    let _ = write!(body, "a=ptime:{}\r\na={}\r\na=rtcp-mux\r\n", local.ptime_ms, local.direction.attribute());
+    for (te, rate) in events {
+        let _ = write!(body, "a=rtpmap:{te} telephone-event/{rate}\r\na=fmtp:{te} 0-16\r\n");
+    }
+    let first = local.codecs.first().copied().unwrap_or(Codec::Pcmu);
+    let ptime = usable_ptime(first, None, local.ptime_ms);
+    let _ = write!(body, "a=ptime:{ptime}\r\na={}\r\na=rtcp-mux\r\n", local.direction.attribute());
     origin.describe(local.address, &body)
 }
 
+/// The payload type our offers give Opus (dynamic; 111 is what most peers use).
+pub const OFFERED_OPUS: u8 = 111;
+/// The payload type our offers give telephone-event at 48 kHz, beside Opus.
+pub const OFFERED_TELEPHONE_EVENT_48K: u8 = 110;
+
 fn offered_payload_type(codec: Codec) -> u8 {
-    codec.static_payload_type().unwrap_or(96)
+    codec.static_payload_type().unwrap_or(OFFERED_OPUS)
+}
+
+fn offered_telephone_event(clock_rate: u32) -> u8 {
+    if clock_rate == 48000 { OFFERED_TELEPHONE_EVENT_48K } else { OFFERED_TELEPHONE_EVENT }
 }
 
 /// Reads the answer to our [`offer`]: the first audio stream the peer kept, with a codec we offered.
@@ -418,6 +436,7 @@ pub fn accept_answer(answer: &SessionDescription, local: &LocalMedia) -> Result<
         .ok_or(Error::NoCommonCodec)?;
     let (remote_rtp, remote_rtcp) = remote_addresses(answer, media)?;
     let answered = media.direction.or(answer.direction).unwrap_or_default();
+    let events = media.telephone_event(codec.clock_rate());
     let direction = Direction::from_flags(
         local.direction.sends() && answered.receives() && !remote_rtp.ip().is_unspecified(),
         local.direction.receives() && answered.sends(),
@@ -425,8 +444,9 @@ pub fn accept_answer(answer: &SessionDescription, local: &LocalMedia) -> Result<
     Ok(Negotiated {
         codec,
         payload_type,
-        telephone_event: media.telephone_event(codec.clock_rate()),
-        ptime_ms: usable_ptime(media.ptime, local.ptime_ms),
+        telephone_event: events.map(|(pt, _)| pt),
+        telephone_event_rate: events.map_or(codec.clock_rate(), |(_, rate)| rate),
+        ptime_ms: usable_ptime(codec, media.ptime, local.ptime_ms),
         remote_rtp,
         remote_rtcp,
         rtcp_mux: media.rtcp_mux,
@@ -441,14 +461,14 @@ fn write_audio_section(
     port: u16,
     codec: Codec,
     payload_type: u8,
-    telephone_event: Option<u8>,
+    telephone_event: Option<(u8, u32)>,
     ptime_ms: u32,
     direction: Direction,
 ) {
     match telephone_event {
-        Some(te) => {
+        Some((te, rate)) => {
             let _ = write!(body, "m=audio {port} {proto} {payload_type} {te}\r\na=rtpmap:{payload_type} {codec}\r\n");
-            let _ = write!(body, "a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n");
+            let _ = write!(body, "a=rtpmap:{te} telephone-event/{rate}\r\na=fmtp:{te} 0-16\r\n");
         }
         None => {
             let _ = write!(body, "m=audio {port} {proto} {payload_type}\r\na=rtpmap:{payload_type} {codec}\r\n");
@@ -529,8 +549,34 @@ mod tests {
     }
 
     #[test]
+    fn g722_and_opus_are_answered_with_their_own_clock_and_telephone_event() {
+        let only_g722 = OFFER.replace("9 8 0 101", "9 101");
+        let (text, negotiated) = answer_text(&only_g722, &local()).unwrap();
+        assert_eq!(negotiated.codec, Codec::G722);
+        assert!(text.contains("m=audio 40000 RTP/AVP 9 101\r\na=rtpmap:9 G722/8000\r\n"), "{text}");
+
+        let opus = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+            m=audio 4000 RTP/AVP 96 97 101\r\na=rtpmap:96 opus/48000/2\r\na=rtpmap:97 telephone-event/48000\r\n\
+            a=rtpmap:101 telephone-event/8000\r\na=ptime:30\r\n";
+        let (text, negotiated) = answer_text(opus, &local()).unwrap();
+        assert_eq!(
+            (negotiated.codec, negotiated.payload_type, negotiated.telephone_event),
+            (Codec::Opus, 96, Some(97))
+        );
+        assert_eq!(negotiated.ptime_ms, 20, "Opus has no 30 ms frames");
+        assert!(text.contains("m=audio 40000 RTP/AVP 96 97\r\na=rtpmap:96 opus/48000/2\r\n"), "{text}");
+        assert!(text.contains("a=rtpmap:97 telephone-event/48000\r\n"), "{text}");
+
+        // Beside Opus, baresip offers telephone-event at 8 kHz only: it is taken, at its own clock.
+        let eight_only = opus.replace(" 96 97 101", " 96 101").replace("a=rtpmap:97 telephone-event/48000\r\n", "");
+        let (text, negotiated) = answer_text(&eight_only, &local()).unwrap();
+        assert_eq!((negotiated.telephone_event, negotiated.telephone_event_rate), (Some(101), 8000));
+        assert!(text.contains("a=rtpmap:101 telephone-event/8000\r\n"), "{text}");
+    }
+
+    #[test]
     fn no_codec_in_common_is_488() {
-        let error = answer_text(&OFFER.replace("9 8 0 101", "9 101"), &local()).unwrap_err();
+        let error = answer_text(&OFFER.replace("9 8 0 101", "18 101"), &local()).unwrap_err();
         assert!(matches!(error, Error::NoCommonCodec));
         assert_eq!(error.sip_status(), 488);
         let srtp_only = OFFER.replace("RTP/AVP 9 8 0 101", "RTP/SAVP 0");
@@ -593,7 +639,10 @@ mod tests {
         let offered = offer(&local(), &mut origin);
         let text = String::from_utf8(offered.clone()).unwrap();
         assert!(text.contains("o=callwright 100 100 IN IP4 127.0.0.1\r\n"), "{text}");
-        assert!(text.contains("m=audio 40000 RTP/AVP 0 8 101\r\n"), "{text}");
+        assert!(text.contains("m=audio 40000 RTP/AVP 0 8 9 111 101 110\r\n"), "{text}");
+        assert!(text.contains("a=rtpmap:9 G722/8000\r\na=rtpmap:111 opus/48000/2\r\n"), "{text}");
+        assert!(text.contains("a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n"), "{text}");
+        assert!(text.contains("a=rtpmap:110 telephone-event/48000\r\na=fmtp:110 0-16\r\n"), "{text}");
         let parsed = SessionDescription::parse(&offered).unwrap();
         let (answer_body, _) =
             answer(&parsed, &LocalMedia::new("127.0.0.2".parse().unwrap(), 50000), &mut Origin::new(1)).unwrap();

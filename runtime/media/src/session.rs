@@ -12,11 +12,15 @@
 //! from the first other address that sends a few packets of one SSRC in sequence, learned once per stream,
 //! after which packets from anywhere else are dropped and counted (the guard against RTP bleed). RTP that cannot be parsed, or with a payload type we did not agree on, is
 //! counted and otherwise ignored.
+//!
+//! Audio inside the session is [`SAMPLE_RATE`] (8 kHz) whatever the codec; RTP timestamps count in the
+//! codec's clock (48 kHz for Opus).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::codec::{Decoder, Encoder, SAMPLE_RATE};
 use crate::dtmf::{Digit, DigitMerger, DigitStep, InBandDetector, Rfc4733Receiver, TelephoneEvent};
 use crate::jitter::{FrameKind, JitterBuffer};
 use crate::rtcp::{self, ReceiveStats, RtcpPacket, SenderInfo};
@@ -127,7 +131,7 @@ pub enum MediaEvent {
     },
     /// A digit string was sent in full.
     DigitsSent(DigitsId),
-    /// More audio of a recording: interleaved samples at the codec rate (left: what the far end sent,
+    /// More audio of a recording: interleaved samples at [`SAMPLE_RATE`] (left: what the far end sent,
     /// right: what we sent, for stereo).
     RecordingAudio {
         /// Which.
@@ -285,6 +289,8 @@ pub struct MediaStats {
     pub jitter_us: u64,
     /// Ticks skipped because the driver ran far behind.
     pub skipped_ticks: u64,
+    /// Payloads the codec could not decode or frames it could not encode.
+    pub codec_errors: u64,
 }
 
 /// Packets in sequence from one new address before we latch onto it (as Asterisk's strict RTP learns).
@@ -352,7 +358,15 @@ struct Recording {
 pub struct MediaSession {
     config: SessionConfig,
     codec: Codec,
+    /// The stream's encoder and decoder (`None` in the unlikely case the codec library could not make one:
+    /// the call is then silent that way, counted in [`MediaStats::codec_errors`]).
+    encoder: Option<Encoder>,
+    decoder: Option<Decoder>,
+    /// Samples of [`SAMPLE_RATE`] audio in a frame, and RTP timestamp units in it.
     frame_samples: usize,
+    frame_ticks: u32,
+    /// The far end's timestamps extended to 64 bits, for codecs whose RTP clock is not the sample rate.
+    remote_timeline: Option<i64>,
     ptime: Duration,
     started: Instant,
     next_tick: Instant,
@@ -417,11 +431,14 @@ impl MediaSession {
         let negotiated = &config.negotiated;
         let codec = negotiated.codec;
         let frame_samples = codec.samples_per_frame(negotiated.ptime_ms);
-        let rate = codec.clock_rate();
-        let delay = (config.jitter_delay.as_micros() as u64 * u64::from(rate) / 1_000_000) as u32;
+        let delay = (config.jitter_delay.as_micros() as u64 * u64::from(SAMPLE_RATE) / 1_000_000) as u32;
         let mut session = MediaSession {
             codec,
+            encoder: codec.encoder().ok(),
+            decoder: codec.decoder().ok(),
             frame_samples,
+            frame_ticks: frame_samples as u32 * codec.timestamp_units_per_sample(),
+            remote_timeline: None,
             ptime: Duration::from_millis(u64::from(negotiated.ptime_ms)),
             started: now,
             next_tick: now,
@@ -438,8 +455,8 @@ impl MediaSession {
             remote_ssrc: None,
             receive_stats: ReceiveStats::default(),
             last_sender_report: None,
-            jitter: JitterBuffer::new(delay, rate),
-            dtmf_in: Rfc4733Receiver::new(rate),
+            jitter: JitterBuffer::new(delay, SAMPLE_RATE),
+            dtmf_in: Rfc4733Receiver::new(negotiated.telephone_event_rate),
             in_band: negotiated.telephone_event.is_none().then(InBandDetector::default),
             merger: DigitMerger::default(),
             playbacks: VecDeque::new(),
@@ -575,7 +592,7 @@ impl MediaSession {
             let tone = Tone::new(
                 vec![crate::source::ToneStep { frequencies: vec![BEEP_HZ], on: BEEP, off: Duration::ZERO }],
                 Some(1),
-                self.codec.clock_rate(),
+                SAMPLE_RATE,
             );
             // The beep goes before anything else queued.
             let beep = self.new_playback(Box::new(tone), PlayOptions::default());
@@ -604,7 +621,7 @@ impl MediaSession {
         self.bridge_in.clear();
     }
 
-    /// The other call's audio, at this session's clock rate (see [`MediaSession::set_bridged`]).
+    /// The other call's audio, at [`SAMPLE_RATE`] (see [`MediaSession::set_bridged`]).
     pub fn push_bridge_audio(&mut self, samples: &[i16]) {
         if !self.bridged {
             return;
@@ -639,9 +656,18 @@ impl MediaSession {
             self.rtcp_latched = None;
             self.probation = None;
         }
+        if negotiated.codec != self.codec {
+            self.encoder = negotiated.codec.encoder().ok();
+            self.decoder = negotiated.codec.decoder().ok();
+            self.remote_timeline = None;
+        }
+        if negotiated.telephone_event_rate != self.config.negotiated.telephone_event_rate {
+            self.dtmf_in = Rfc4733Receiver::new(negotiated.telephone_event_rate);
+        }
         if negotiated.codec != self.codec || negotiated.ptime_ms != self.config.negotiated.ptime_ms {
             self.codec = negotiated.codec;
             self.frame_samples = self.codec.samples_per_frame(negotiated.ptime_ms);
+            self.frame_ticks = self.frame_samples as u32 * self.codec.timestamp_units_per_sample();
             self.ptime = Duration::from_millis(u64::from(negotiated.ptime_ms));
             self.jitter.reset();
             self.started = now;
@@ -713,7 +739,7 @@ impl MediaSession {
                 let late = now.duration_since(self.next_tick);
                 let skip = (late.as_micros() / self.ptime.as_micros()) as u32 + 1;
                 self.ticks += u64::from(skip);
-                self.timestamp = self.timestamp.wrapping_add(skip * self.frame_samples as u32);
+                self.timestamp = self.timestamp.wrapping_add(skip * self.frame_ticks);
                 self.sent_since_silence = false;
                 self.stats.skipped_ticks += u64::from(skip);
                 self.next_tick = self.started + self.ptime * self.ticks as u32;
@@ -768,7 +794,7 @@ impl MediaSession {
         self.record_frame(&received, kind, &sent);
         self.scratch = received;
         self.sent_scratch = sent;
-        self.timestamp = self.timestamp.wrapping_add(self.frame_samples as u32);
+        self.timestamp = self.timestamp.wrapping_add(self.frame_ticks);
     }
 
     /// Sends this tick's frame; `frame` (zeroed) receives the audio sent, for recordings (silence while a
@@ -792,7 +818,12 @@ impl MediaSession {
         }
         if self.config.negotiated.we_send() {
             let mut payload = Vec::with_capacity(self.frame_samples);
-            self.codec.encode(frame, &mut payload);
+            let encoded = self.encoder.as_mut().map(|encoder| encoder.encode(frame, &mut payload));
+            if !matches!(encoded, Some(Ok(()))) {
+                self.stats.codec_errors += 1;
+                self.sent_since_silence = false;
+                return;
+            }
             let marker = !self.sent_since_silence;
             self.transmit_rtp(marker, self.config.negotiated.payload_type, self.timestamp, &payload);
             self.sent_since_silence = true;
@@ -851,15 +882,16 @@ impl MediaSession {
     }
 
     fn end_playback(&mut self, playback: Playback, reason: PlaybackEnd) {
-        let played = Duration::from_micros(playback.played_samples * 1_000_000 / u64::from(self.codec.clock_rate()));
+        let played = Duration::from_micros(playback.played_samples * 1_000_000 / u64::from(SAMPLE_RATE));
         self.events.push_back(MediaEvent::PlaybackEnded { id: playback.id, reason, played });
     }
 
     /// The next RFC 4733 packet to send, if a digit is being sent: (marker, payload type, timestamp, payload).
     fn next_digit_packet(&mut self) -> Option<(bool, u8, u32, [u8; 4])> {
         let payload_type = self.config.negotiated.telephone_event?;
-        let frame = self.frame_samples as u32;
-        let rate = self.codec.clock_rate();
+        // Durations count in the events' own clock; the timestamp is the audio's.
+        let rate = self.config.negotiated.telephone_event_rate;
+        let frame = self.frame_samples as u32 * rate / crate::codec::SAMPLE_RATE;
         loop {
             let send = self.digits_out.front_mut()?;
             let step = match send.current {
@@ -1032,6 +1064,7 @@ impl MediaSession {
             self.remote_ssrc = Some(packet.ssrc);
             self.receive_stats = ReceiveStats::default();
             self.jitter.reset();
+            self.remote_timeline = None;
         }
         let rate = u128::from(self.codec.clock_rate());
         let arrival = (now.duration_since(self.started).as_micros() * rate / 1_000_000) as i64;
@@ -1044,9 +1077,31 @@ impl MediaSession {
             }
             return;
         }
-        let mut samples = Vec::with_capacity(self.codec.samples_in_payload(packet.payload.len()));
-        self.codec.decode(packet.payload, &mut samples);
-        self.jitter.push(packet.timestamp, samples);
+        let mut samples = Vec::with_capacity(self.frame_samples);
+        let decoded = self.decoder.as_mut().map(|decoder| decoder.decode(packet.payload, &mut samples));
+        if !matches!(decoded, Some(Ok(()))) {
+            self.stats.codec_errors += 1;
+            return;
+        }
+        let position = self.sample_position(packet.timestamp);
+        self.jitter.push(position, samples);
+    }
+
+    /// A received RTP timestamp in units of [`SAMPLE_RATE`] samples, where the jitter buffer keeps audio: the
+    /// timestamp itself for 8 kHz clocks; for Opus's 48 kHz, the timeline extended to 64 bits and divided
+    /// (so the wrap of the 32-bit timestamp stays a wrap).
+    fn sample_position(&mut self, timestamp: u32) -> u32 {
+        let units = self.codec.timestamp_units_per_sample();
+        if units == 1 {
+            return timestamp;
+        }
+        let extended = match self.remote_timeline {
+            Some(last) => last + crate::rtp::timestamp_distance(last as u32, timestamp),
+            None => i64::from(timestamp),
+        };
+        // Only move forward: a late packet is placed without pulling the timeline back.
+        self.remote_timeline = Some(self.remote_timeline.map_or(extended, |last| last.max(extended)));
+        extended.div_euclid(i64::from(units)) as u32
     }
 
     /// Symmetric RTP: whether a packet from `from` is the far end's.

@@ -17,7 +17,8 @@ const HEADER: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2
 fn offers_without_a_codec_we_carry_are_488() {
     for media in [
         "m=audio 4000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n",
-        "m=audio 4000 RTP/AVP 96\r\na=rtpmap:96 opus/48000/2\r\n",
+        "m=audio 4000 RTP/AVP 96\r\na=rtpmap:96 iLBC/8000\r\n",
+        "m=audio 4000 RTP/AVP 96\r\na=rtpmap:96 opus/16000/2\r\n",
         "m=audio 4000 RTP/SAVP 0\r\n",
         "m=audio 4000 UDP/TLS/RTP/SAVPF 0\r\n",
         "m=video 4000 RTP/AVP 96\r\n",

@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use callwright_driver::SipHandle;
+use callwright_media::Codec;
 use callwright_sip::message::Method;
 use callwright_sip::{CallHandle, EndReason, Event, Extras, InDialogRequest, IncomingRequestHandle};
 use wasmtime::Result;
@@ -34,6 +35,8 @@ pub(crate) struct Calls {
     pub(crate) registrar: Registrar,
     /// Names the call in logs.
     pub(crate) label: String,
+    /// The app's codecs, in order of preference, for the host's SDP offers and answers.
+    pub(crate) codecs: Vec<Codec>,
     /// Calls a verb placed itself, handed back when it returned: they end with it ([`Calls::finish_placed`]).
     placed_by_verb: Vec<(CallHandle, Leg)>,
     /// The calls lent to a verb, to tell them from the ones it placed.
@@ -68,6 +71,7 @@ impl Capability for CallControl {
             legs: HashMap::new(),
             registrar: setup.registrar.clone(),
             label: setup.label.clone(),
+            codecs: setup.codecs.clone(),
             placed_by_verb: Vec::new(),
             lent: HashSet::new(),
         }
@@ -82,6 +86,7 @@ impl Capability for CallControl {
             legs,
             registrar: caller.registrar.clone(),
             label: label.to_string(),
+            codecs: caller.codecs.clone(),
             placed_by_verb: Vec::new(),
         }
     }
@@ -328,7 +333,7 @@ impl Calls {
             (Some(body), _) => Some(body),
             (None, Some(offer)) => {
                 let (offer, local_ip) = (offer.data.clone(), leg.local_ip);
-                match crate::media::answer_offer(&self.sip, handle, local_ip, &offer).await {
+                match crate::media::answer_offer(&self.sip, handle, local_ip, &self.codecs, &offer).await {
                     Ok((answer, media, offer_answerer)) => {
                         self.leg(handle)?.media = Some(media);
                         answerer = Some(offer_answerer);
@@ -340,7 +345,7 @@ impl Calls {
             (None, None) => {
                 // Delayed offer (RFC 3261 §13.2.1): the 200 carries our offer, the ACK the answer.
                 let local_ip = leg.local_ip;
-                match crate::media::offer(&self.sip, local_ip).await {
+                match crate::media::offer(&self.sip, local_ip, &self.codecs).await {
                     Ok((offer, pending)) => {
                         self.leg(handle)?.pending_offer = Some(pending);
                         Some(Body { content_type: "application/sdp".into(), data: offer })

@@ -57,6 +57,8 @@ pub(crate) struct CallSetup<'a> {
     pub(crate) hook_client: reqwest::Client,
     /// The app's hooks.
     pub(crate) hooks: HookSettings,
+    /// The app's codecs, in order of preference.
+    pub(crate) codecs: Vec<callwright_media::Codec>,
     /// How the guest runs verbs; none where verbs cannot run (listing a module's verbs).
     pub(crate) verbs: Option<Arc<VerbContext>>,
     /// Uploaded media, speech and the prompt cache; none where nothing plays (listing a module's verbs).

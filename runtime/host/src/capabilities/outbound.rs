@@ -174,7 +174,7 @@ impl Calls {
         let mut pending_offer = None;
         let body = match request.body.clone() {
             Some(body) => body,
-            None => match crate::media::offer(&self.sip, plan.local.ip()).await {
+            None => match crate::media::offer(&self.sip, plan.local.ip(), &self.codecs).await {
                 Ok((data, pending)) => {
                     pending_offer = Some(pending);
                     Body { content_type: "application/sdp".into(), data }

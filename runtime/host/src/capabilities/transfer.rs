@@ -328,6 +328,7 @@ mod tests {
             registrar,
             hook_client: reqwest::Client::new(),
             hooks: Default::default(),
+            codecs: callwright_media::Codec::ALL.to_vec(),
             verbs: None,
             media: None,
         });
