@@ -146,13 +146,44 @@ fn a_wav_at_an_allowed_url_is_fetched_once_for_two_calls_and_heard() {
     assert_eq!(wav.requests(), 1, "the second call plays the cached audio");
 }
 
+/// One second of 1 kHz, encoded by LAME (see `tests/fixtures/README.md`).
+const TONE_MP3: &[u8] = include_bytes!("fixtures/tone-1khz-1s.mp3");
+
+#[test]
+fn an_mp3_uploaded_or_at_an_allowed_url_is_heard_as_its_tone() {
+    let data = TempDir::new("prompt-mp3");
+    let server = player_server(&data);
+    let stored = server.api("PUT", "/v1/media/tone", TONE_MP3);
+    stored.assert_status(201);
+    let info: serde_json::Value = serde_json::from_str(&stored.body).expect("JSON");
+    // LAME pads a frame or two at each end.
+    let duration = info["duration_ms"].as_u64().expect("duration_ms");
+    assert!((950..=1150).contains(&duration), "{}", stored.body);
+    assert_eq!(server.api("GET", "/v1/media/tone", b"").bytes, TONE_MP3, "kept as uploaded");
+
+    let mp3 = WavServer::start(TONE_MP3.to_vec());
+    let sources = serde_json::json!([{"file": "tone"}, {"url": mp3.url("/tone.mp3")}]);
+    let flow = serde_json::json!({"module": "media-player", "config": {"play": sources}});
+    let app = serde_json::json!({"route": {"to_user": "7250"}, "flow": flow, "hooks": {"allow": [mp3.host()]}});
+    server.put_app("mp3", &app.to_string()).assert_status(201);
+    let packets = receive_call(&server, "7250");
+    let toned = packets.iter().filter(|samples| tone_share(samples, 1000.0, 8000.0) > 0.8).count();
+    assert!((90..=112).contains(&toned), "{toned} packets of 1 kHz, for the file then the URL (1 s each)");
+    assert_eq!(mp3.requests(), 1);
+}
+
 #[test]
 fn sources_that_cannot_play_are_named_to_the_guest_and_bad_uploads_refused() {
     let data = TempDir::new("prompt-errors");
     let server = player_server(&data);
     let refused = server.api("PUT", "/v1/media/noise", b"this is not a WAV file");
     refused.assert_status(400);
-    assert!(refused.body.contains("not a RIFF/WAVE file"), "{}", refused.body);
+    assert!(refused.body.contains("neither a WAV (RIFF/WAVE) nor an MP3 file"), "{}", refused.body);
+    // MPEG sync bits followed by garbage: taken for MP3, and refused as one.
+    let fake_mp3: Vec<u8> = [0xff, 0xfb].into_iter().chain((0..3000).map(|i| (i * 7 % 251) as u8)).collect();
+    let refused = server.api("PUT", "/v1/media/noise", &fake_mp3);
+    refused.assert_status(400);
+    assert!(refused.body.contains("MP3"), "{}", refused.body);
     server.api("PUT", "/v1/media/Bad%20Name", &tone_wav(440.0, Duration::from_millis(100))).assert_status(400);
     let cases = [
         (

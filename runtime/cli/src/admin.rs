@@ -178,14 +178,14 @@ async fn list_media(State(state): State<AdminState>) -> impl IntoResponse {
     Json(state.runtime.media.list())
 }
 
-/// An uploaded media file, as uploaded (`audio/wav`).
+/// An uploaded media file, as uploaded (`audio/wav` or `audio/mpeg`).
 async fn get_media(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Response, ApiError> {
     let checked = checked_name("media file", &name)?;
     let bytes = state.runtime.media.get(&checked).ok_or_else(|| not_found("media file", &name))?;
-    Ok(([(header::CONTENT_TYPE, "audio/wav")], bytes).into_response())
+    Ok(([(header::CONTENT_TYPE, callwright_media::audio_file_type(&bytes))], bytes).into_response())
 }
 
-/// Stores a WAV file that calls play as `file` sources: 201 with its length, 400 when it cannot be
+/// Stores a WAV or MP3 file that calls play as `file` sources: 201 with its length, 400 when it cannot be
 /// played (naming why), 413 past the size limit.
 async fn put_media(
     State(state): State<AdminState>,

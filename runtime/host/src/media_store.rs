@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use callwright_driver::conference::Conference;
-use callwright_media::wav;
 use sha2::{Digest, Sha256};
 use tracing::{debug, info};
 
@@ -124,7 +123,8 @@ impl MediaStore {
                 bytes.len()
             )));
         }
-        let decoded = wav::decode(bytes, rate).map_err(|error| source_error(format!("cannot play it: {error}")))?;
+        let decoded = callwright_media::decode_audio_file(bytes, rate)
+            .map_err(|error| source_error(format!("cannot play it: {error}")))?;
         let path = self.file_path(name);
         let staging = path.with_extension(format!("wav.{}.tmp", std::process::id()));
         std::fs::write(&staging, bytes)
@@ -287,6 +287,8 @@ impl MediaStore {
         Ok(conferences.entry(key).or_insert_with(|| Conference::start(&format!("{app}/{name}"))).clone())
     }
 
+    /// Where an uploaded file's bytes are kept, as uploaded (WAV or MP3: the name keeps the `.wav` that
+    /// data directories have always used).
     fn file_path(&self, name: &StoreName) -> PathBuf {
         self.files.join(format!("{name}.wav"))
     }
@@ -315,7 +317,8 @@ fn rand_suffix() -> u64 {
 }
 
 fn decode(bytes: &[u8], rate: u32, what: &str) -> Result<Audio, MediaSourceError> {
-    let decoded = wav::decode(bytes, rate).map_err(|error| source_error(format!("{what}: {error}")))?;
+    let decoded =
+        callwright_media::decode_audio_file(bytes, rate).map_err(|error| source_error(format!("{what}: {error}")))?;
     Ok(Arc::from(decoded.samples))
 }
 

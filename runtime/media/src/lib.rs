@@ -1,5 +1,5 @@
 //! callwright-media: a sans-IO media core for calls: RTP and RTCP (RFC 3550), SDP offer/answer for audio
-//! (RFC 3264), G.711, G.722 and Opus, DTMF from RFC 4733 events, SIP INFO and in-band tones, a jitter buffer, tones and
+//! (RFC 3264), G.711, G.722 and Opus, WAV and MP3 prompts, DTMF from RFC 4733 events, SIP INFO and in-band tones, a jitter buffer, tones and
 //! prompts, recording, and the per-call [`MediaSession`] that paces it all from one timer.
 //!
 //! Like `callwright-sip`, nothing here does IO or reads a clock: datagrams and time go in; datagrams to
@@ -43,6 +43,7 @@ pub mod dtmf;
 pub mod g711;
 pub mod g722;
 pub mod jitter;
+pub mod mp3;
 pub mod resample;
 pub mod rtcp;
 pub mod rtp;
@@ -52,6 +53,22 @@ pub mod source;
 pub mod wav;
 
 pub use codec::Codec;
+
+/// Decodes a prompt file, WAV or MP3 (told apart by their first bytes), to mono at `rate` Hz.
+pub fn decode_audio_file(bytes: &[u8], rate: u32) -> Result<wav::Decoded, Error> {
+    if mp3::looks_like_mp3(bytes) {
+        mp3::decode(bytes, rate)
+    } else if bytes.starts_with(b"RIFF") {
+        wav::decode(bytes, rate)
+    } else {
+        Err(Error::UnsupportedAudio("neither a WAV (RIFF/WAVE) nor an MP3 file".into()))
+    }
+}
+
+/// The media type of a prompt file: `audio/mpeg` or `audio/wav`.
+pub fn audio_file_type(bytes: &[u8]) -> &'static str {
+    if mp3::looks_like_mp3(bytes) { "audio/mpeg" } else { "audio/wav" }
+}
 pub use dtmf::{Digit, DigitSource};
 pub use session::{
     DigitsId, Input, MediaEvent, MediaSession, MediaStats, Output, PlayOptions, PlaybackEnd, PlaybackId,
