@@ -147,6 +147,46 @@ fn sip_request_and_dial_verbs_in_a_jambonz_array() {
 }
 
 #[test]
+fn a_dial_anchors_the_media_so_both_sides_hear_each_other_through_the_host() {
+    let callee_rtp = support::rtp::caller_rtp_socket();
+    callee_rtp.set_read_timeout(Some(Duration::from_millis(2))).expect("timeout");
+    let callee_port = support::free_port();
+    let callee = Sipp::server("uas-media-answer.xml", callee_port)
+        .arg("-key")
+        .arg("rtp_port")
+        .arg(&callee_rtp.local_addr().expect("addr").port().to_string())
+        .spawn();
+    let hooks = HookServer::start();
+    let data = TempDir::new("verbs-dial-media");
+    let server = Server::start_in(&data.0, &[]);
+    let dial = json!([
+        {"verb": "dial", "target": [{"type": "sip", "sipUri": format!("sip:callee@127.0.0.1:{callee_port}")}],
+         "timeLimit": 3, "actionHook": hooks.url("/dial")},
+    ]);
+    server.put_app_with_hooks("dial", "dial", json!({"verbs": dial}), &hooks, None);
+    let (caller_rtp, caller, _) =
+        support::rtp::call_with_rtp_socket(&server, "dial", "uac-media-callee-hangs-up.xml", Duration::from_millis(2));
+    let sockets = [&caller_rtp, &callee_rtp];
+    let (heard, peers) =
+        support::rtp::exchange_tones_with_peers(&sockets, &[1000.0, 600.0], 8000.0, Duration::from_secs(5));
+    caller.wait().assert_all_succeeded(1);
+    callee.wait().assert_all_succeeded(1);
+    // Anchored: each side's packets come from a port of the server's, never from the other side.
+    let addresses = [caller_rtp.local_addr().expect("addr"), callee_rtp.local_addr().expect("addr")];
+    for (index, peer) in peers.iter().enumerate() {
+        let peer = peer.unwrap_or_else(|| panic!("side {index} got no RTP"));
+        assert!(!addresses.contains(&peer), "side {index} got RTP straight from {peer}: the media was not anchored");
+    }
+    // About 3 s bridged (timeLimit): the caller hears the callee's 600 Hz, the callee the caller's 1 kHz.
+    let caller_hears = heard[0].iter().filter(|frame| support::rtp::tone_share(frame, 600.0, 8000.0) > 0.8).count();
+    let callee_hears = heard[1].iter().filter(|frame| support::rtp::tone_share(frame, 1000.0, 8000.0) > 0.8).count();
+    assert!(caller_hears > 100, "the caller heard the callee in {caller_hears} packets");
+    assert!(callee_hears > 100, "the callee heard the caller in {callee_hears} packets");
+    let dialled = hooks.wait_for("/dial", 1, HOOK_WAIT)[0].json();
+    assert_eq!(dialled["dial_call_status"], "completed", "{dialled}");
+}
+
+#[test]
 fn a_caller_who_cancels_while_dial_rings_hears_the_ringing_and_cancels_the_callee_at_once() {
     // The callee rings and never answers; it fails unless our CANCEL comes within 3 s of its 180.
     let callee = Sipp::server("uas-rings-until-cancel.xml", 0).calls(1).timeout(Duration::from_secs(30)).spawn();

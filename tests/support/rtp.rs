@@ -189,6 +189,16 @@ pub fn exchange_tones(
     amplitude: f64,
     duration: Duration,
 ) -> Vec<Vec<Vec<i16>>> {
+    exchange_tones_with_peers(sockets, frequencies, amplitude, duration).0
+}
+
+/// [`exchange_tones`], also giving where each socket's packets last came from.
+pub fn exchange_tones_with_peers(
+    sockets: &[&UdpSocket],
+    frequencies: &[f64],
+    amplitude: f64,
+    duration: Duration,
+) -> (Vec<Vec<Vec<i16>>>, Vec<Option<std::net::SocketAddr>>) {
     let mut remote = vec![None; sockets.len()];
     let mut heard = vec![Vec::new(); sockets.len()];
     let started = Instant::now();
@@ -218,7 +228,7 @@ pub fn exchange_tones(
             frames_sent += 1;
         }
     }
-    heard
+    (heard, remote)
 }
 
 /// A SIPp call to `user` that presses 2, then 9, as RFC 4733 events (SIPp's own captures,

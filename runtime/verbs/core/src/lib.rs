@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 use callwright_sdk::hooks::{self, Hook};
+use callwright_sdk::media;
 use callwright_sdk::serde_json::{Map, Value, json};
 use callwright_sdk::transfer::jambonz_call_fields;
 use callwright_sdk::{
@@ -268,20 +269,21 @@ fn sip_request(call: &Call, args: &Value) -> Value {
     report(call, args, "sip:request", result)
 }
 
-/// Calls the target and bridges it to this call: the caller's SDP offer goes to the target and the
-/// target's answer back (media flows between the two ends; callwright carries none). While the target
-/// rings, its 180 and 183 (with early media) are relayed to a caller not yet answered, and a caller who
-/// hangs up cancels it. Ends when either side hangs up or `timeLimit` passes; the actionHook gets
+/// Calls the target and bridges it to this call with the media anchored in callwright: the target gets
+/// the host's own offer, the caller the host's own answer, and `media.bridge` joins the two streams (so
+/// their codecs may differ, and the call can be recorded or its digits heard). While the target rings,
+/// its 180 and 183 are relayed to a caller not yet answered (without the target's early media, which
+/// the caller's stream cannot carry before it is answered), and a caller who hangs up cancels it. Ends when either side hangs up or `timeLimit` passes; the actionHook gets
 /// `dial_call_status`, `dial_sip_status`, `dial_call_sid` and `dial_call_duration`.
 fn dial(call: &Call, args: &Value) -> Result<Value, String> {
     let target = &args["target"][0];
-    let info = call.info();
     let mut request = DialRequest::to(target["sipUri"].as_str().unwrap_or_default());
     request.from = args.get("callerId").and_then(Value::as_str).map(|caller| {
         if caller.contains(':') { caller.to_string() } else { format!("sip:{caller}@callwright.invalid") }
     });
     request.headers = headers(args);
-    request.body = info.body.clone();
+    // No body: the host offers from a port pair of its own.
+    request.body = None;
     request.credentials = target.get("auth").map(|auth| Credentials {
         username: auth["username"].as_str().unwrap_or_default().into(),
         password: auth["password"].as_str().unwrap_or_default().into(),
@@ -308,13 +310,17 @@ fn dial(call: &Call, args: &Value) -> Result<Value, String> {
         }
     };
     let callee_info = callee.info();
-    // Connect the caller with the callee's answer (the caller may have been answered by an earlier verb).
-    match call.answer(&[], callee_info.body.as_ref()) {
+    // Answer the caller with the host's media (it may have been answered already, by an earlier verb).
+    match call.answer(&[], None) {
         Ok(()) | Err(CallError::InvalidState(_)) => {}
         Err(error) => {
             let _ = callee.hangup();
             return Err(format!("the caller could not be connected: {error}"));
         }
+    }
+    if let Err(error) = media::bridge(call, &callee) {
+        // A leg without media of the host's (a caller answered with a guest's own SDP): signalling only.
+        log(Level::Warn, &format!("dial: the two calls' media are not bridged: {error:?}"));
     }
     let started = clock::now_ms();
     let limit_ms = args.get("timeLimit").and_then(Value::as_f64).map(|s| (s * 1000.0) as u64);
@@ -340,7 +346,7 @@ fn ring_until_answered(caller: &Call, callee: Call) -> Result<Call, DialError> {
             }
             Some((CALLER, CallUpdate::Event(CallEvent::Request(request)))) => caller.answer_routine_request(&request),
             Some((CALLEE, CallUpdate::Progress(progress))) => {
-                let _ = caller.ring(progress.status, &[], progress.body.as_ref());
+                let _ = caller.ring(progress.status, &[], None);
             }
             Some((CALLEE, CallUpdate::Answered(_))) => return Ok(callee),
             Some((CALLEE, CallUpdate::Event(CallEvent::Ended(reason)))) => {
