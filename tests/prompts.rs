@@ -333,6 +333,50 @@ fn a_recording_of_what_baresip_sends_holds_its_tone_and_is_listed_fetched_and_de
 }
 
 #[test]
+fn a_kept_recording_is_posted_signed_to_the_apps_recording_hook_and_retried_after_a_5xx() {
+    let data = TempDir::new("prompt-record-hook");
+    let server = player_server(&data);
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let counted = attempts.clone();
+    let hooks = support::hooks::HookServer::start_with(move |_| {
+        // The first post fails: the host must try again.
+        if counted.fetch_add(1, Ordering::SeqCst) == 0 { (503, String::new()) } else { (200, String::new()) }
+    });
+    let config = serde_json::json!({"record": {"max_ms": 2000}, "hangup_after_ms": 200});
+    let mut app = serde_json::json!({
+        "route": {"to_user": "7710"},
+        "flow": {"module": "media-player", "config": config},
+        "hooks": {"allow": [hooks.addr().to_string()], "secret": "recording secret"},
+        "media": {"recording_hook": hooks.url("/recordings")},
+    });
+    // A hook outside the allow list is refused, naming the setting.
+    app["hooks"]["allow"] = serde_json::json!(["elsewhere.example"]);
+    let refused = server.put_app("hooked", &app.to_string());
+    refused.assert_status(400);
+    assert!(refused.body.contains("media.recording_hook"), "{}", refused.body);
+    app["hooks"]["allow"] = serde_json::json!([hooks.addr().to_string()]);
+    server.put_app("hooked", &app.to_string()).assert_status(201);
+
+    let baresip = Baresip::dial(&format!("sip:7710@{}", server.sip), Duration::from_secs(8));
+    assert!(baresip.wait_for_log("Call established", Duration::from_secs(10)), "{}", baresip.log());
+    let posts = hooks.wait_for("/recordings", 2, Duration::from_secs(20));
+    let post = &posts[1];
+    assert_eq!((post.method.as_str(), post.header("Content-Type")), ("POST", Some("audio/wav")));
+    let listed: serde_json::Value = serde_json::from_str(&server.api("GET", "/v1/recordings", b"").body).unwrap();
+    let id = listed[0]["id"].as_str().expect("a recording");
+    for field in [format!("recording_id={id}"), "duration_ms=2000".into(), "ended_by=max-length".into()] {
+        assert!(post.path.contains(&field), "{field} in {}", post.path);
+    }
+    assert_eq!(post.body, server.api("GET", &format!("/v1/recordings/{id}"), b"").bytes, "the WAV as kept");
+    let signature = post.header("Jambonz-Signature").expect("signed");
+    let t: u64 = signature.strip_prefix("t=").and_then(|rest| rest.split(',').next()).unwrap().parse().unwrap();
+    assert_eq!(signature, callwright_host::hooks::signature("recording secret", t, &post.body));
+    assert_eq!(posts[0].body, post.body, "the retry sends the same recording");
+    assert!(!server.log().contains("recording secret"), "the secret is never logged");
+    baresip.wait(Duration::from_secs(10));
+}
+
+#[test]
 fn recordings_of_callers_sending_g722_or_opus_hold_their_tone() {
     for codec in [baresip::Codec::G722, baresip::Codec::Opus] {
         let data = TempDir::new("prompt-record-wideband");

@@ -56,7 +56,11 @@ pub fn assert_signed(request: &HookRequest) {
         .and_then(|rest| rest.split(',').next())
         .and_then(|t| t.parse().ok())
         .unwrap_or_else(|| panic!("signature header {header:?}"));
-    assert_eq!(header, callwright_host::hooks::signature(SECRET, t, &request.text()), "signature of {request:?}");
+    assert_eq!(
+        header,
+        callwright_host::hooks::signature(SECRET, t, request.text().as_bytes()),
+        "signature of {request:?}"
+    );
 }
 
 /// Calls `user` with the SIPp transferee `scenario` (and `sipp_args`), waits for `actions` action hooks

@@ -291,7 +291,9 @@ async fn put_app(
     match state.runtime.apps.put(&name, app.clone()) {
         Ok(()) => Ok((if existed { StatusCode::OK } else { StatusCode::CREATED }, Json(app.redacted()))),
         Err(error @ AppError::RouteTaken { .. }) => Err(ApiError(StatusCode::CONFLICT, error.to_string())),
-        Err(error @ AppError::BadName(_)) => Err(ApiError(StatusCode::BAD_REQUEST, error.to_string())),
+        Err(error @ (AppError::BadName(_) | AppError::Invalid(_))) => {
+            Err(ApiError(StatusCode::BAD_REQUEST, error.to_string()))
+        }
         Err(error) => Err(internal(error)),
     }
 }

@@ -165,6 +165,10 @@ pub struct MediaSettings {
     /// list only these. Empty (the default): PCMU, PCMA, G722, opus.
     #[serde(default, skip_serializing_if = "Vec::is_empty", with = "codec_names")]
     pub codecs: Vec<Codec>,
+    /// Where each finished recording of the app's calls is posted (an http(s) URL whose host is in
+    /// `hooks.allow`): a POST of the WAV file, its description in the query (see the README).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording_hook: Option<String>,
 }
 
 impl MediaSettings {
@@ -224,6 +228,8 @@ pub enum AppError {
         /// The route, described.
         route: String,
     },
+    /// A setting that cannot work, and why.
+    Invalid(String),
     /// Disk.
     Storage(std::io::Error),
 }
@@ -233,6 +239,7 @@ impl std::fmt::Display for AppError {
         match self {
             AppError::BadName(bad) => bad.fmt(f),
             AppError::RouteTaken { app, route } => write!(f, "app {app:?} already takes {route}"),
+            AppError::Invalid(why) => f.write_str(why),
             AppError::Storage(error) => write!(f, "storing the app failed: {error}"),
         }
     }
@@ -273,6 +280,17 @@ impl AppStore {
     /// Creates or replaces an app.
     pub fn put(&self, name: &str, app: AppDefinition) -> Result<(), AppError> {
         let name = &StoreName::parse("app", name).map_err(AppError::BadName)?;
+        if let Some(hook) = &app.media.recording_hook {
+            let url = reqwest::Url::parse(hook)
+                .ok()
+                .filter(|url| matches!(url.scheme(), "http" | "https"))
+                .ok_or_else(|| AppError::Invalid(format!("media.recording_hook `{hook}` is not an http(s) URL")))?;
+            if !app.hooks.allows(&url) {
+                return Err(AppError::Invalid(format!(
+                    "media.recording_hook `{hook}`: its host is not in hooks.allow"
+                )));
+            }
+        }
         let mut apps = self.apps.write().expect("app lock");
         let key = app.route_key();
         if let Some((other, _)) = apps.iter().find(|(other, a)| other.as_str() != name.as_str() && a.route_key() == key)

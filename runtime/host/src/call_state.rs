@@ -395,6 +395,7 @@ impl CallState {
             hook_client: reqwest::Client::new(),
             hooks: Default::default(),
             codecs: callwright_media::Codec::ALL.to_vec(),
+            recording_hook: None,
             verbs: None,
             media: None,
         })

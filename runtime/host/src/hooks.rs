@@ -28,7 +28,7 @@ const FIRST_RETRY_DELAY: Duration = Duration::from_millis(500);
 /// Status callbacks one call may have queued; past this, new ones are refused.
 const MAX_QUEUED_NOTIFICATIONS: usize = 256;
 /// The header jambonz servers verify.
-const SIGNATURE_HEADER: &str = "Jambonz-Signature";
+pub(crate) const SIGNATURE_HEADER: &str = "Jambonz-Signature";
 /// The header Twilio's SDKs verify, on form requests (TwiML).
 const TWILIO_SIGNATURE_HEADER: &str = "X-Twilio-Signature";
 
@@ -213,7 +213,7 @@ async fn execute(
             }
             None => {
                 let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-                request.header(SIGNATURE_HEADER, signature(secret, now, &body))
+                request.header(SIGNATURE_HEADER, signature(secret, now, body.as_bytes()))
             }
         };
     }
@@ -239,9 +239,10 @@ pub fn twilio_signature(auth_token: &str, url: &str, params: &[(String, String)]
 }
 
 /// `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" keyed with the secret>`, as jambonz signs.
-pub fn signature(secret: &str, unix_seconds: u64, body: &str) -> String {
+pub fn signature(secret: &str, unix_seconds: u64, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
-    mac.update(format!("{unix_seconds}.{body}").as_bytes());
+    mac.update(format!("{unix_seconds}.").as_bytes());
+    mac.update(body);
     let digest: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
     format!("t={unix_seconds},v1={digest}")
 }
@@ -538,7 +539,7 @@ mod tests {
     fn signatures_match_an_independent_hmac() {
         // HMAC-SHA256(key="secret", "1700000000.{}") computed with Python's hmac module.
         assert_eq!(
-            signature("secret", 1_700_000_000, "{}"),
+            signature("secret", 1_700_000_000, b"{}"),
             "t=1700000000,v1=b8569b78799ff9e3cbff0fc2d63a33a2b57f3282abd07c37ae5e8e7d79a5f163"
         );
     }

@@ -6,6 +6,10 @@
 //! `<id>.wav.part` through a buffer, and when the recording ends the WAV header gets its sizes, the
 //! description is written and the file takes its name. A recording that is cut off (the server stopped)
 //! stays a `.part` file and is not listed.
+//!
+//! An app with a `media.recording_hook` gets each kept recording posted there: the WAV file as the body
+//! (`audio/wav`), its description in the query, signed as hooks are (`Jambonz-Signature` over the body)
+//! when the app has a hook secret, and retried on a transport failure or a 5xx.
 
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
@@ -24,6 +28,11 @@ use crate::names::StoreName;
 const WAV_HEADER: u64 = 44;
 /// How much a recording buffers before it writes (about 4 s of 8 kHz mono).
 const WRITE_BUFFER: usize = 64 * 1024;
+/// Attempts at posting a recording to its hook, and the pause before each retry.
+const POST_ATTEMPTS: u32 = 3;
+const POST_RETRY_PAUSE: Duration = Duration::from_secs(2);
+/// How long one post may take (a recording may be up to an hour: 57 MB of 8 kHz stereo).
+const POST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A recording as `GET /v1/recordings` lists it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -80,7 +89,7 @@ impl RecordingStore {
             key: None,
             bytes: WAV_HEADER,
         };
-        Ok(RecordingWriter { file: Some(file), part, dir: self.dir.clone(), info, failed: None })
+        Ok(RecordingWriter { file: Some(file), part, dir: self.dir.clone(), info, failed: None, upload: None })
     }
 
     /// Every finished recording, oldest first.
@@ -122,12 +131,27 @@ pub struct RecordingWriter {
     info: RecordingInfo,
     /// The first write error: what came after it is dropped, and the recording is not kept.
     failed: Option<std::io::Error>,
+    /// Where to post it once kept.
+    upload: Option<RecordingUpload>,
+}
+
+/// Where an app's finished recordings are posted, and the secret that signs them.
+#[derive(Clone)]
+pub(crate) struct RecordingUpload {
+    pub(crate) client: reqwest::Client,
+    pub(crate) url: reqwest::Url,
+    pub(crate) secret: Option<String>,
 }
 
 impl RecordingWriter {
     /// Its id.
     pub fn id(&self) -> &str {
         &self.info.id
+    }
+
+    /// Posts the recording to `upload` once it is kept.
+    pub(crate) fn post_when_kept(&mut self, upload: RecordingUpload) {
+        self.upload = Some(upload);
     }
 
     fn finish_file(&mut self, end: RecordingEnd, duration: Duration) -> std::io::Result<()> {
@@ -172,7 +196,12 @@ impl RecordingSink for RecordingWriter {
     fn finish(&mut self, end: RecordingEnd, duration: Duration) {
         match self.finish_file(end, duration) {
             Ok(()) => {
-                info!(recording = %self.info.id, call = %self.info.call, duration_ms = self.info.duration_ms, ended_by = %self.info.ended_by, "recording kept")
+                info!(recording = %self.info.id, call = %self.info.call, duration_ms = self.info.duration_ms, ended_by = %self.info.ended_by, "recording kept");
+                // The media task runs on the runtime; a writer finished outside one (a unit test) posts nothing.
+                if let (Some(upload), Ok(runtime)) = (self.upload.take(), tokio::runtime::Handle::try_current()) {
+                    let path = self.dir.join(format!("{}.wav", self.info.id));
+                    runtime.spawn(post_recording(upload, path, self.info.clone()));
+                }
             }
             Err(error) => {
                 warn!(recording = %self.info.id, call = %self.info.call, %error, "recording lost");
@@ -189,6 +218,60 @@ impl Drop for RecordingWriter {
             let _ = std::fs::remove_file(&self.part);
         }
     }
+}
+
+/// Posts a kept recording to its hook: the WAV file, its description in the query. Retried on a transport
+/// failure or a 5xx; a 4xx is the hook's answer and final.
+async fn post_recording(upload: RecordingUpload, path: PathBuf, info: RecordingInfo) {
+    let read = tokio::task::spawn_blocking(move || std::fs::read(path)).await;
+    let wav = match read.map_err(std::io::Error::other).and_then(|read| read) {
+        Ok(wav) => wav,
+        Err(error) => return warn!(recording = %info.id, %error, "recording not posted: it cannot be read"),
+    };
+    let mut url = upload.url.clone();
+    url.query_pairs_mut()
+        .append_pair("recording_id", &info.id)
+        .append_pair("call_id", &info.call)
+        .append_pair("started_at", &info.started_at.to_string())
+        .append_pair("duration_ms", &info.duration_ms.to_string())
+        .append_pair("ended_by", &info.ended_by)
+        .append_pair("sample_rate", &info.sample_rate.to_string())
+        .append_pair("channels", &info.channels.to_string());
+    if let Some(key) = &info.key {
+        url.query_pairs_mut().append_pair("key", key);
+    }
+    for attempt in 1..=POST_ATTEMPTS {
+        let mut request = upload
+            .client
+            .post(url.clone())
+            .timeout(POST_TIMEOUT)
+            .header(reqwest::header::CONTENT_TYPE, "audio/wav")
+            .body(wav.clone());
+        if let Some(secret) = &upload.secret {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+            request = request.header(crate::hooks::SIGNATURE_HEADER, crate::hooks::signature(secret, now, &wav));
+        }
+        let outcome = request.send().await;
+        let host = url.host_str().unwrap_or_default();
+        match outcome {
+            Ok(response) if response.status().is_success() => {
+                return info!(recording = %info.id, host, status = response.status().as_u16(), "recording posted");
+            }
+            Ok(response) if response.status().is_client_error() => {
+                return warn!(recording = %info.id, host, status = response.status().as_u16(), "recording refused by its hook");
+            }
+            Ok(response) => {
+                warn!(recording = %info.id, host, attempt, status = response.status().as_u16(), "recording hook failed")
+            }
+            Err(error) => {
+                warn!(recording = %info.id, host, attempt, error = %error.without_url(), "recording hook failed")
+            }
+        }
+        if attempt < POST_ATTEMPTS {
+            tokio::time::sleep(POST_RETRY_PAUSE).await;
+        }
+    }
+    warn!(recording = %info.id, "recording not posted: its hook kept failing (it stays in the data directory)");
 }
 
 /// A recording id: `r` and 16 hex digits from the clock and a counter (a valid [`StoreName`]).

@@ -143,6 +143,7 @@ impl Runtime {
             hook_client: self.hook_client.clone(),
             hooks: Default::default(),
             codecs: callwright_media::Codec::ALL.to_vec(),
+            recording_hook: None,
             verbs: None,
             media: Some(self.media.clone()),
         });
@@ -363,6 +364,7 @@ impl Runtime {
             hook_client: self.hook_client.clone(),
             hooks: std::mem::take(&mut app.hooks),
             codecs: app.media.codecs(),
+            recording_hook: app.media.recording_hook.take(),
             verbs: Some(Arc::new(VerbContext { engine: self.engine.clone(), modules, pinned })),
             media: Some(self.media.clone()),
         });

@@ -33,6 +33,7 @@ use crate::bindings::callwright::voice::media::{
 use crate::bindings::{CallEvent, CallUpdate};
 use crate::call_state::{CallResource, CallState, Leg};
 use crate::media_store::{MediaStore, SpeechRequest};
+use crate::recordings::RecordingUpload;
 
 /// How long a sent key is held when the guest does not say.
 const DEFAULT_PRESS: Duration = Duration::from_millis(100);
@@ -54,6 +55,8 @@ pub(crate) struct GuestMedia {
     app: String,
     client: reqwest::Client,
     hooks: HookSettings,
+    /// Where finished recordings are posted (checked against the allow list when the app was stored).
+    recording_upload: Option<RecordingUpload>,
 }
 
 /// The host side of a guest's `playback` resource.
@@ -102,6 +105,10 @@ impl Capability for Media {
             app: setup.app.clone(),
             client: setup.hook_client.clone(),
             hooks: setup.hooks.clone(),
+            recording_upload: setup.recording_hook.as_deref().and_then(|hook| {
+                let url = reqwest::Url::parse(hook).ok().filter(|url| setup.hooks.allows(url))?;
+                Some(RecordingUpload { client: setup.hook_client.clone(), url, secret: setup.hooks.secret.clone() })
+            }),
         }
     }
 
@@ -111,6 +118,7 @@ impl Capability for Media {
             app: caller.app.clone(),
             client: caller.client.clone(),
             hooks: caller.hooks.clone(),
+            recording_upload: caller.recording_upload.clone(),
         }
     }
 }
@@ -365,6 +373,10 @@ impl media::Host for MediaView<'_> {
             Ok(writer) => writer,
             Err(error) => return Ok(Err(WitMediaError::InvalidArgument(format!("cannot store a recording: {error}")))),
         };
+        let mut writer = writer;
+        if let Some(upload) = &self.media.recording_upload {
+            writer.post_when_kept(upload.clone());
+        }
         let name = writer.id().to_string();
         let leg = self.calls.leg(handle)?;
         let Some(media) = leg.media.as_mut() else { return Ok(Err(WitMediaError::CallEnded)) };

@@ -59,6 +59,8 @@ pub(crate) struct CallSetup<'a> {
     pub(crate) hooks: HookSettings,
     /// The app's codecs, in order of preference.
     pub(crate) codecs: Vec<callwright_media::Codec>,
+    /// Where the app's finished recordings are posted.
+    pub(crate) recording_hook: Option<String>,
     /// How the guest runs verbs; none where verbs cannot run (listing a module's verbs).
     pub(crate) verbs: Option<Arc<VerbContext>>,
     /// Uploaded media, speech and the prompt cache; none where nothing plays (listing a module's verbs).

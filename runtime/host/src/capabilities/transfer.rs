@@ -329,6 +329,7 @@ mod tests {
             hook_client: reqwest::Client::new(),
             hooks: Default::default(),
             codecs: callwright_media::Codec::ALL.to_vec(),
+            recording_hook: None,
             verbs: None,
             media: None,
         });
