@@ -73,6 +73,37 @@ fn ivr_greeting_heard_through(codec: baresip::Codec, name: &str) -> (f64, f64) {
 }
 
 #[test]
+fn a_caller_who_puts_us_on_hold_hears_nothing_and_we_send_again_once_it_resumes() {
+    let data = TempDir::new("prompt-hold");
+    let server = player_server(&data);
+    server.api("PUT", "/v1/media/long", &tone_wav(1000.0, Duration::from_secs(20))).assert_status(201);
+    server.put_app("player", &app("media-player", Some("7150"), r#"{"play": [{"file": "long"}]}"#)).assert_status(201);
+    // baresip stays 10 s and holds the call for 4 s of them (re-INVITE sendonly, then sendrecv).
+    let baresip = Baresip::dial(&format!("sip:7150@{}", server.sip), Duration::from_secs(10));
+    assert!(baresip.wait_for_log("Call established", Duration::from_secs(10)), "{}", baresip.log());
+    std::thread::sleep(Duration::from_secs(3));
+    baresip.command("hold").expect("hold");
+    std::thread::sleep(Duration::from_secs(4));
+    baresip.command("resume").expect("resume");
+    baresip.wait(Duration::from_secs(20));
+    let log = wait_for_log(&server, "media ended");
+    let held = log.find("media renegotiated direction=RecvOnly").unwrap_or_else(|| panic!("no hold:\n{log}"));
+    assert!(log[held..].contains("media renegotiated direction=SendRecv"), "no resume:\n{log}");
+    // What baresip heard (it writes what it decodes) is the tone until the hold, nothing from then on. (After
+    // the resume, baresip 1.0.0 writes nothing more to its file, although our packets come: it is the
+    // server's own count below that shows we sent again.)
+    let heard = baresip.heard();
+    let toned = heard.chunks(FRAME).filter(|frame| tone_share(frame, 1000.0, 8000.0) > 0.8).count();
+    assert!((120..=180).contains(&toned), "{toned} frames of 1 kHz heard before the hold (about 150, 3 s)");
+    assert!(heard.len() <= 8000 * 4, "{} samples heard: the hold did not silence us", heard.len());
+    // We sent for the 10 s less the 4 s on hold: about 300 packets, not 500.
+    let line = log.lines().find(|l| l.contains("media ended")).expect("line");
+    let sent: u64 =
+        line.split("sent=").nth(1).and_then(|rest| rest.split(' ').next()).and_then(|n| n.parse().ok()).expect("sent");
+    assert!((250..=360).contains(&sent), "{sent} packets sent: {line}");
+}
+
+#[test]
 fn rfc4733_digits_from_sipps_captures_reach_the_ivr_once_each() {
     let data = TempDir::new("prompt-rfc4733");
     let server = Server::with_examples(&data.0);
@@ -170,6 +201,94 @@ fn an_mp3_uploaded_or_at_an_allowed_url_is_heard_as_its_tone() {
     let toned = packets.iter().filter(|samples| tone_share(samples, 1000.0, 8000.0) > 0.8).count();
     assert!((90..=112).contains(&toned), "{toned} packets of 1 kHz, for the file then the URL (1 s each)");
     assert_eq!(mp3.requests(), 1);
+}
+
+/// Counts, in what a caller received, the 20 ms packets of a `hz` tone and the speech-loud others.
+fn tone_and_speech(packets: &[Vec<i16>], hz: f64) -> (usize, usize) {
+    let toned = packets.iter().filter(|samples| tone_share(samples, hz, 8000.0) > 0.8).count();
+    let loud = packets.iter().filter(|samples| rms(samples) > 300.0).count();
+    (toned, loud - toned)
+}
+
+/// An app for calls to `user` running `flow`, its hooks allowed to reach `hosts`.
+fn put_runner_app(server: &Server, user: &str, flow: serde_json::Value, hosts: &[String]) {
+    let app = serde_json::json!({"route": {"to_user": user}, "flow": flow, "hooks": {"allow": hosts}});
+    server.put_app(user, &app.to_string()).assert_status(201);
+}
+
+#[test]
+fn jambonz_say_and_play_are_heard_and_play_reports_to_its_action_hook() {
+    let data = TempDir::new("prompt-jambonz");
+    let server = Server::start_in(&data.0, &[]);
+    let wav = WavServer::start(tone_wav(1000.0, Duration::from_secs(1)));
+    let hooks = support::hooks::HookServer::start();
+    let verbs = serde_json::json!([
+        {"verb": "play", "url": wav.url("/tone.wav"), "actionHook": hooks.url("/play")},
+        {"verb": "say", "text": "<speak>Hello there.<break time=\"300ms\"/>This is callwright.</speak>",
+         "synthesizer": {"vendor": "google", "voice": "en-US-Wavenet-C"}},
+        {"verb": "say", "text": "silence_stream://200"},
+        {"verb": "hangup"},
+    ]);
+    put_runner_app(&server, "7400", serde_json::json!({"verbs": verbs}), &[wav.host(), hooks.addr().to_string()]);
+    let packets = receive_call(&server, "7400");
+    let (toned, speech) = tone_and_speech(&packets, 1000.0);
+    assert!((45..=52).contains(&toned), "{toned} packets of the 1 s tone");
+    assert!(speech > 40, "{speech} speech-loud packets");
+    let played = hooks.wait_for("/play", 1, Duration::from_secs(5))[0].json();
+    assert_eq!(played["reason"], "playCompleted", "{played}");
+    assert_eq!((played["playback_seconds"].as_u64(), played["playback_milliseconds"].as_u64()), (Some(1), Some(1000)));
+    assert_eq!(played["playback_last_offset_pos"], 8000, "{played}");
+    assert!(server.log().contains("no speech provider `google` here"), "{}", server.log());
+}
+
+#[test]
+fn the_swml_seeds_play_of_say_runs_with_silence_and_ring_and_a_bad_url_is_named() {
+    let data = TempDir::new("prompt-swml");
+    let server = Server::start_in(&data.0, &[]);
+    let document = serde_json::json!({"version": "1.0.0", "sections": {"main": [
+        {"set": {"sip_refer_result": "success"}},
+        {"play": {"url": "say: Connected. The SIP refer result is ${sip_refer_result}"}},
+        {"play": {"urls": ["silence:0.5", "ring:1:us"], "volume": -6}},
+        "hangup",
+    ]}});
+    put_runner_app(&server, "7410", serde_json::json!({"swml": document}), &[]);
+    let packets = receive_call(&server, "7410");
+    let (_, speech) = tone_and_speech(&packets, 1000.0);
+    assert!(speech > 60, "{speech} speech-loud packets");
+    // US ring-back is 440 + 480 Hz: a second of it, 6 dB down.
+    let ringing = packets
+        .iter()
+        .filter(|samples| tone_share(samples, 440.0, 8000.0) > 0.3 && tone_share(samples, 480.0, 8000.0) > 0.3)
+        .count();
+    assert!((45..=52).contains(&ringing), "{ringing} packets of ring-back");
+
+    let bad = serde_json::json!({"sections": {"main": [{"play": "ftp://example.com/x.wav"}, "hangup"]}});
+    put_runner_app(&server, "7411", serde_json::json!({"swml": bad}), &[]);
+    receive_call(&server, "7411");
+    assert!(server.log().contains("`ftp://example.com/x.wav` is not something to play"), "{}", server.log());
+}
+
+#[test]
+fn twiml_say_and_play_are_heard() {
+    let data = TempDir::new("prompt-twiml");
+    let server = Server::start_in(&data.0, &[]);
+    let wav = WavServer::start(tone_wav(1000.0, Duration::from_secs(1)));
+    let url = wav.url("/tone.wav");
+    let hooks = support::hooks::HookServer::start_with(move |_| {
+        let twiml =
+            format!(r#"<Response><Say voice="alice" loop="2">Hello.</Say><Play>{url}</Play><Hangup/></Response>"#);
+        (200, twiml)
+    });
+    put_runner_app(
+        &server,
+        "7420",
+        serde_json::json!({"twiml_url": hooks.url("/voice")}),
+        &[wav.host(), hooks.addr().to_string()],
+    );
+    let packets = receive_call(&server, "7420");
+    let (toned, speech) = tone_and_speech(&packets, 1000.0);
+    assert!((45..=52).contains(&toned), "{toned} packets of the 1 s tone");
+    assert!(speech > 20, "{speech} speech-loud packets (\"Hello.\" twice)");
 }
 
 #[test]

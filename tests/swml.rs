@@ -164,7 +164,7 @@ fn loops_are_bounded_and_bad_documents_end_the_call_cleanly() {
     assert_eq!(hooks.wait_for("/after-loop", 1, HOOK_WAIT)[0].json()["n"], 101);
 
     let cases = [
-        ("media", json!({"swml": {"sections": {"main": [{"play": {"url": "say:hello"}}]}}}), "play needs media"),
+        ("media", json!({"swml": {"sections": {"main": [{"prompt": {"play": "say:hello"}}]}}}), "prompt needs media"),
         ("nomain", json!({"swml": {"sections": {"other": []}}}), "needs a \"main\" section"),
         ("nolabel", json!({"swml": {"sections": {"main": [{"goto": "nowhere"}]}}}), "no label \"nowhere\""),
         ("unknown", json!({"swml": {"sections": {"main": [{"no_such_method": {}}]}}}), "no module provides verb"),

@@ -156,7 +156,7 @@ fn dial_bridges_a_sip_target_and_reports_the_dial_status() {
 #[test]
 fn media_verbs_and_bad_twiml_end_the_call_cleanly() {
     let hooks = HookServer::start_with(|request| match request.route() {
-        "/say" => twiml("<Say>Hello</Say>"),
+        "/gather" => twiml("<Gather><Say>Press a key</Say></Gather>"),
         "/garbage" => (200, "this is not XML".into()),
         "/number" => twiml("<Dial><Number>+15551234567</Number></Dial>"),
         _ => (404, String::new()),
@@ -164,7 +164,7 @@ fn media_verbs_and_bad_twiml_end_the_call_cleanly() {
     let data = TempDir::new("twiml-bad");
     let server = Server::start_in(&data.0, &[]);
     for (user, expected) in [
-        ("say", "<Say>: needs media"),
+        ("gather", "<Gather>: needs media"),
         ("garbage", "the TwiML is not XML"),
         ("number", "only <Sip> targets can be dialled"),
     ] {

@@ -339,7 +339,7 @@ fn bad_documents_end_the_call_cleanly_and_tell_the_status_hook() {
             r#"sip:decline: \"status\" must be at least 300"#,
         ),
         ("missing", json!({"verbs": [{"pause": {}}]}), r#"pause: \"length\" is required"#),
-        ("media", json!({"verbs": [{"say": {"text": "hello"}}]}), r#"(\"say\") needs media"#),
+        ("media", json!({"verbs": [{"gather": {"input": ["digits"]}}]}), r#"(\"gather\") needs media"#),
         ("shape", json!({"verbs": [{"pause": 3}]}), r#"a verb is {\"verb\": \"<name>\""#),
         ("garbage", json!({"webhook": hooks.url("/garbage")}), "answered with something that is not JSON"),
         ("object", json!({"webhook": hooks.url("/object")}), "must be a JSON array of verbs, not an object"),

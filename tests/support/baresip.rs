@@ -27,6 +27,8 @@
 //!   tone) is written to a WAV file nobody keeps.
 //! - `module sndfile.so` and `snd_path <dir>/heard`: what it hears is also written, decoded, to
 //!   `heard/dump-<time>-dec.wav` (and what it sends to `-enc.wav`); [`Baresip::heard`] reads it.
+//! - `module ctrl_tcp.so` and `ctrl_tcp_listen 127.0.0.1:<port + 2>`: commands while it runs
+//!   ([`Baresip::command`]: `hold`, `resume`).
 //! - `statmode_default off`: no call status line (`[0:00:01] audio=...`, several a second) in the log.
 //! - `module_path /usr/lib/baresip/modules` (Debian's place) and the fewest modules that still place calls
 //!   and follow a REFER: `g711` (PCMU, PCMA; or only `g722` or `opus`, [`Baresip::dial_with`]), `aufile` (the source and player above), `account` (reads the
@@ -74,6 +76,8 @@ const ACCOUNT: &str = "<sip:baresip@127.0.0.1>;regint=0;answermode=auto";
 const READY: &str = "baresip is ready.";
 /// What baresip prints when its SIP port (or the TLS port after it) is taken.
 const PORT_TAKEN: &str = "Address already in use";
+/// Where `ctrl_tcp` listens (see [`Baresip::command`]): the SIP port plus this (TLS takes plus one).
+const CONTROL_PORT_OFFSET: u16 = 2;
 /// How many ports [`Baresip::dial`] tries when the one it picked is taken by the time baresip binds it.
 const START_ATTEMPTS: u32 = 3;
 /// How long baresip may take to start.
@@ -213,6 +217,21 @@ impl Baresip {
         self.port
     }
 
+    /// Runs a command of baresip's (`hold`, `resume`, …, as its `/` commands without the slash) through
+    /// its `ctrl_tcp` module: a netstring of JSON each way. Returns the reply's `data`, or why it failed.
+    pub fn command(&self, command: &str) -> Result<String, String> {
+        use std::io::Read as _;
+        let mut stream = std::net::TcpStream::connect((LOCAL_IP, self.port + CONTROL_PORT_OFFSET))
+            .map_err(|e| format!("connect to ctrl_tcp: {e}"))?;
+        stream.set_read_timeout(Some(Duration::from_secs(2))).map_err(|e| e.to_string())?;
+        let request = format!(r#"{{"command":"{command}","token":"test"}}"#);
+        stream.write_all(format!("{}:{request},", request.len()).as_bytes()).map_err(|e| e.to_string())?;
+        let mut reply = vec![0u8; 4096];
+        let len = stream.read(&mut reply).map_err(|e| format!("no reply to {command}: {e}"))?;
+        let reply = String::from_utf8_lossy(&reply[..len]).into_owned();
+        if reply.contains(r#""ok":true"#) { Ok(reply) } else { Err(format!("{command}: {reply}")) }
+    }
+
     /// What baresip heard on its call so far (the `sndfile` module's `-dec.wav`, at the codec's rate):
     /// 16-bit mono samples at 8 kHz (the first channel, converted), empty when it heard nothing or kept no
     /// file. Complete once baresip has exited.
@@ -332,6 +351,7 @@ fn config(port: u16, wav: &Path, codec: Codec) -> String {
     let heard = heard.display();
     let wav = wav.display();
     let codec = codec.module();
+    let control = port + CONTROL_PORT_OFFSET;
     format!(
         "# Written by callwright's tests (tests/support/baresip.rs).\n\
          sip_listen\t\t{LOCAL_IP}:{port}\n\
@@ -346,7 +366,9 @@ fn config(port: u16, wav: &Path, codec: Codec) -> String {
          module\t\t\tsndfile.so\n\
          snd_path\t\t{heard}\n\
          module_tmp\t\taccount.so\n\
-         module_app\t\tmenu.so\n"
+         module_app\t\tmenu.so\n\
+         module\t\t\tctrl_tcp.so\n\
+         ctrl_tcp_listen\t\t{LOCAL_IP}:{control}\n"
     )
 }
 
@@ -403,10 +425,11 @@ fn free_sip_port() -> u16 {
     for _ in 0..50 {
         let udp = UdpSocket::bind((LOCAL_IP, 0)).expect("bind a UDP socket on 127.0.0.1");
         let port = udp.local_addr().expect("local address").port();
-        let Some(tls_port) = port.checked_add(1) else { continue };
-        if TcpListener::bind((LOCAL_IP, port)).is_ok() && TcpListener::bind((LOCAL_IP, tls_port)).is_ok() {
+        let Some(control_port) = port.checked_add(CONTROL_PORT_OFFSET) else { continue };
+        let free = |port| TcpListener::bind((LOCAL_IP, port)).is_ok();
+        if free(port) && free(port + 1) && free(control_port) {
             return port;
         }
     }
-    panic!("no port free for baresip on 127.0.0.1 (UDP and TCP, and TCP on the next port)")
+    panic!("no port free for baresip on 127.0.0.1 (UDP and TCP, and TCP on the next two ports)")
 }

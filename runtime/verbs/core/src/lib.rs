@@ -1,5 +1,7 @@
-//! The built-in call-control verbs of jambonz apps, as a callwright verb module (world `verb`):
-//! `answer`, `hangup`, `pause`, `tag`, `config`, `redirect`, `sip:decline`, `sip:request` and `dial`.
+//! The built-in verbs of jambonz apps, as a callwright verb module (world `verb`): call control
+//! (`answer`, `hangup`, `pause`, `tag`, `config`, `redirect`, `sip:decline`, `sip:request`, `dial`) and
+//! media (`say` in `say.rs`, `play` in `play.rs`, their sources in `sources.rs`), which the SWML and
+//! TwiML runners use for their own `play`, `<Say>` and `<Play>`.
 //!
 //! The host checks every verb's arguments against the schema below before the verb runs, so the code here
 //! reads fields it knows are there and of the right type. Verbs with an `actionHook` post it themselves,
@@ -7,6 +9,10 @@
 //! `action_hook_response`: the jambonz runner replaces the rest of its verb array with it.
 
 #![forbid(unsafe_code)]
+
+mod play;
+mod say;
+mod sources;
 
 use callwright_sdk::hooks::{self, Hook};
 use callwright_sdk::media;
@@ -52,7 +58,25 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
             "required": required,
         })
     };
+    let texts = json!({"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]});
+    let repeats = json!({"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string"}]});
     vec![
+        (
+            "say",
+            object(
+                json!({"text": texts, "loop": repeats, "synthesizer": {"type": "object"}, "earlyMedia": {"type": "boolean"}}),
+                &["text"],
+            ),
+        ),
+        (
+            "play",
+            object(
+                json!({"url": texts, "urls": {"type": "array", "items": {"type": "string"}}, "loop": repeats,
+                       "timeoutSecs": {"type": "number", "minimum": 0}, "seekOffset": {"type": "number"},
+                       "volume": {"type": "number"}, "earlyMedia": {"type": "boolean"}, "actionHook": hook}),
+                &[],
+            ),
+        ),
         ("answer", object(json!({}), &[])),
         ("hangup", object(json!({"headers": headers}), &[])),
         ("pause", object(json!({"length": {"type": "number", "exclusiveMinimum": 0, "maximum": 86_400}}), &["length"])),
@@ -121,6 +145,8 @@ impl Verbs for CoreVerbs {
             "sip:decline" => decline(call, &args),
             "sip:request" => Ok(sip_request(call, &args)),
             "dial" => dial(call, &args),
+            "say" => say::say(call, &args),
+            "play" => play::play(call, &args),
             other => return Err(format!("this module has no verb {other:?}")),
         };
         result.map_err(|error| format!("{name}: {error}"))
@@ -399,7 +425,19 @@ mod tests {
         let names: Vec<&str> = verbs.iter().map(|verb| verb.name.as_str()).collect();
         assert_eq!(
             names,
-            ["answer", "hangup", "pause", "tag", "config", "redirect", "sip:decline", "sip:request", "dial"]
+            [
+                "say",
+                "play",
+                "answer",
+                "hangup",
+                "pause",
+                "tag",
+                "config",
+                "redirect",
+                "sip:decline",
+                "sip:request",
+                "dial"
+            ]
         );
         for verb in verbs {
             let schema: Value = callwright_sdk::serde_json::from_str(&verb.schema).unwrap();

@@ -8,8 +8,8 @@
 //! Both forms of a verb are accepted, `{"verb": "pause", "length": 1}` and `{"pause": {"length": 1}}`. When a
 //! verb's result carries an `action_hook_response` that is a non-empty verb array, it replaces the rest of
 //! the array, as in jambonz. Relative hook URLs (`"/action"`) are resolved against the call hook's URL.
-//! Verbs that need media (say, play, gather, …) end the run with a clear error: callwright carries no
-//! media yet. The run ends when the array does, when the call ends, or at the first error; the status
+//! `say` and `play` run as the built-in verbs (the call answered first); the other verbs that need media
+//! (gather, …) end the run with a clear error: they are not built yet. The run ends when the array does, when the call ends, or at the first error; the status
 //! hook then gets `completed` (or `failed` with the error).
 
 #![forbid(unsafe_code)]
@@ -25,9 +25,7 @@ use callwright_sdk::{Call, CallError, CallInfo, Config, Flow, Level, dispatch, d
 pub const MAX_VERBS_PER_CALL: usize = 1_000;
 
 /// jambonz verbs that need a media path, which callwright does not have yet.
-pub const MEDIA_VERBS: [&str; 17] = [
-    "say",
-    "play",
+pub const MEDIA_VERBS: [&str; 15] = [
     "gather",
     "transcribe",
     "listen",
@@ -46,7 +44,7 @@ pub const MEDIA_VERBS: [&str; 17] = [
 ];
 
 /// Verbs that act on an answered call: the runner answers first, as jambonz does.
-const NEEDS_ANSWERED_CALL: [&str; 3] = ["pause", "sip:refer", "sip:request"];
+const NEEDS_ANSWERED_CALL: [&str; 5] = ["pause", "sip:refer", "sip:request", "say", "play"];
 
 /// The variable the `tag` verb keeps its data in.
 const CUSTOMER_DATA: &str = "jambonz.customer_data";

@@ -35,11 +35,10 @@ pub const MAX_EXECUTE_DEPTH: usize = 32;
 pub const DEFAULT_GOTO_MAX: u64 = 100;
 
 /// Methods that act on an answered call: the interpreter answers first, as SignalWire does.
-const NEEDS_ANSWERED_CALL: [&str; 1] = ["sip_refer"];
+const NEEDS_ANSWERED_CALL: [&str; 2] = ["sip_refer", "play"];
 
 /// SWML methods that need a media path, which callwright does not have yet.
-pub const MEDIA_METHODS: [&str; 20] = [
-    "play",
+pub const MEDIA_METHODS: [&str; 19] = [
     "prompt",
     "record",
     "record_call",
@@ -315,6 +314,21 @@ impl<'a> Machine<'a> {
             "connect" => {
                 let args = self.substitute(&raw_args, params)?;
                 self.connect(&args).map_err(context)
+            }
+            "play" => {
+                // `play: <url>` is short for `play: {url: <url>}`; the say_ variables fill what it leaves out.
+                let mut args = match self.substitute(&raw_args, params)? {
+                    Value::String(url) => json!({"url": url}),
+                    other => other,
+                };
+                for name in ["say_voice", "say_language", "say_gender"] {
+                    if args.get(name).is_none()
+                        && let Some(value) = self.vars.get(name).cloned()
+                    {
+                        args[name] = value;
+                    }
+                }
+                self.run_verb("play", &args)
             }
             media if MEDIA_METHODS.contains(&media) => {
                 Err(format!("{media} needs media, which callwright does not carry yet"))

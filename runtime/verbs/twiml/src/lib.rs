@@ -7,11 +7,13 @@
 //!   `ReferSipResponseCode` and `NotifySipResponseCode`, and its TwiML replaces the rest.
 //! - `<Dial action method timeout callerId timeLimit><Sip>uri</Sip></Dial>`: the `dial` verb; the action
 //!   gets `DialCallStatus`, `DialCallSid`, `DialCallDuration` and `DialSipResponseCode`.
+//! - `<Say loop language>text</Say>` and `<Play loop>url</Play>`: the `say` and `play` verbs (`loop="0"`:
+//!   until the call ends; Twilio's voice names speak with the built-in voice).
 //! - `<Hangup/>`, `<Reject reason="busy|rejected"/>` (486 or 603), `<Pause length/>`, `<Redirect>`.
 //!
 //! Twilio answers a call before its first verb unless that verb is `<Reject>`; so does this runner, except
-//! that a `<Dial>` answers the caller only when the callee answers (passing the callee's SDP through).
-//! Verbs that need media (`<Say>`, `<Play>`, `<Gather>`, …) stop the call with a clear error.
+//! that a `<Dial>` answers the caller only when the callee answers (the media anchored in the host).
+//! The other verbs that need media (`<Gather>`, `<Record>`, …) stop the call with a clear error.
 
 #![forbid(unsafe_code)]
 
@@ -23,8 +25,8 @@ use callwright_sdk::{Call, CallInfo, Config, Flow, Level, ReferRequest, dispatch
 pub const MAX_VERBS_PER_CALL: usize = 1_000;
 
 /// TwiML verbs that need media, which callwright does not carry yet.
-pub const MEDIA_VERBS: [&str; 12] =
-    ["Say", "Play", "Gather", "Record", "Connect", "Enqueue", "Leave", "Stream", "Start", "Stop", "Pay", "Prompt"];
+pub const MEDIA_VERBS: [&str; 10] =
+    ["Gather", "Record", "Connect", "Enqueue", "Leave", "Stream", "Start", "Stop", "Pay", "Prompt"];
 
 /// One verb of a TwiML document: its name, attributes and the text of its `<Sip>` child (or its own text).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,6 +190,29 @@ impl Runner<'_> {
                 log(Level::Info, &format!("<Refer> to {target}: {}", report.outcome_name()));
                 let extra = report.twilio_action_params().into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
                 Ok(action(verb, extra))
+            }
+            "Say" | "Play" => {
+                // Twilio's `loop="0"` repeats until the call ends.
+                let repeats = match verb.attribute("loop").map(str::parse::<u32>) {
+                    None => json!(1),
+                    Some(Ok(0)) => json!("forever"),
+                    Some(Ok(n)) => json!(n),
+                    Some(Err(_)) => return Err("loop must be a whole number".into()),
+                };
+                if verb.text.is_empty() {
+                    return Err("give the text or URL as the element's text".into());
+                }
+                let result = if verb.name == "Say" {
+                    let mut synthesizer = Map::new();
+                    if let Some(language) = verb.attribute("language") {
+                        synthesizer.insert("language".into(), json!(language));
+                    }
+                    run_verb(self.call, "say", json!({"text": verb.text, "loop": repeats, "synthesizer": synthesizer}))?
+                } else {
+                    let url = documents::resolve_url(&verb.text, Some(base));
+                    run_verb(self.call, "play", json!({"url": url, "loop": repeats}))?
+                };
+                Ok(if result["call_ended"] == true { Next::Stop } else { Next::Continue })
             }
             "Dial" => {
                 if !verb.other_children.is_empty() || verb.sip.is_none() {
