@@ -187,6 +187,42 @@ fn a_dial_anchors_the_media_so_both_sides_hear_each_other_through_the_host() {
 }
 
 #[test]
+fn gather_collects_digits_pressed_during_its_prompt_and_times_out_on_silence() {
+    let hooks = HookServer::start();
+    let data = TempDir::new("verbs-gather");
+    let server = Server::start_in(&data.0, &[]);
+    let gather = json!([
+        {"verb": "gather", "input": ["digits"], "numDigits": 2, "say": {"text": "Please enter two digits."},
+         "actionHook": hooks.url("/gather")},
+        {"verb": "hangup"},
+    ]);
+    server.put_app_with_hooks("gather", "gather", json!({"verbs": gather}), &hooks, None);
+    // SIPp presses 2 (during the prompt, which stops) and 9 a second later as RFC 4733 events.
+    support::rtp::press_2_then_9(&server, "gather");
+    let gathered = hooks.wait_for("/gather", 1, HOOK_WAIT)[0].json();
+    assert_eq!(
+        (gathered["reason"].as_str(), gathered["digits"].as_str()),
+        (Some("dtmfDetected"), Some("29")),
+        "{gathered}"
+    );
+
+    let quiet = json!([
+        {"verb": "gather", "input": ["digits", "speech"], "timeout": 1, "say": {"text": "Hello."},
+         "actionHook": hooks.url("/quiet")},
+        {"verb": "hangup"},
+    ]);
+    server.put_app_with_hooks("quiet", "quiet", json!({"verbs": quiet}), &hooks, None);
+    let started = Instant::now();
+    server.call("quiet", "uac-callee-hangs-up.xml");
+    let timed_out = hooks.wait_for("/quiet", 1, HOOK_WAIT)[0].json();
+    assert_eq!(timed_out["reason"], "timeout", "{timed_out}");
+    assert!(timed_out.get("digits").is_none(), "{timed_out}");
+    // The timer starts when the prompt ends: about 1 s of speech, then 1 s.
+    assert!(started.elapsed() >= Duration::from_millis(1500), "timed out after {:?}", started.elapsed());
+    assert!(server.log().contains("speech recognition is not built; collecting digits only"), "{}", server.log());
+}
+
+#[test]
 fn a_caller_who_cancels_while_dial_rings_hears_the_ringing_and_cancels_the_callee_at_once() {
     // The callee rings and never answers; it fails unless our CANCEL comes within 3 s of its 180.
     let callee = Sipp::server("uas-rings-until-cancel.xml", 0).calls(1).timeout(Duration::from_secs(30)).spawn();
@@ -339,7 +375,7 @@ fn bad_documents_end_the_call_cleanly_and_tell_the_status_hook() {
             r#"sip:decline: \"status\" must be at least 300"#,
         ),
         ("missing", json!({"verbs": [{"pause": {}}]}), r#"pause: \"length\" is required"#),
-        ("media", json!({"verbs": [{"gather": {"input": ["digits"]}}]}), r#"(\"gather\") needs media"#),
+        ("media", json!({"verbs": [{"transcribe": {}}]}), r#"(\"transcribe\") needs media"#),
         ("shape", json!({"verbs": [{"pause": 3}]}), r#"a verb is {\"verb\": \"<name>\""#),
         ("garbage", json!({"webhook": hooks.url("/garbage")}), "answered with something that is not JSON"),
         ("object", json!({"webhook": hooks.url("/object")}), "must be a JSON array of verbs, not an object"),

@@ -1,7 +1,7 @@
 //! The built-in verbs of jambonz apps, as a callwright verb module (world `verb`): call control
 //! (`answer`, `hangup`, `pause`, `tag`, `config`, `redirect`, `sip:decline`, `sip:request`, `dial`) and
-//! media (`say` in `say.rs`, `play` in `play.rs`, their sources in `sources.rs`), which the SWML and
-//! TwiML runners use for their own `play`, `<Say>` and `<Play>`.
+//! media (`say` in `say.rs`, `play` in `play.rs`, `gather` of digits in `gather.rs`, their sources in
+//! `sources.rs`), which the SWML and TwiML runners use for their own `play`, `<Say>` and `<Play>`.
 //!
 //! The host checks every verb's arguments against the schema below before the verb runs, so the code here
 //! reads fields it knows are there and of the right type. Verbs with an `actionHook` post it themselves,
@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+mod gather;
 mod play;
 mod say;
 mod sources;
@@ -74,6 +75,18 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
                 json!({"url": texts, "urls": {"type": "array", "items": {"type": "string"}}, "loop": repeats,
                        "timeoutSecs": {"type": "number", "minimum": 0}, "seekOffset": {"type": "number"},
                        "volume": {"type": "number"}, "earlyMedia": {"type": "boolean"}, "actionHook": hook}),
+                &[],
+            ),
+        ),
+        (
+            "gather",
+            object(
+                json!({"input": {"type": "array", "items": {"enum": ["digits", "speech"]}},
+                       "numDigits": {"type": "integer", "minimum": 1}, "minDigits": {"type": "integer", "minimum": 1},
+                       "maxDigits": {"type": "integer", "minimum": 1}, "finishOnKey": {"type": "string"},
+                       "timeout": {"type": "number", "minimum": 0}, "interDigitTimeout": {"type": "number", "minimum": 0},
+                       "dtmfBargein": {"type": "boolean"}, "listenDuringPrompt": {"type": "boolean"},
+                       "say": {"type": "object"}, "play": {"type": "object"}, "actionHook": hook}),
                 &[],
             ),
         ),
@@ -147,6 +160,7 @@ impl Verbs for CoreVerbs {
             "dial" => dial(call, &args),
             "say" => say::say(call, &args),
             "play" => play::play(call, &args),
+            "gather" => gather::gather(call, &args),
             other => return Err(format!("this module has no verb {other:?}")),
         };
         result.map_err(|error| format!("{name}: {error}"))
@@ -428,6 +442,7 @@ mod tests {
             [
                 "say",
                 "play",
+                "gather",
                 "answer",
                 "hangup",
                 "pause",

@@ -8,8 +8,8 @@
 //! Both forms of a verb are accepted, `{"verb": "pause", "length": 1}` and `{"pause": {"length": 1}}`. When a
 //! verb's result carries an `action_hook_response` that is a non-empty verb array, it replaces the rest of
 //! the array, as in jambonz. Relative hook URLs (`"/action"`) are resolved against the call hook's URL.
-//! `say` and `play` run as the built-in verbs (the call answered first); the other verbs that need media
-//! (gather, …) end the run with a clear error: they are not built yet. The run ends when the array does, when the call ends, or at the first error; the status
+//! `say`, `play` and `gather` (digits) run as the built-in verbs (the call answered first); the other
+//! verbs that need media (transcribe, listen, …) end the run with a clear error: they are not built yet. The run ends when the array does, when the call ends, or at the first error; the status
 //! hook then gets `completed` (or `failed` with the error).
 
 #![forbid(unsafe_code)]
@@ -25,8 +25,7 @@ use callwright_sdk::{Call, CallError, CallInfo, Config, Flow, Level, dispatch, d
 pub const MAX_VERBS_PER_CALL: usize = 1_000;
 
 /// jambonz verbs that need a media path, which callwright does not have yet.
-pub const MEDIA_VERBS: [&str; 15] = [
-    "gather",
+pub const MEDIA_VERBS: [&str; 14] = [
     "transcribe",
     "listen",
     "stream",
@@ -44,7 +43,7 @@ pub const MEDIA_VERBS: [&str; 15] = [
 ];
 
 /// Verbs that act on an answered call: the runner answers first, as jambonz does.
-const NEEDS_ANSWERED_CALL: [&str; 5] = ["pause", "sip:refer", "sip:request", "say", "play"];
+const NEEDS_ANSWERED_CALL: [&str; 6] = ["pause", "sip:refer", "sip:request", "say", "play", "gather"];
 
 /// The variable the `tag` verb keeps its data in.
 const CUSTOMER_DATA: &str = "jambonz.customer_data";
