@@ -16,6 +16,28 @@ use support::{Server, TempDir};
 const HOOK_WAIT: Duration = Duration::from_secs(20);
 
 #[test]
+fn prompt_collects_digits_into_its_variables() {
+    let hooks = HookServer::start();
+    let data = TempDir::new("swml-prompt");
+    let server = Server::start_in(&data.0, &[]);
+    let document = json!({"sections": {"main": [
+        {"prompt": {"play": "say:Enter two digits.", "max_digits": 2, "terminators": "#"}},
+        {"request": {"url": hooks.url("/prompted"), "method": "POST",
+                     "body": {"result": "${prompt_result}", "value": "${prompt_value}"}}},
+        "hangup",
+    ]}});
+    server.put_app_with_hooks("prompt", "prompt", json!({"swml": document}), &hooks, None);
+    // SIPp presses 2 and 9 as RFC 4733 events and expects our BYE.
+    support::rtp::press_2_then_9(&server, "prompt");
+    let prompted = hooks.wait_for("/prompted", 1, HOOK_WAIT)[0].json();
+    assert_eq!(
+        (prompted["result"].as_str(), prompted["value"].as_str()),
+        (Some("match_digits"), Some("29")),
+        "{prompted}"
+    );
+}
+
+#[test]
 fn the_seed_example_refers_baresip_and_the_next_document_sees_the_variables() {
     let target = Sipp::server("uas-answer.xml", 0).calls(1).timeout(Duration::from_secs(30)).spawn();
     let hooks = HookServer::start_with(|request| match request.route() {
@@ -164,7 +186,7 @@ fn loops_are_bounded_and_bad_documents_end_the_call_cleanly() {
     assert_eq!(hooks.wait_for("/after-loop", 1, HOOK_WAIT)[0].json()["n"], 101);
 
     let cases = [
-        ("media", json!({"swml": {"sections": {"main": [{"prompt": {"play": "say:hello"}}]}}}), "prompt needs media"),
+        ("media", json!({"swml": {"sections": {"main": [{"record": {}}]}}}), "record needs media"),
         ("nomain", json!({"swml": {"sections": {"other": []}}}), "needs a \"main\" section"),
         ("nolabel", json!({"swml": {"sections": {"main": [{"goto": "nowhere"}]}}}), "no label \"nowhere\""),
         ("unknown", json!({"swml": {"sections": {"main": [{"no_such_method": {}}]}}}), "no module provides verb"),

@@ -154,9 +154,32 @@ fn dial_bridges_a_sip_target_and_reports_the_dial_status() {
 }
 
 #[test]
+fn gather_sends_the_digits_to_its_action_and_a_silent_caller_falls_through() {
+    let hooks = HookServer::start_with(|request| match request.route() {
+        "/voice" => {
+            twiml(r#"<Gather numDigits="2" action="/digits"><Say>Enter two digits.</Say></Gather><Say>Never.</Say>"#)
+        }
+        "/digits" => twiml("<Hangup/>"),
+        "/quiet" => twiml(r#"<Gather timeout="1"><Say>Hello.</Say></Gather><Hangup/>"#),
+        _ => (404, String::new()),
+    });
+    let data = TempDir::new("twiml-gather");
+    let server = Server::start_in(&data.0, &[]);
+    put_app(&server, "gather", &hooks, "/voice");
+    // SIPp presses 2 and 9 as RFC 4733 events and expects our BYE (the action's <Hangup/>).
+    support::rtp::press_2_then_9(&server, "gather");
+    let digits = params(&hooks.wait_for("/digits", 1, HOOK_WAIT)[0]);
+    assert_eq!(digits["Digits"], "29", "{digits:?}");
+    // Nothing pressed: Twilio goes on with the next verb, and the action is not requested.
+    put_app(&server, "quiet", &hooks, "/quiet");
+    server.call("quiet", "uac-callee-hangs-up.xml");
+    assert_eq!(hooks.requests().iter().filter(|r| r.route() == "/quiet").count(), 1);
+}
+
+#[test]
 fn media_verbs_and_bad_twiml_end_the_call_cleanly() {
     let hooks = HookServer::start_with(|request| match request.route() {
-        "/gather" => twiml("<Gather><Say>Press a key</Say></Gather>"),
+        "/record" => twiml("<Record/>"),
         "/garbage" => (200, "this is not XML".into()),
         "/number" => twiml("<Dial><Number>+15551234567</Number></Dial>"),
         _ => (404, String::new()),
@@ -164,7 +187,7 @@ fn media_verbs_and_bad_twiml_end_the_call_cleanly() {
     let data = TempDir::new("twiml-bad");
     let server = Server::start_in(&data.0, &[]);
     for (user, expected) in [
-        ("gather", "<Gather>: needs media"),
+        ("record", "<Record>: needs media"),
         ("garbage", "the TwiML is not XML"),
         ("number", "only <Sip> targets can be dialled"),
     ] {

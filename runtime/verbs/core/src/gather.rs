@@ -60,6 +60,7 @@ pub(crate) fn gather(call: &Call, args: &Value) -> Result<Value, String> {
     let timer = |ms: u64| (ms > 0).then(|| clock::now_ms() + ms);
     let mut deadline = if prompt_playing { None } else { timer(timeout_ms) };
     let mut finished = false;
+    let mut terminator = None;
     loop {
         let wait_ms = match deadline {
             Some(at) => {
@@ -87,6 +88,7 @@ pub(crate) fn gather(call: &Call, args: &Value) -> Result<Value, String> {
                 let key = digit.key.to_ascii_uppercase();
                 if finish_keys.contains(key.as_str()) {
                     finished = true;
+                    terminator = Some(key);
                     break;
                 }
                 digits.push_str(&key);
@@ -113,7 +115,12 @@ pub(crate) fn gather(call: &Call, args: &Value) -> Result<Value, String> {
     if detected || !digits.is_empty() {
         result.insert("digits".into(), json!(digits));
     }
-    Ok(report(call, args, "gather", result))
+    let mut value = report(call, args, "gather", result);
+    // Not in jambonz's payload: which finish key ended it, for SWML's `prompt_digit_terminator`.
+    if let Some(key) = terminator {
+        value["finish_key"] = json!(key);
+    }
+    Ok(value)
 }
 
 /// The nested `say` (`text`, `loop`, `synthesizer`) or `play` (`url`, `loop`) of a gather, as sources.

@@ -35,11 +35,10 @@ pub const MAX_EXECUTE_DEPTH: usize = 32;
 pub const DEFAULT_GOTO_MAX: u64 = 100;
 
 /// Methods that act on an answered call: the interpreter answers first, as SignalWire does.
-const NEEDS_ANSWERED_CALL: [&str; 2] = ["sip_refer", "play"];
+const NEEDS_ANSWERED_CALL: [&str; 3] = ["sip_refer", "play", "gather"];
 
 /// SWML methods that need a media path, which callwright does not have yet.
-pub const MEDIA_METHODS: [&str; 19] = [
-    "prompt",
+pub const MEDIA_METHODS: [&str; 18] = [
     "record",
     "record_call",
     "stop_record_call",
@@ -330,6 +329,10 @@ impl<'a> Machine<'a> {
                 }
                 self.run_verb("play", &args)
             }
+            "prompt" => {
+                let args = self.substitute(&raw_args, params)?;
+                self.prompt(&args).map_err(context)
+            }
             media if MEDIA_METHODS.contains(&media) => {
                 Err(format!("{media} needs media, which callwright does not carry yet"))
             }
@@ -341,6 +344,45 @@ impl<'a> Machine<'a> {
                 self.run_verb(verb, &args)
             }
         }
+    }
+
+    /// `prompt` for digits, through the `gather` verb: `play` (a URL or a list, as `play`'s), `max_digits`
+    /// (default 1), `terminators`, `initial_timeout` and `digit_timeout` (seconds, default 5). Sets
+    /// `prompt_result` (`match_digits`, `no_input`, or `failed` for a prompt asking for speech alone, which
+    /// is not recognised yet), `prompt_value` and `prompt_digit_terminator`.
+    fn prompt(&mut self, args: &Value) -> Result<Ending, String> {
+        let urls = match args.get("play") {
+            Some(Value::String(url)) => vec![json!(url)],
+            Some(Value::Array(urls)) => urls.clone(),
+            _ => return Err("give what to play as `play` (a URL or a list)".into()),
+        };
+        let seconds = |name: &str| args.get(name).and_then(Value::as_f64).unwrap_or(5.0);
+        let speech = args.as_object().is_some_and(|fields| fields.keys().any(|key| key.starts_with("speech_")));
+        let digits = args.get("max_digits").is_some() || args.get("terminators").is_some() || !speech;
+        let input: Vec<&str> = [digits.then_some("digits"), speech.then_some("speech")].into_iter().flatten().collect();
+        let gather = json!({
+            "input": input,
+            "maxDigits": args.get("max_digits").and_then(Value::as_u64).unwrap_or(1).max(1),
+            "finishOnKey": args.get("terminators").and_then(Value::as_str).unwrap_or(""),
+            "timeout": seconds("initial_timeout"),
+            "interDigitTimeout": seconds("digit_timeout"),
+            "play": {"url": urls},
+        });
+        self.call.answer_if_needed().map_err(|e| format!("answering the call failed: {e:?}"))?;
+        let result =
+            dispatch::run_verb(self.call, "gather", &gather).map_err(|e| format!("gather: {}", e.message()))?;
+        if result["call_ended"] == true {
+            return Ok(Ending::Stop);
+        }
+        let prompt_result = match result["reason"].as_str() {
+            Some("dtmfDetected") => "match_digits",
+            Some("timeout") => "no_input",
+            _ => "failed",
+        };
+        self.set_var("prompt_result", json!(prompt_result));
+        self.set_var("prompt_value", result.get("digits").cloned().unwrap_or(json!("")));
+        self.set_var("prompt_digit_terminator", result.get("finish_key").cloned().unwrap_or(json!("")));
+        Ok(Ending::Done)
     }
 
     /// Substitutes every field of `args` except those named (steps that run later, with later values).

@@ -9,11 +9,13 @@
 //!   gets `DialCallStatus`, `DialCallSid`, `DialCallDuration` and `DialSipResponseCode`.
 //! - `<Say loop language>text</Say>` and `<Play loop>url</Play>`: the `say` and `play` verbs (`loop="0"`:
 //!   until the call ends; Twilio's voice names speak with the built-in voice).
+//! - `<Gather input numDigits finishOnKey timeout action method actionOnEmptyResult>` with `<Say>` and
+//!   `<Play>` inside: the `gather` verb; the action gets `Digits`.
 //! - `<Hangup/>`, `<Reject reason="busy|rejected"/>` (486 or 603), `<Pause length/>`, `<Redirect>`.
 //!
 //! Twilio answers a call before its first verb unless that verb is `<Reject>`; so does this runner, except
 //! that a `<Dial>` answers the caller only when the callee answers (the media anchored in the host).
-//! The other verbs that need media (`<Gather>`, `<Record>`, …) stop the call with a clear error.
+//! The other verbs that need media (`<Record>`, …) stop the call with a clear error.
 
 #![forbid(unsafe_code)]
 
@@ -25,8 +27,8 @@ use callwright_sdk::{Call, CallInfo, Config, Flow, Level, ReferRequest, dispatch
 pub const MAX_VERBS_PER_CALL: usize = 1_000;
 
 /// TwiML verbs that need media, which callwright does not carry yet.
-pub const MEDIA_VERBS: [&str; 10] =
-    ["Gather", "Record", "Connect", "Enqueue", "Leave", "Stream", "Start", "Stop", "Pay", "Prompt"];
+pub const MEDIA_VERBS: [&str; 9] =
+    ["Record", "Connect", "Enqueue", "Leave", "Stream", "Start", "Stop", "Pay", "Prompt"];
 
 /// One verb of a TwiML document: its name, attributes and the text of its `<Sip>` child (or its own text).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +43,8 @@ pub struct Verb {
     pub text: String,
     /// The names of its other child elements (`<Number>`, `<Client>`, …).
     pub other_children: Vec<String>,
+    /// Those children as verbs (a `<Gather>`'s `<Say>` and `<Play>`).
+    pub children: Vec<Verb>,
 }
 
 impl Verb {
@@ -56,25 +60,21 @@ pub fn parse(text: &str) -> Result<Vec<Verb>, String> {
     if root.tag_name().name() != "Response" {
         return Err(format!("the TwiML's root element is <{}>, not <Response>", root.tag_name().name()));
     }
-    Ok(root
-        .children()
-        .filter(roxmltree::Node::is_element)
-        .map(|node| {
-            let children: Vec<roxmltree::Node<'_, '_>> = node.children().filter(roxmltree::Node::is_element).collect();
-            let sip = children.iter().find(|c| c.tag_name().name() == "Sip").map(|c| text_of(c));
-            Verb {
-                name: node.tag_name().name().to_string(),
-                attributes: node.attributes().map(|a| (a.name().to_string(), a.value().to_string())).collect(),
-                sip,
-                text: text_of(&node),
-                other_children: children
-                    .iter()
-                    .map(|c| c.tag_name().name().to_string())
-                    .filter(|name| name != "Sip")
-                    .collect(),
-            }
-        })
-        .collect())
+    Ok(root.children().filter(roxmltree::Node::is_element).map(|node| verb_of(&node)).collect())
+}
+
+fn verb_of(node: &roxmltree::Node<'_, '_>) -> Verb {
+    let elements: Vec<roxmltree::Node<'_, '_>> = node.children().filter(roxmltree::Node::is_element).collect();
+    let sip = elements.iter().find(|c| c.tag_name().name() == "Sip").map(|c| text_of(c));
+    let children: Vec<Verb> = elements.iter().filter(|c| c.tag_name().name() != "Sip").map(verb_of).collect();
+    Verb {
+        name: node.tag_name().name().to_string(),
+        attributes: node.attributes().map(|a| (a.name().to_string(), a.value().to_string())).collect(),
+        sip,
+        text: text_of(node),
+        other_children: children.iter().map(|c| c.name.clone()).collect(),
+        children,
+    }
 }
 
 fn text_of(node: &roxmltree::Node<'_, '_>) -> String {
@@ -214,6 +214,7 @@ impl Runner<'_> {
                 };
                 Ok(if result["call_ended"] == true { Next::Stop } else { Next::Continue })
             }
+            "Gather" => self.gather(verb, base),
             "Dial" => {
                 if !verb.other_children.is_empty() || verb.sip.is_none() {
                     return Err("only <Sip> targets can be dialled (no <Number> or <Client>: no carrier)".into());
@@ -233,6 +234,61 @@ impl Runner<'_> {
             }
             other => Err(format!("<{other}> is not a TwiML voice verb callwright knows")),
         }
+    }
+
+    /// `<Gather>` as the `gather` verb: its `<Say>` and `<Play>` children are the prompt (the spoken ones
+    /// first), `timeout` (default 5 s) is also the wait between digits, `finishOnKey` defaults to `#`.
+    /// With digits, the action (default: this document's URL) gets `Digits` and its TwiML replaces the
+    /// rest; without, the next verb runs (or the action gets empty `Digits` with
+    /// `actionOnEmptyResult="true"`).
+    fn gather(&mut self, verb: &Verb, base: &str) -> Result<Next, String> {
+        let number = |name: &str| -> Result<Option<f64>, String> {
+            verb.attribute(name).map(|v| v.parse::<f64>().map_err(|_| format!("{name} must be a number"))).transpose()
+        };
+        let input = verb.attribute("input").unwrap_or("dtmf");
+        let inputs: Vec<&str> = input
+            .split_whitespace()
+            .map(|kind| if kind == "dtmf" { "digits" } else { kind })
+            .filter(|kind| matches!(*kind, "digits" | "speech"))
+            .collect();
+        let timeout = number("timeout")?.unwrap_or(5.0);
+        let mut args = json!({
+            "input": inputs,
+            "finishOnKey": verb.attribute("finishOnKey").unwrap_or("#"),
+            "timeout": timeout,
+            "interDigitTimeout": timeout,
+        });
+        if let Some(digits) = number("numDigits")? {
+            args["numDigits"] = json!(digits.max(1.0) as u64);
+        }
+        let says: Vec<&str> = verb.children.iter().filter(|c| c.name == "Say").map(|c| c.text.as_str()).collect();
+        let plays: Vec<String> = verb
+            .children
+            .iter()
+            .filter(|c| c.name == "Play")
+            .map(|c| documents::resolve_url(&c.text, Some(base)))
+            .collect();
+        if !says.is_empty() {
+            args["say"] = json!({"text": says});
+        }
+        if !plays.is_empty() {
+            args["play"] = json!({"url": plays});
+        }
+        let result = run_verb(self.call, "gather", args)?;
+        if result["call_ended"] == true {
+            return Ok(Next::Stop);
+        }
+        let digits = result["digits"].as_str().unwrap_or_default();
+        let detected = result["reason"] == "dtmfDetected" && !digits.is_empty();
+        if !detected && verb.attribute("actionOnEmptyResult") != Some("true") {
+            return Ok(Next::Continue);
+        }
+        let action =
+            verb.attribute("action").map_or_else(|| base.to_string(), |a| documents::resolve_url(a, Some(base)));
+        let method = verb.attribute("method").unwrap_or("POST").to_ascii_uppercase();
+        let mut extra = Map::new();
+        extra.insert("Digits".into(), json!(if detected { digits } else { "" }));
+        Ok(Next::Fetch(action, method, extra))
     }
 
     fn answer(&mut self) -> Result<(), String> {
