@@ -330,7 +330,14 @@ fn digits_we_send_arrive_as_rfc4733_events_with_three_end_packets() {
     let server = player_server(&data);
     let config = r#"{"send_digits": "12#"}"#;
     server.put_app("sender", &app("media-player", Some("7400"), config)).assert_status(201);
-    let (socket, call, _) = call_with_rtp_socket(&server, "7400", "uac-media-callee-hangs-up.xml", STREAM_ENDED);
+    assert_eq!(keys_sent_to(&server, "7400"), [1, 2, 11]);
+    assert!(server.log().contains("media update: digits sent"), "{}", server.log());
+}
+
+/// Calls `user` with a test-owned RTP socket and returns the event codes of the RFC 4733 events that
+/// came, once per key, checking each ended with three End packets (RFC 4733 §2.5.1.4).
+fn keys_sent_to(server: &Server, user: &str) -> Vec<u8> {
+    let (socket, call, _) = call_with_rtp_socket(server, user, "uac-media-callee-hangs-up.xml", STREAM_ENDED);
     let mut events: Vec<(u32, u8, bool)> = Vec::new();
     let mut buffer = [0u8; 2048];
     while let Ok((len, _)) = socket.recv_from(&mut buffer) {
@@ -344,12 +351,35 @@ fn digits_we_send_arrive_as_rfc4733_events_with_three_end_packets() {
     call.wait().assert_all_succeeded(1);
     let mut pressed: Vec<(u32, u8)> = events.iter().map(|(ts, code, _)| (*ts, *code)).collect();
     pressed.dedup();
-    assert_eq!(pressed.iter().map(|(_, code)| *code).collect::<Vec<_>>(), [1, 2, 11], "{events:?}");
-    for (timestamp, code) in pressed {
-        let ends = events.iter().filter(|(ts, c, end)| *ts == timestamp && *c == code && *end).count();
-        assert_eq!(ends, 3, "event {code}: three End packets (RFC 4733 §2.5.1.4)");
+    for (timestamp, code) in &pressed {
+        let ends = events.iter().filter(|(ts, c, end)| ts == timestamp && c == code && *end).count();
+        assert_eq!(ends, 3, "event {code}: three End packets (RFC 4733 §2.5.1.4): {events:?}");
     }
-    assert!(server.log().contains("media update: digits sent"), "{}", server.log());
+    pressed.into_iter().map(|(_, code)| code).collect()
+}
+
+#[test]
+fn the_dtmf_verbs_of_each_dialect_send_their_keys() {
+    let data = TempDir::new("prompt-dtmf-verbs");
+    let server = Server::start_in(&data.0, &[]);
+    let hooks = support::hooks::HookServer::start_with(|request| match request.route() {
+        "/voice" => (200, r#"<Response><Play digits="w5"/><Hangup/></Response>"#.into()),
+        _ => (200, String::new()),
+    });
+    let host = [hooks.addr().to_string()];
+    let jambonz = serde_json::json!([{"verb": "dtmf", "dtmf": "12#", "duration": 200}, {"verb": "hangup"}]);
+    put_runner_app(&server, "7430", serde_json::json!({"verbs": jambonz}), &host);
+    let swml = serde_json::json!({"sections": {"main": [
+        {"send_digits": "34"},
+        {"request": {"url": hooks.url("/sent"), "method": "POST", "body": {"result": "${send_digits_result}"}}},
+        "hangup",
+    ]}});
+    put_runner_app(&server, "7431", serde_json::json!({"swml": swml}), &host);
+    put_runner_app(&server, "7432", serde_json::json!({"twiml_url": hooks.url("/voice")}), &host);
+    assert_eq!(keys_sent_to(&server, "7430"), [1, 2, 11], "jambonz dtmf");
+    assert_eq!(keys_sent_to(&server, "7431"), [3, 4], "SWML send_digits");
+    assert_eq!(hooks.wait_for("/sent", 1, Duration::from_secs(5))[0].json()["result"], "success");
+    assert_eq!(keys_sent_to(&server, "7432"), [5], "TwiML <Play digits>");
 }
 
 #[test]

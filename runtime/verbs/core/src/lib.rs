@@ -1,7 +1,7 @@
 //! The built-in verbs of jambonz apps, as a callwright verb module (world `verb`): call control
 //! (`answer`, `hangup`, `pause`, `tag`, `config`, `redirect`, `sip:decline`, `sip:request`, `dial`) and
-//! media (`say` in `say.rs`, `play` in `play.rs`, `gather` of digits in `gather.rs`, their sources in
-//! `sources.rs`), which the SWML and TwiML runners use for their own `play`, `<Say>` and `<Play>`.
+//! media (`say` in `say.rs`, `play` in `play.rs`, `gather` of digits in `gather.rs`, `dtmf` in `dtmf.rs`,
+//! the sources in `sources.rs`), which the SWML and TwiML runners use for their own media verbs.
 //!
 //! The host checks every verb's arguments against the schema below before the verb runs, so the code here
 //! reads fields it knows are there and of the right type. Verbs with an `actionHook` post it themselves,
@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+mod dtmf;
 mod gather;
 mod play;
 mod say;
@@ -90,6 +91,14 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
                 &[],
             ),
         ),
+        (
+            "dtmf",
+            object(
+                json!({"dtmf": {"type": "string", "pattern": "^[0-9*#A-Da-dwW]+$"},
+                       "duration": {"type": "integer", "minimum": 40, "maximum": 5000}}),
+                &["dtmf"],
+            ),
+        ),
         ("answer", object(json!({}), &[])),
         ("hangup", object(json!({"headers": headers}), &[])),
         ("pause", object(json!({"length": {"type": "number", "exclusiveMinimum": 0, "maximum": 86_400}}), &["length"])),
@@ -161,6 +170,7 @@ impl Verbs for CoreVerbs {
             "say" => say::say(call, &args),
             "play" => play::play(call, &args),
             "gather" => gather::gather(call, &args),
+            "dtmf" => dtmf::dtmf(call, &args),
             other => return Err(format!("this module has no verb {other:?}")),
         };
         result.map_err(|error| format!("{name}: {error}"))
@@ -443,6 +453,7 @@ mod tests {
                 "say",
                 "play",
                 "gather",
+                "dtmf",
                 "answer",
                 "hangup",
                 "pause",

@@ -38,7 +38,7 @@ pub const DEFAULT_GOTO_MAX: u64 = 100;
 const NEEDS_ANSWERED_CALL: [&str; 3] = ["sip_refer", "play", "gather"];
 
 /// SWML methods that need a media path, which callwright does not have yet.
-pub const MEDIA_METHODS: [&str; 18] = [
+pub const MEDIA_METHODS: [&str; 17] = [
     "record",
     "record_call",
     "stop_record_call",
@@ -49,7 +49,6 @@ pub const MEDIA_METHODS: [&str; 18] = [
     "stop_tap",
     "denoise",
     "stop_denoise",
-    "send_digits",
     "receive_fax",
     "send_fax",
     "enter_queue",
@@ -328,6 +327,20 @@ impl<'a> Machine<'a> {
                     }
                 }
                 self.run_verb("play", &args)
+            }
+            "send_digits" => {
+                // `send_digits: "123"` or `{digits: "123"}`; sets `send_digits_result`.
+                let digits = match self.substitute(&raw_args, params)? {
+                    Value::String(digits) => digits,
+                    other => other.get("digits").and_then(Value::as_str).unwrap_or_default().to_string(),
+                };
+                self.call.answer_if_needed().map_err(|e| format!("answering the call failed: {e:?}"))?;
+                let sent = dispatch::run_verb(self.call, "dtmf", &json!({"dtmf": digits, "duration": 100}));
+                if let Err(error) = &sent {
+                    log(Level::Warn, &format!("send_digits: {}", error.message()));
+                }
+                self.set_var("send_digits_result", json!(if sent.is_ok() { "success" } else { "failed" }));
+                Ok(if sent.is_ok_and(|result| result["call_ended"] == true) { Ending::Stop } else { Ending::Done })
             }
             "prompt" => {
                 let args = self.substitute(&raw_args, params)?;

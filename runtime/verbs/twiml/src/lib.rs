@@ -8,7 +8,8 @@
 //! - `<Dial action method timeout callerId timeLimit><Sip>uri</Sip></Dial>`: the `dial` verb; the action
 //!   gets `DialCallStatus`, `DialCallSid`, `DialCallDuration` and `DialSipResponseCode`.
 //! - `<Say loop language>text</Say>` and `<Play loop>url</Play>`: the `say` and `play` verbs (`loop="0"`:
-//!   until the call ends; Twilio's voice names speak with the built-in voice).
+//!   until the call ends; Twilio's voice names speak with the built-in voice); `<Play digits="…"/>` sends
+//!   the digits (the `dtmf` verb).
 //! - `<Gather input numDigits finishOnKey timeout action method actionOnEmptyResult>` with `<Say>` and
 //!   `<Play>` inside: the `gather` verb; the action gets `Digits`.
 //! - `<Hangup/>`, `<Reject reason="busy|rejected"/>` (486 or 603), `<Pause length/>`, `<Redirect>`.
@@ -199,6 +200,11 @@ impl Runner<'_> {
                     Some(Ok(n)) => json!(n),
                     Some(Err(_)) => return Err("loop must be a whole number".into()),
                 };
+                // `<Play digits="wwww3"/>` sends digits (`w`: a 500 ms pause) instead of playing.
+                if let Some(digits) = verb.attribute("digits").filter(|_| verb.name == "Play") {
+                    let result = run_verb(self.call, "dtmf", json!({"dtmf": digits, "duration": 100}))?;
+                    return Ok(if result["call_ended"] == true { Next::Stop } else { Next::Continue });
+                }
                 if verb.text.is_empty() {
                     return Err("give the text or URL as the element's text".into());
                 }
