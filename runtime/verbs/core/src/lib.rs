@@ -322,8 +322,8 @@ fn sip_request(call: &Call, args: &Value) -> Value {
 /// Calls the target and bridges it to this call with the media anchored in callwright: the target gets
 /// the host's own offer, the caller the host's own answer, and `media.bridge` joins the two streams (so
 /// their codecs may differ, and the call can be recorded or its digits heard). While the target rings,
-/// its 180 and 183 are relayed to a caller not yet answered (without the target's early media, which
-/// the caller's stream cannot carry before it is answered), and a caller who hangs up cancels it. Ends when either side hangs up or `timeLimit` passes; the actionHook gets
+/// its 180 and 183 are relayed to a caller not yet answered as a 180 (the target's early media cannot
+/// reach the caller's stream before it is answered; the 180 makes the caller's phone ring), and a caller who hangs up cancels it. Ends when either side hangs up or `timeLimit` passes; the actionHook gets
 /// `dial_call_status`, `dial_sip_status`, `dial_call_sid` and `dial_call_duration`.
 fn dial(call: &Call, args: &Value) -> Result<Value, String> {
     let target = &args["target"][0];
@@ -395,8 +395,10 @@ fn ring_until_answered(caller: &Call, callee: Call) -> Result<Call, DialError> {
                 return Err(DialError::Failed(487));
             }
             Some((CALLER, CallUpdate::Event(CallEvent::Request(request)))) => caller.answer_routine_request(&request),
-            Some((CALLEE, CallUpdate::Progress(progress))) => {
-                let _ = caller.ring(progress.status, &[], None);
+            Some((CALLEE, CallUpdate::Progress(_))) => {
+                // The callee's early media cannot reach a caller not answered yet: a 180 makes the caller's
+                // phone play its own ring-back instead (a 183 without a body would leave it silent).
+                let _ = caller.ring(180, &[], None);
             }
             Some((CALLEE, CallUpdate::Answered(_))) => return Ok(callee),
             Some((CALLEE, CallUpdate::Event(CallEvent::Ended(reason)))) => {
