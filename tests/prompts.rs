@@ -239,6 +239,15 @@ fn jambonz_say_and_play_are_heard_and_play_reports_to_its_action_hook() {
     assert_eq!((played["playback_seconds"].as_u64(), played["playback_milliseconds"].as_u64()), (Some(1), Some(1000)));
     assert_eq!(played["playback_last_offset_pos"], 8000, "{played}");
     assert!(server.log().contains("no speech provider `google` here"), "{}", server.log());
+
+    // A config verb's synthesizer is the voice of a later say that names none.
+    let configured = serde_json::json!([
+        {"config": {"synthesizer": {"vendor": "flite", "voice": "nobody"}}},
+        {"verb": "say", "text": "hello"},
+    ]);
+    put_runner_app(&server, "7401", serde_json::json!({"verbs": configured}), &[]);
+    receive_call(&server, "7401");
+    assert!(server.log().contains("flite has no voice `nobody`"), "{}", server.log());
 }
 
 #[test]

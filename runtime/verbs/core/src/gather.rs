@@ -127,7 +127,7 @@ pub(crate) fn gather(call: &Call, args: &Value) -> Result<Value, String> {
 fn prompt_sources(args: &Value) -> Result<Vec<AudioSource>, String> {
     let mut sources = Vec::new();
     if let Some(say) = args.get("say") {
-        let voice = sources::voice(say.get("synthesizer"));
+        let voice = sources::voice(crate::synthesizer_of(say).as_ref());
         let texts = sources::strings(say.get("text"));
         let once: Vec<AudioSource> = texts.iter().flat_map(|text| sources::speech(text, &voice)).collect();
         sources.extend(repeat(once, sources::loops(say.get("loop"))));

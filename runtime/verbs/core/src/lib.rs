@@ -29,8 +29,8 @@ use callwright_sdk::{
 pub const CUSTOMER_DATA: &str = "jambonz.customer_data";
 /// The variable `config` keeps the session's settings in (JSON).
 pub const SESSION_CONFIG: &str = "jambonz.config";
-/// The `config` settings callwright acts on; the others configure media, which callwright does not carry.
-const APPLIED_SETTINGS: [&str; 2] = ["sipRequestWithinDialogHook", "reset"];
+/// The `config` settings callwright acts on (`synthesizer`: the voice of later `say`s that name none).
+const APPLIED_SETTINGS: [&str; 3] = ["sipRequestWithinDialogHook", "reset", "synthesizer"];
 /// How long `dial` rings when the document gives no `timeout` (jambonz's default).
 const DIAL_TIMEOUT_SECONDS: f64 = 60.0;
 /// The caller and the callee in `wait`'s list, by index.
@@ -182,6 +182,17 @@ mod export {
     callwright_sdk::verbs!(super::CoreVerbs);
 }
 
+/// A setting an earlier `config` verb made, if any.
+fn session_setting(name: &str) -> Option<Value> {
+    let settings: Value = callwright_sdk::serde_json::from_str(&variables::get(SESSION_CONFIG)?).ok()?;
+    settings.get(name).cloned()
+}
+
+/// The synthesizer of a verb: its own, else the session's (`config`).
+fn synthesizer_of(args: &Value) -> Option<Value> {
+    args.get("synthesizer").cloned().or_else(|| session_setting("synthesizer"))
+}
+
 /// Answers the call; an answered call stays as it is.
 fn answer(call: &Call) -> Result<Value, String> {
     call.answer_if_needed().map(|()| json!({})).map_err(|error| error.to_string())
@@ -271,10 +282,7 @@ fn config(args: &Value) -> Value {
     }
     let unapplied: Vec<&String> = given.keys().filter(|name| !APPLIED_SETTINGS.contains(&name.as_str())).collect();
     if !unapplied.is_empty() {
-        log(
-            Level::Info,
-            &format!("config: {unapplied:?} configure media, which callwright does not carry; kept, no effect"),
-        );
+        log(Level::Info, &format!("config: {unapplied:?} are not built in callwright; kept, no effect"));
     }
     variables::set(SESSION_CONFIG, &Value::Object(settings.clone()).to_string());
     json!({ "config": settings })

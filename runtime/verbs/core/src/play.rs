@@ -51,7 +51,7 @@ pub(crate) fn play(call: &Call, args: &Value) -> Result<Value, String> {
     if urls.is_empty() {
         return Err("url is required (a string or a list)".into());
     }
-    let mut voice = sources::voice(args.get("synthesizer"));
+    let mut voice = sources::voice(crate::synthesizer_of(args).as_ref());
     let text = |key: &str| args.get(key).and_then(Value::as_str).map(str::to_string);
     voice.name = text("say_voice").or(voice.name);
     voice.language = text("say_language").or(voice.language);

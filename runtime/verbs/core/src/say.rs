@@ -1,6 +1,6 @@
 //! jambonz `say` (and TwiML `<Say>`, SWML `play`'s `say:`): speaks `text` (one or a list, plain or SSML)
 //! `loop` times with the built-in voice, or the `synthesizer`'s voice when its vendor is the built-in
-//! one. jambonz apps also send `silence_stream://N` as text: it is played as that silence.
+//! one (a `config` verb's `synthesizer` stands in for a `say` that gives none). jambonz apps also send `silence_stream://N` as text: it is played as that silence.
 
 use callwright_sdk::media::{AudioSource, PlayOptions};
 use callwright_sdk::serde_json::{Value, json};
@@ -14,7 +14,8 @@ pub(crate) fn say(call: &Call, args: &Value) -> Result<Value, String> {
     if texts.is_empty() {
         return Err("text is required (a string or a list)".into());
     }
-    let synthesizer = args.get("synthesizer");
+    let synthesizer = crate::synthesizer_of(args);
+    let synthesizer = synthesizer.as_ref();
     if let Some(vendor) = synthesizer.and_then(|s| s.get("vendor")).and_then(Value::as_str)
         && !matches!(vendor, "flite" | "default")
     {
