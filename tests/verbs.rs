@@ -308,7 +308,7 @@ fn config_sends_routine_requests_to_its_hook() {
     let data = TempDir::new("verbs-config");
     let server = Server::start_in(&data.0, &[]);
     let verbs = json!([
-        {"config": {"sipRequestWithinDialogHook": hooks.url("/sip-request"), "synthesizer": {"vendor": "google"}}},
+        {"config": {"sipRequestWithinDialogHook": hooks.url("/sip-request"), "recognizer": {"vendor": "google"}}},
         {"verb": "answer"},
         {"pause": {"length": 2}},
         {"verb": "hangup"},
@@ -332,7 +332,7 @@ fn config_sends_routine_requests_to_its_hook() {
     assert!(posted["sip_body"].as_str().is_some_and(|body| body.contains("Signal=5")), "{posted}");
     assert_eq!(posted["sip_headers"]["content-type"], "application/dtmf-relay", "{posted}");
     assert!(posted["call_sid"].as_str().is_some_and(|sid| !sid.is_empty()), "{posted}");
-    assert!(server.log().contains("configure media"), "the ignored media settings are logged");
+    assert!(server.log().contains(r#"config: ["recognizer"] are not built"#), "the ignored settings are logged");
     // The reset call's INFO came first; had it been posted, it would have arrived before this one.
     assert!(hooks.requests().iter().all(|r| r.route() != "/reset-hook"), "posted after the reset");
 }
