@@ -301,6 +301,72 @@ fn twiml_say_and_play_are_heard() {
 }
 
 #[test]
+fn jambonz_twiml_and_swml_conferences_mix_their_members_and_report_join_and_leave() {
+    let data = TempDir::new("prompt-conference-verbs");
+    let server = Server::start_in(&data.0, &[]);
+    let hooks = support::hooks::HookServer::start_with(|request| match request.route() {
+        "/voice" => (200, "<Response><Dial><Conference beep=\"false\">room</Conference></Dial></Response>".into()),
+        _ => (200, String::new()),
+    });
+    let host = [hooks.addr().to_string()];
+    let room =
+        serde_json::json!([{"verb": "conference", "name": "room", "beep": true, "statusHook": hooks.url("/conf")}]);
+    put_runner_app(&server, "7960", serde_json::json!({"verbs": room}), &host);
+    put_runner_app(&server, "7961", serde_json::json!({"twiml_url": hooks.url("/voice")}), &host);
+    let swml = serde_json::json!({"sections": {"main": [{"join_conference": {"name": "room", "beep": "false"}}]}});
+    put_runner_app(&server, "7963", serde_json::json!({"swml": swml}), &host);
+    let moderated = serde_json::json!([{"verb": "conference", "name": "room", "endConferenceOnExit": true}]);
+    put_runner_app(&server, "7962", serde_json::json!({"verbs": moderated}), &host);
+    // Two members each of jambonz (500, 700 Hz), TwiML (900, 1100 Hz) and SWML (1300, 1500 Hz) apps,
+    // each caller hanging up after 4 s.
+    let members =
+        [("7960", 500.0), ("7960", 700.0), ("7961", 900.0), ("7961", 1100.0), ("7963", 1300.0), ("7963", 1500.0)];
+    let calls: Vec<_> = members
+        .iter()
+        .map(|(user, _)| {
+            let socket = support::rtp::caller_rtp_socket();
+            socket.set_read_timeout(Some(Duration::from_millis(1))).expect("timeout");
+            let port = socket.local_addr().expect("addr").port().to_string();
+            let call = Sipp::client("uac-media-caller-hangs-up.xml", server.sip)
+                .service(user)
+                .arg("-key")
+                .arg("rtp_port")
+                .arg(&port)
+                .arg("-d")
+                .arg("4000")
+                .spawn();
+            (socket, call)
+        })
+        .collect();
+    let sockets: Vec<&UdpSocket> = calls.iter().map(|(socket, _)| socket).collect();
+    let frequencies: Vec<f64> = members.iter().map(|(_, frequency)| *frequency).collect();
+    let heard = exchange_tones(&sockets, &frequencies, 6000.0, Duration::from_secs(5));
+    for (_, call) in calls {
+        call.wait().assert_all_succeeded(1);
+    }
+    let hears = |member: usize, frequency: f64| {
+        heard[member].iter().filter(|frame| tone_share(frame, frequency, 8000.0) > 0.5).count()
+    };
+    assert!(hears(0, 700.0) > 80 && hears(1, 500.0) > 80, "the jambonz members hear each other");
+    assert!(hears(2, 1100.0) > 80 && hears(3, 900.0) > 80, "the TwiML members hear each other");
+    assert!(hears(4, 1500.0) > 80 && hears(5, 1300.0) > 80, "the SWML members hear each other");
+    assert!(hears(0, 900.0) < 5 && hears(2, 500.0) < 5, "the two apps' rooms are apart");
+    // The jambonz members' beep: 800 Hz, 200 ms, each heard by its joiner.
+    let beeps = heard[0].iter().filter(|frame| tone_share(frame, 800.0, 8000.0) > 0.5).count();
+    assert!((5..=14).contains(&beeps), "{beeps} frames of the beep");
+    let events = hooks.wait_for("/conf", 4, Duration::from_secs(10));
+    let kinds: Vec<String> =
+        events.iter().map(|e| e.json()["event"].as_str().unwrap_or_default().to_string()).collect();
+    assert_eq!(kinds.iter().filter(|k| *k == "join").count(), 2, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| *k == "leave").count(), 2, "{kinds:?}");
+    assert!(events.iter().all(|e| e.json()["friendly_name"] == "room"));
+
+    // A moderator's endConferenceOnExit is not built: refused with a clear error, not ignored.
+    receive_call(&server, "7962");
+    assert!(server.log().contains("endConferenceOnExit: true is not built"), "{}", server.log());
+}
+
+#[test]
 fn sources_that_cannot_play_are_named_to_the_guest_and_bad_uploads_refused() {
     let data = TempDir::new("prompt-errors");
     let server = player_server(&data);

@@ -1,7 +1,7 @@
 //! The built-in verbs of jambonz apps, as a callwright verb module (world `verb`): call control
 //! (`answer`, `hangup`, `pause`, `tag`, `config`, `redirect`, `sip:decline`, `sip:request`, `dial`) and
 //! media (`say` in `say.rs`, `play` in `play.rs`, `gather` of digits in `gather.rs`, `dtmf` in `dtmf.rs`,
-//! the sources in `sources.rs`), which the SWML and TwiML runners use for their own media verbs.
+//! `conference` in `conference.rs`, the sources in `sources.rs`), which the SWML and TwiML runners use for their own media verbs.
 //!
 //! The host checks every verb's arguments against the schema below before the verb runs, so the code here
 //! reads fields it knows are there and of the right type. Verbs with an `actionHook` post it themselves,
@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+mod conference;
 mod dtmf;
 mod gather;
 mod play;
@@ -99,6 +100,16 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
                 &["dtmf"],
             ),
         ),
+        (
+            "conference",
+            object(
+                json!({"name": {"type": "string", "minLength": 1}, "beep": {"type": "boolean"},
+                       "joinMuted": {"type": "boolean"}, "startConferenceOnEnter": {"type": "boolean"},
+                       "endConferenceOnExit": {"type": "boolean"}, "maxParticipants": {"type": "integer"},
+                       "statusHook": hook, "statusEvents": {"type": "array"}}),
+                &["name"],
+            ),
+        ),
         ("answer", object(json!({}), &[])),
         ("hangup", object(json!({"headers": headers}), &[])),
         ("pause", object(json!({"length": {"type": "number", "exclusiveMinimum": 0, "maximum": 86_400}}), &["length"])),
@@ -171,6 +182,7 @@ impl Verbs for CoreVerbs {
             "play" => play::play(call, &args),
             "gather" => gather::gather(call, &args),
             "dtmf" => dtmf::dtmf(call, &args),
+            "conference" => conference::conference(call, &args),
             other => return Err(format!("this module has no verb {other:?}")),
         };
         result.map_err(|error| format!("{name}: {error}"))
@@ -464,6 +476,7 @@ mod tests {
                 "play",
                 "gather",
                 "dtmf",
+                "conference",
                 "answer",
                 "hangup",
                 "pause",

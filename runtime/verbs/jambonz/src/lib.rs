@@ -8,7 +8,7 @@
 //! Both forms of a verb are accepted, `{"verb": "pause", "length": 1}` and `{"pause": {"length": 1}}`. When a
 //! verb's result carries an `action_hook_response` that is a non-empty verb array, it replaces the rest of
 //! the array, as in jambonz. Relative hook URLs (`"/action"`) are resolved against the call hook's URL.
-//! `say`, `play`, `gather` (digits) and `dtmf` run as the built-in verbs (the call answered first); the other
+//! `say`, `play`, `gather` (digits), `dtmf` and `conference` run as the built-in verbs (the call answered first); the other
 //! verbs that need media (transcribe, listen, …) end the run with a clear error: they are not built yet. The run ends when the array does, when the call ends, or at the first error; the status
 //! hook then gets `completed` (or `failed` with the error).
 
@@ -25,12 +25,11 @@ use callwright_sdk::{Call, CallError, CallInfo, Config, Flow, Level, dispatch, d
 pub const MAX_VERBS_PER_CALL: usize = 1_000;
 
 /// jambonz verbs that need a media path, which callwright does not have yet.
-pub const MEDIA_VERBS: [&str; 13] = [
+pub const MEDIA_VERBS: [&str; 12] = [
     "transcribe",
     "listen",
     "stream",
     "dub",
-    "conference",
     "enqueue",
     "dequeue",
     "leave",
@@ -42,7 +41,8 @@ pub const MEDIA_VERBS: [&str; 13] = [
 ];
 
 /// Verbs that act on an answered call: the runner answers first, as jambonz does.
-const NEEDS_ANSWERED_CALL: [&str; 7] = ["pause", "sip:refer", "sip:request", "say", "play", "gather", "dtmf"];
+const NEEDS_ANSWERED_CALL: [&str; 8] =
+    ["pause", "sip:refer", "sip:request", "say", "play", "gather", "dtmf", "conference"];
 
 /// The variable the `tag` verb keeps its data in.
 const CUSTOMER_DATA: &str = "jambonz.customer_data";

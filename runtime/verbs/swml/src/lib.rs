@@ -35,10 +35,10 @@ pub const MAX_EXECUTE_DEPTH: usize = 32;
 pub const DEFAULT_GOTO_MAX: u64 = 100;
 
 /// Methods that act on an answered call: the interpreter answers first, as SignalWire does.
-const NEEDS_ANSWERED_CALL: [&str; 3] = ["sip_refer", "play", "gather"];
+const NEEDS_ANSWERED_CALL: [&str; 4] = ["sip_refer", "play", "gather", "conference"];
 
 /// SWML methods that need a media path, which callwright does not have yet.
-pub const MEDIA_METHODS: [&str; 17] = [
+pub const MEDIA_METHODS: [&str; 16] = [
     "record",
     "record_call",
     "stop_record_call",
@@ -53,7 +53,6 @@ pub const MEDIA_METHODS: [&str; 17] = [
     "send_fax",
     "enter_queue",
     "join_room",
-    "join_conference",
     "live_transcribe",
     "live_translate",
 ];
@@ -341,6 +340,29 @@ impl<'a> Machine<'a> {
                 }
                 self.set_var("send_digits_result", json!(if sent.is_ok() { "success" } else { "failed" }));
                 Ok(if sent.is_ok_and(|result| result["call_ended"] == true) { Ending::Stop } else { Ending::Done })
+            }
+            "join_conference" => {
+                // `join_conference: <name>` or `{name, muted, beep, start_on_enter, end_on_exit, …}`.
+                let args = match self.substitute(&raw_args, params)? {
+                    Value::String(name) => json!({"name": name}),
+                    other => other,
+                };
+                let mut conference = json!({"name": args.get("name").cloned().unwrap_or(Value::Null)});
+                for (swml, jambonz) in [
+                    ("muted", "joinMuted"),
+                    ("start_on_enter", "startConferenceOnEnter"),
+                    ("end_on_exit", "endConferenceOnExit"),
+                    ("max_participants", "maxParticipants"),
+                ] {
+                    if let Some(value) = args.get(swml) {
+                        conference[jambonz] = value.clone();
+                    }
+                }
+                let beep = args
+                    .get("beep")
+                    .and_then(|b| b.as_str().map(str::to_string).or(b.as_bool().map(|b| b.to_string())));
+                conference["beep"] = json!(matches!(beep.as_deref(), Some("true" | "onEnter")));
+                self.run_verb("conference", &conference)
             }
             "prompt" => {
                 let args = self.substitute(&raw_args, params)?;

@@ -10,6 +10,7 @@
 //! - `<Say loop language>text</Say>` and `<Play loop>url</Play>`: the `say` and `play` verbs (`loop="0"`:
 //!   until the call ends; Twilio's voice names speak with the built-in voice); `<Play digits="…"/>` sends
 //!   the digits (the `dtmf` verb).
+//! - `<Dial><Conference muted beep>name</Conference></Dial>`: the `conference` verb.
 //! - `<Gather input numDigits finishOnKey timeout action method actionOnEmptyResult>` with `<Say>` and
 //!   `<Play>` inside: the `gather` verb; the action gets `Digits`.
 //! - `<Hangup/>`, `<Reject reason="busy|rejected"/>` (486 or 603), `<Pause length/>`, `<Redirect>`.
@@ -221,6 +222,27 @@ impl Runner<'_> {
                 Ok(if result["call_ended"] == true { Next::Stop } else { Next::Continue })
             }
             "Gather" => self.gather(verb, base),
+            "Dial" if verb.children.iter().any(|c| c.name == "Conference") => {
+                let room = verb.children.iter().find(|c| c.name == "Conference").expect("checked");
+                self.answer()?;
+                let mut args = json!({"name": room.text});
+                for (attribute, field) in [
+                    ("startConferenceOnEnter", "startConferenceOnEnter"),
+                    ("endConferenceOnExit", "endConferenceOnExit"),
+                    ("muted", "joinMuted"),
+                    ("beep", "beep"),
+                ] {
+                    if let Some(value) = room.attribute(attribute) {
+                        // Twilio's beep is also `onEnter`/`onExit`; the joiner hears it on `true` and `onEnter`.
+                        args[field] = json!(matches!(value, "true" | "onEnter"));
+                    }
+                }
+                if let Some(most) = room.attribute("maxParticipants") {
+                    args["maxParticipants"] = json!(most.parse::<u64>().unwrap_or(0));
+                }
+                let result = run_verb(self.call, "conference", args)?;
+                Ok(if result["call_ended"] == true { Next::Stop } else { Next::Continue })
+            }
             "Dial" => {
                 if !verb.other_children.is_empty() || verb.sip.is_none() {
                     return Err("only <Sip> targets can be dialled (no <Number> or <Client>: no carrier)".into());
