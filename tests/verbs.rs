@@ -148,14 +148,7 @@ fn sip_request_and_dial_verbs_in_a_jambonz_array() {
 
 #[test]
 fn a_dial_anchors_the_media_so_both_sides_hear_each_other_through_the_host() {
-    let callee_rtp = support::rtp::caller_rtp_socket();
-    callee_rtp.set_read_timeout(Some(Duration::from_millis(2))).expect("timeout");
-    let callee_port = support::free_port();
-    let callee = Sipp::server("uas-media-answer.xml", callee_port)
-        .arg("-key")
-        .arg("rtp_port")
-        .arg(&callee_rtp.local_addr().expect("addr").port().to_string())
-        .spawn();
+    let (callee_rtp, callee, callee_port) = support::rtp::media_callee();
     let hooks = HookServer::start();
     let data = TempDir::new("verbs-dial-media");
     let server = Server::start_in(&data.0, &[]);

@@ -63,6 +63,20 @@ pub fn call_with_rtp_socket(
     (socket, call, started)
 }
 
+/// A SIPp callee (`uas-media-answer.xml`) on a free port whose answer names a test-owned RTP socket
+/// (2 ms read timeout): the socket, the SIPp process and its SIP port.
+pub fn media_callee() -> (UdpSocket, SippProcess, u16) {
+    let socket = caller_rtp_socket();
+    socket.set_read_timeout(Some(Duration::from_millis(2))).expect("timeout");
+    let port = super::free_port();
+    let callee = Sipp::server("uas-media-answer.xml", port)
+        .arg("-key")
+        .arg("rtp_port")
+        .arg(&socket.local_addr().expect("addr").port().to_string())
+        .spawn();
+    (socket, callee, port)
+}
+
 /// The server's log once it contains `needle`, or after 5 s.
 pub fn wait_for_log(server: &Server, needle: &str) -> String {
     let until = Instant::now() + Duration::from_secs(5);
