@@ -1,8 +1,8 @@
 //! jambonz `play` (and SWML `play`, TwiML `<Play>`, which their runners hand it): plays `url` (one or a
 //! list) `loop` times, stopped after `timeoutSecs`; the actionHook gets `reason: "playCompleted"` with
 //! `playback_seconds`, `playback_milliseconds` and `playback_last_offset_pos` (samples at 8 kHz), or
-//! `reason: "playFailed"` with `err` when a URL cannot be played. SWML's `volume` (dB) and
-//! `say_voice`/`say_language` apply too.
+//! `reason: "playFailed"` with `err` when a URL cannot be played. SWML's `volume` (dB), `say_language`,
+//! `say_voice` (a built-in voice's name; others speak with the default) and `say_gender` apply too.
 
 use callwright_sdk::media::{self, AudioSource, MediaUpdate, PlayOptions};
 use callwright_sdk::serde_json::{Map, Value, json};
@@ -53,7 +53,10 @@ pub(crate) fn play(call: &Call, args: &Value) -> Result<Value, String> {
     }
     let mut voice = sources::voice(crate::synthesizer_of(args).as_ref());
     let text = |key: &str| args.get(key).and_then(Value::as_str).map(str::to_string);
-    voice.name = text("say_voice").or(voice.name);
+    voice.name = text("say_voice")
+        .filter(|name| ["kal", "slt", "rms", "awb"].contains(&name.as_str()))
+        .or(voice.name)
+        .or_else(|| text("say_gender").and_then(|gender| sources::voice_for_gender(&gender)));
     voice.language = text("say_language").or(voice.language);
     let mut result = Map::new();
     let sources: Result<Vec<AudioSource>, String> = urls.iter().map(|url| sources::url(url, &voice)).collect();

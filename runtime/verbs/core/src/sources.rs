@@ -34,6 +34,16 @@ pub(crate) fn voice(synthesizer: Option<&Value>) -> Voice {
     }
 }
 
+/// The built-in voice for a gender as SWML (`say_gender`) and TwiML (`voice="woman"`, `"alice"`,
+/// `"Polly.Joanna"`…) name it: flite's `slt` is a woman's voice, `kal` (the default) a man's.
+pub(crate) fn voice_for_gender(gender: &str) -> Option<String> {
+    match gender.to_ascii_lowercase().as_str() {
+        "female" | "woman" | "alice" => Some("slt".into()),
+        "male" | "man" => Some("kal".into()),
+        _ => None,
+    }
+}
+
 /// The sources of one `say` text: a FreeSWITCH stream address as itself (jambonz apps send
 /// `silence_stream://100` as text), SSML as its spoken pieces and breaks, anything else as speech.
 pub(crate) fn speech(text: &str, voice: &Voice) -> Vec<AudioSource> {
@@ -212,5 +222,6 @@ mod tests {
         // A vendor callwright has no provider of speaks with the built-in voice.
         let google = self::voice(Some(&json!({"vendor": "google", "voice": "en-US-Wavenet-C"})));
         assert_eq!(google.name, None);
+        assert_eq!((voice_for_gender("Female"), voice_for_gender("man")), (Some("slt".into()), Some("kal".into())));
     }
 }

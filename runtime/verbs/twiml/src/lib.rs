@@ -214,6 +214,11 @@ impl Runner<'_> {
                     if let Some(language) = verb.attribute("language") {
                         synthesizer.insert("language".into(), json!(language));
                     }
+                    // Twilio's `woman` and `alice` speak with flite's woman's voice; other voices with the default.
+                    if matches!(verb.attribute("voice"), Some("woman" | "alice")) {
+                        synthesizer.insert("vendor".into(), json!("flite"));
+                        synthesizer.insert("voice".into(), json!("slt"));
+                    }
                     run_verb(self.call, "say", json!({"text": verb.text, "loop": repeats, "synthesizer": synthesizer}))?
                 } else {
                     let url = documents::resolve_url(&verb.text, Some(base));
