@@ -627,7 +627,7 @@ fn recordings_of_callers_sending_g722_or_opus_hold_their_tone() {
 fn two_bridged_calls_hear_each_other_through_the_host() {
     let data = TempDir::new("prompt-bridge");
     let server = player_server(&data);
-    let (callee_rtp, callee, callee_port) = support::rtp::media_callee();
+    let (callee_rtp, callee, callee_port) = support::rtp::media_callee(Duration::ZERO);
     let config = format!(r#"{{"bridge_to": "sip:callee@127.0.0.1:{callee_port}", "bridge_ms": 3000}}"#);
     server.put_app("bridge", &app("media-player", Some("7800"), &config)).assert_status(201);
     let (caller_rtp, caller, _) =

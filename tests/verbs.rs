@@ -148,7 +148,7 @@ fn sip_request_and_dial_verbs_in_a_jambonz_array() {
 
 #[test]
 fn a_dial_anchors_the_media_so_both_sides_hear_each_other_through_the_host() {
-    let (callee_rtp, callee, callee_port) = support::rtp::media_callee();
+    let (callee_rtp, callee, callee_port) = support::rtp::media_callee(Duration::ZERO);
     let hooks = HookServer::start();
     let data = TempDir::new("verbs-dial-media");
     let server = Server::start_in(&data.0, &[]);
@@ -216,6 +216,33 @@ fn gather_collects_digits_pressed_during_its_prompt_and_times_out_on_silence() {
 }
 
 #[test]
+fn a_caller_answered_before_the_dial_hears_ring_back_until_the_callee_answers() {
+    // The callee rings for 2 s before it answers.
+    let (socket, callee, callee_port) = support::rtp::media_callee(Duration::from_secs(2));
+    let hooks = HookServer::start();
+    let data = TempDir::new("verbs-dial-ringback");
+    let server = Server::start_in(&data.0, &[]);
+    let dial = json!([
+        {"verb": "dial", "target": [{"type": "sip", "sipUri": format!("sip:callee@127.0.0.1:{callee_port}")}],
+         "timeLimit": 2, "actionHook": hooks.url("/dial")},
+    ]);
+    server.put_app_with_hooks("dial", "dial", json!({"verbs": dial}), &hooks, None);
+    let (caller_rtp, caller, _) =
+        support::rtp::call_with_rtp_socket(&server, "dial", "uac-media-callee-hangs-up.xml", Duration::from_millis(2));
+    let sockets = [&caller_rtp, &socket];
+    let heard = support::rtp::exchange_tones(&sockets, &[1000.0, 600.0], 8000.0, Duration::from_secs(5));
+    caller.wait().assert_all_succeeded(1);
+    callee.wait().assert_all_succeeded(1);
+    let tone = |frame: &Vec<i16>, hz| support::rtp::tone_share(frame, hz, 8000.0);
+    // US ring-back (440 + 480 Hz, 2 s on): about the 2 s the callee rang, then the callee's 600 Hz.
+    let ringing = heard[0].iter().filter(|frame| tone(frame, 440.0) > 0.3 && tone(frame, 480.0) > 0.3).count();
+    let callee_heard = heard[0].iter().position(|frame| tone(frame, 600.0) > 0.8).expect("the callee was heard");
+    assert!((70..=110).contains(&ringing), "{ringing} frames of ring-back");
+    assert!(heard[0][..callee_heard].iter().filter(|frame| tone(frame, 440.0) > 0.3).count() >= 70, "ring-back first");
+    assert!(heard[0][callee_heard..].iter().all(|frame| tone(frame, 480.0) < 0.3), "no ring-back once bridged");
+}
+
+#[test]
 fn a_caller_who_cancels_while_dial_rings_hears_the_ringing_and_cancels_the_callee_at_once() {
     // The callee rings and never answers; it fails unless our CANCEL comes within 3 s of its 180.
     let callee = Sipp::server("uas-rings-until-cancel.xml", 0).calls(1).timeout(Duration::from_secs(30)).spawn();
@@ -224,7 +251,7 @@ fn a_caller_who_cancels_while_dial_rings_hears_the_ringing_and_cancels_the_calle
     let server = Server::start_in(&data.0, &[]);
     let dial = json!([
         {"verb": "dial", "target": [{"type": "sip", "sipUri": format!("sip:callee@127.0.0.1:{}", callee.port())}],
-         "timeout": 20, "actionHook": hooks.url("/dial")},
+         "timeout": 20, "answerOnBridge": true, "actionHook": hooks.url("/dial")},
     ]);
     server.put_app_with_hooks("dial", "ringing", json!({"verbs": dial}), &hooks, None);
 

@@ -63,9 +63,9 @@ pub fn call_with_rtp_socket(
     (socket, call, started)
 }
 
-/// A SIPp callee (`uas-media-answer.xml`) on a free port whose answer names a test-owned RTP socket
-/// (2 ms read timeout): the socket, the SIPp process and its SIP port.
-pub fn media_callee() -> (UdpSocket, SippProcess, u16) {
+/// A SIPp callee (`uas-media-answer.xml`) on a free port that rings for `ring` and answers naming a
+/// test-owned RTP socket (2 ms read timeout): the socket, the SIPp process and its SIP port.
+pub fn media_callee(ring: Duration) -> (UdpSocket, SippProcess, u16) {
     let socket = caller_rtp_socket();
     socket.set_read_timeout(Some(Duration::from_millis(2))).expect("timeout");
     let port = super::free_port();
@@ -73,6 +73,8 @@ pub fn media_callee() -> (UdpSocket, SippProcess, u16) {
         .arg("-key")
         .arg("rtp_port")
         .arg(&socket.local_addr().expect("addr").port().to_string())
+        .arg("-d")
+        .arg(&ring.as_millis().to_string())
         .spawn();
     (socket, callee, port)
 }

@@ -154,6 +154,9 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
                     "headers": headers,
                     "timeout": {"type": "number", "exclusiveMinimum": 0},
                     "timeLimit": {"type": "number", "exclusiveMinimum": 0},
+                    "answerOnBridge": {"type": "boolean"},
+                    "dialMusic": texts,
+                    "ringTone": {"type": "string"},
                     "actionHook": hook,
                 }),
                 &["target"],
@@ -341,10 +344,10 @@ fn sip_request(call: &Call, args: &Value) -> Value {
 
 /// Calls the target and bridges it to this call with the media anchored in callwright: the target gets
 /// the host's own offer, the caller the host's own answer, and `media.bridge` joins the two streams (so
-/// their codecs may differ, and the call can be recorded or its digits heard). While the target rings,
-/// its 180 and 183 are relayed to a caller not yet answered as a 180 (the target's early media cannot
-/// reach the caller's stream before it is answered; the 180 makes the caller's phone ring), and a caller who hangs up cancels it. Ends when either side hangs up or `timeLimit` passes; the actionHook gets
-/// `dial_call_status`, `dial_sip_status`, `dial_call_sid` and `dial_call_duration`.
+/// their codecs may differ, and the call can be recorded or its digits heard). While the target rings the
+/// caller hears ring-back or `dialMusic` ([`Ringing`]), and a caller who hangs up cancels it. Ends when
+/// either side hangs up or `timeLimit` passes; the actionHook gets `dial_call_status`,
+/// `dial_sip_status`, `dial_call_sid` and `dial_call_duration`.
 fn dial(call: &Call, args: &Value) -> Result<Value, String> {
     let target = &args["target"][0];
     let mut request = DialRequest::to(target["sipUri"].as_str().unwrap_or_default());
@@ -361,7 +364,10 @@ fn dial(call: &Call, args: &Value) -> Result<Value, String> {
     let timeout = args.get("timeout").and_then(Value::as_f64).unwrap_or(DIAL_TIMEOUT_SECONDS);
     request.timeout_ms = Some((timeout * 1000.0).min(f64::from(u32::MAX)) as u32);
     let mut result = Map::new();
-    let callee = match start_dial(&request).and_then(|callee| ring_until_answered(call, callee)) {
+    let mut ringing = Ringing::start(call, args)?;
+    let dialled = start_dial(&request).and_then(|callee| ring_until_answered(call, callee, &mut ringing));
+    ringing.stop();
+    let callee = match dialled {
         Ok(callee) => callee,
         Err(error) => {
             let (status, sip_status) = match &error {
@@ -380,7 +386,8 @@ fn dial(call: &Call, args: &Value) -> Result<Value, String> {
         }
     };
     let callee_info = callee.info();
-    // Answer the caller with the host's media (it may have been answered already, by an earlier verb).
+    // Answer the caller with the host's media (it may have been answered already, by an earlier verb or
+    // before the dial).
     match call.answer(&[], None) {
         Ok(()) | Err(CallError::InvalidState(_)) => {}
         Err(error) => {
@@ -405,9 +412,74 @@ fn dial(call: &Call, args: &Value) -> Result<Value, String> {
     Ok(report(call, args, "dial", result))
 }
 
-/// Waits while the callee rings: its 180/183 go to the caller (ignored once the caller is answered), a
-/// caller who hangs up cancels the callee (487). The callee once answered, or why it was not.
-fn ring_until_answered(caller: &Call, callee: Call) -> Result<Call, DialError> {
+/// What the caller hears while the callee rings. As on jambonz, Twilio and SignalWire, the caller is
+/// answered before the dial unless `answerOnBridge`; then it hears `dialMusic` (a URL or a list) from the
+/// start, or else the ring-back tone of `ringTone` (a country, default `us`) from the callee's first
+/// 18x. With `answerOnBridge` the caller is answered only when the callee is: the callee's 18x reach it
+/// as a 180, and its phone rings.
+struct Ringing {
+    caller_answered: bool,
+    ringback: Vec<media::AudioSource>,
+    playback: Option<media::Playback>,
+}
+
+impl Ringing {
+    fn start(caller: &Call, args: &Value) -> Result<Ringing, String> {
+        let mut ringing = Ringing { caller_answered: false, ringback: Vec::new(), playback: None };
+        if !args.get("answerOnBridge").and_then(Value::as_bool).unwrap_or(false) {
+            match caller.answer(&[], None) {
+                Ok(()) | Err(CallError::InvalidState(_)) => ringing.caller_answered = true,
+                Err(error) => return Err(format!("the caller could not be answered: {error}")),
+            }
+        }
+        let voice = sources::voice(None);
+        let music = sources::strings(args.get("dialMusic"));
+        let music = music.iter().map(|url| sources::url(url, &voice)).collect::<Result<Vec<_>, _>>()?;
+        let country = args.get("ringTone").and_then(Value::as_str).unwrap_or("us").to_ascii_lowercase();
+        ringing.ringback = if music.is_empty() {
+            vec![media::AudioSource::Ringback(media::Ringback { country, duration_ms: None })]
+        } else {
+            music
+        };
+        if ringing.caller_answered && args.get("dialMusic").is_some() {
+            ringing.play(caller);
+        }
+        Ok(ringing)
+    }
+
+    /// The callee rings (180 or 183).
+    fn progress(&mut self, caller: &Call) {
+        if !self.caller_answered {
+            match caller.ring(180, &[], None) {
+                // Answered meanwhile (by an earlier verb): it hears the ring-back instead.
+                Err(CallError::InvalidState(_)) => self.caller_answered = true,
+                _ => return,
+            }
+        }
+        self.play(caller);
+    }
+
+    fn play(&mut self, caller: &Call) {
+        if self.playback.is_some() {
+            return;
+        }
+        let options = media::PlayOptions { loops: Some(0), volume_db: None, barge_in: false };
+        match media::play(caller, &self.ringback, options) {
+            Ok(playback) => self.playback = Some(playback),
+            Err(error) => log(Level::Warn, &format!("dial: the ring-back cannot play: {}", error.message())),
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(playback) = self.playback.take() {
+            playback.stop();
+        }
+    }
+}
+
+/// Waits while the callee rings (its 18x go to `ringing`); a caller who hangs up cancels the callee
+/// (487). The callee once answered, or why it was not.
+fn ring_until_answered(caller: &Call, callee: Call, ringing: &mut Ringing) -> Result<Call, DialError> {
     loop {
         match wait(&[caller, &callee], None) {
             Some((CALLER, CallUpdate::Event(CallEvent::Ended(_)))) => {
@@ -415,11 +487,7 @@ fn ring_until_answered(caller: &Call, callee: Call) -> Result<Call, DialError> {
                 return Err(DialError::Failed(487));
             }
             Some((CALLER, CallUpdate::Event(CallEvent::Request(request)))) => caller.answer_routine_request(&request),
-            Some((CALLEE, CallUpdate::Progress(_))) => {
-                // The callee's early media cannot reach a caller not answered yet: a 180 makes the caller's
-                // phone play its own ring-back instead (a 183 without a body would leave it silent).
-                let _ = caller.ring(180, &[], None);
-            }
+            Some((CALLEE, CallUpdate::Progress(_))) => ringing.progress(caller),
             Some((CALLEE, CallUpdate::Answered(_))) => return Ok(callee),
             Some((CALLEE, CallUpdate::Event(CallEvent::Ended(reason)))) => {
                 return Err(match reason {

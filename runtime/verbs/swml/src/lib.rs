@@ -629,6 +629,11 @@ impl<'a> Machine<'a> {
         if let Some(timeout) = args.get("timeout") {
             dial["timeout"] = timeout.clone();
         }
+        // As SignalWire: the caller is answered first unless `answer_on_bridge`; `ringback` plays meanwhile.
+        dial["answerOnBridge"] = json!(args.get("answer_on_bridge").is_some_and(truthy));
+        if let Some(ringback) = args.get("ringback") {
+            dial["dialMusic"] = ringback.clone();
+        }
         let result = dispatch::run_verb(self.call, "dial", &dial).map_err(|e| format!("dial: {}", e.message()))?;
         let connected = result["dial_call_status"] == "completed";
         self.set_var("connect_result", json!(if connected { "connected" } else { "failed" }));

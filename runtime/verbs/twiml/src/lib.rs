@@ -15,8 +15,9 @@
 //!   `<Play>` inside: the `gather` verb; the action gets `Digits`.
 //! - `<Hangup/>`, `<Reject reason="busy|rejected"/>` (486 or 603), `<Pause length/>`, `<Redirect>`.
 //!
-//! Twilio answers a call before its first verb unless that verb is `<Reject>`; so does this runner, except
-//! that a `<Dial>` answers the caller only when the callee answers (the media anchored in the host).
+//! Twilio answers a call before its first verb unless that verb is `<Reject>`; so does this runner (a
+//! `<Dial answerOnBridge="true">` answers the caller only when the callee answers; the media is anchored in
+//! the host either way).
 //! The other verbs that need media (`<Record>`, …) stop the call with a clear error.
 
 #![forbid(unsafe_code)]
@@ -260,6 +261,11 @@ impl Runner<'_> {
                 }
                 if let Some(caller) = verb.attribute("callerId") {
                     args["callerId"] = json!(caller);
+                }
+                // Twilio answers the caller before dialling unless `answerOnBridge`; `ringTone` is a country.
+                args["answerOnBridge"] = json!(verb.attribute("answerOnBridge") == Some("true"));
+                if let Some(country) = verb.attribute("ringTone") {
+                    args["ringTone"] = json!(country);
                 }
                 let result = run_verb(self.call, "dial", args)?;
                 self.answered = true;
