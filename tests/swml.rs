@@ -16,6 +16,30 @@ use support::{Server, TempDir};
 const HOOK_WAIT: Duration = Duration::from_secs(20);
 
 #[test]
+fn record_sets_record_url_to_a_recording_of_the_caller() {
+    let hooks = HookServer::start();
+    let data = TempDir::new("swml-record");
+    let server = Server::start_in(&data.0, &[]);
+    let document = json!({"sections": {"main": [
+        {"record": {"max_length": 2, "beep": false}},
+        {"request": {"url": hooks.url("/recorded"), "method": "POST",
+                     "body": {"result": "${record_result}", "url": "${record_url}"}}},
+        "hangup",
+    ]}});
+    server.put_app_with_hooks("record", "record", json!({"swml": document}), &hooks, None);
+    let baresip = Baresip::dial(&format!("sip:record@{}", server.sip), Duration::from_secs(8));
+    let recorded = hooks.wait_for("/recorded", 1, HOOK_WAIT)[0].json();
+    baresip.wait(Duration::from_secs(12));
+    assert_eq!(recorded["result"], "success", "{recorded}");
+    let url = recorded["url"].as_str().expect("record_url");
+    let path = url.split_once("/v1/").map(|(_, rest)| format!("/v1/{rest}")).unwrap_or_else(|| panic!("{url}"));
+    let wav = server.api("GET", &path, b"");
+    wav.assert_status(200);
+    // 2 s at 8 kHz, 16-bit, after the 44-byte header.
+    assert_eq!(wav.bytes.len(), 44 + 2 * 16_000, "{recorded}");
+}
+
+#[test]
 fn prompt_collects_digits_into_its_variables() {
     let hooks = HookServer::start();
     let data = TempDir::new("swml-prompt");
@@ -186,7 +210,7 @@ fn loops_are_bounded_and_bad_documents_end_the_call_cleanly() {
     assert_eq!(hooks.wait_for("/after-loop", 1, HOOK_WAIT)[0].json()["n"], 101);
 
     let cases = [
-        ("media", json!({"swml": {"sections": {"main": [{"record": {}}]}}}), "record needs media"),
+        ("media", json!({"swml": {"sections": {"main": [{"tap": {}}]}}}), "tap needs media"),
         ("nomain", json!({"swml": {"sections": {"other": []}}}), "needs a \"main\" section"),
         ("nolabel", json!({"swml": {"sections": {"main": [{"goto": "nowhere"}]}}}), "no label \"nowhere\""),
         ("unknown", json!({"swml": {"sections": {"main": [{"no_such_method": {}}]}}}), "no module provides verb"),

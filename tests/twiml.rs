@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::json;
+use support::baresip::Baresip;
 use support::hooks::{HookRequest, HookServer};
 use support::sipp::Sipp;
 use support::{Server, TempDir};
@@ -177,9 +178,45 @@ fn gather_sends_the_digits_to_its_action_and_a_silent_caller_falls_through() {
 }
 
 #[test]
+fn record_leaves_a_voicemail_the_action_can_fetch_and_a_hang_up_still_reaches_the_action() {
+    let hooks = HookServer::start_with(|request| match request.route() {
+        "/voicemail" => twiml(r#"<Say>Leave a message.</Say><Record maxLength="2" action="/recorded"/>"#),
+        "/recorded" | "/after-hangup" => twiml("<Hangup/>"),
+        "/hangs-up" => twiml(r#"<Record maxLength="30" timeout="0" action="/after-hangup"/><Say>never</Say>"#),
+        _ => (404, String::new()),
+    });
+    let data = TempDir::new("twiml-record");
+    let server = Server::start_in(&data.0, &[]);
+    put_app(&server, "voicemail", &hooks, "/voicemail");
+    put_app(&server, "hangs-up", &hooks, "/hangs-up");
+
+    // baresip sends its 440 Hz tone for 2 s of recording; the action's <Hangup/> ends the call.
+    let baresip = Baresip::dial(&format!("sip:voicemail@{}", server.sip), Duration::from_secs(10));
+    let recorded = params(&hooks.wait_for("/recorded", 1, HOOK_WAIT)[0]);
+    baresip.wait(Duration::from_secs(15));
+    assert_eq!((recorded["RecordingDuration"].as_str(), recorded["Digits"].as_str()), ("2", ""), "{recorded:?}");
+    let url = &recorded["RecordingUrl"];
+    let path = url.split_once("/v1/").map(|(_, rest)| format!("/v1/{rest}")).unwrap_or_else(|| panic!("{url}"));
+    let wav = server.api("GET", &path, b"");
+    wav.assert_status(200);
+    let data_at = wav.bytes.windows(4).position(|w| w == b"data").expect("a data chunk") + 8;
+    let samples: Vec<i16> = wav.bytes[data_at..].chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+    let toned = samples.chunks(160).filter(|frame| support::rtp::tone_share(frame, 440.0, 8000.0) > 0.8).count();
+    assert!(toned >= 80, "{toned} of 100 frames hold baresip's tone");
+
+    // A caller who hangs up while recording: the action still learns of the message.
+    let baresip = Baresip::dial(&format!("sip:hangs-up@{}", server.sip), Duration::from_secs(3));
+    let after = params(&hooks.wait_for("/after-hangup", 1, HOOK_WAIT)[0]);
+    baresip.wait(Duration::from_secs(10));
+    assert_eq!(after["Digits"], "hangup", "{after:?}");
+    let seconds: u64 = after["RecordingDuration"].parse().expect("a number");
+    assert!((1..=4).contains(&seconds), "{after:?}");
+}
+
+#[test]
 fn media_verbs_and_bad_twiml_end_the_call_cleanly() {
     let hooks = HookServer::start_with(|request| match request.route() {
-        "/record" => twiml("<Record/>"),
+        "/stream" => twiml("<Start><Stream url=\"wss://example.com/x\"/></Start>"),
         "/garbage" => (200, "this is not XML".into()),
         "/number" => twiml("<Dial><Number>+15551234567</Number></Dial>"),
         _ => (404, String::new()),
@@ -187,7 +224,7 @@ fn media_verbs_and_bad_twiml_end_the_call_cleanly() {
     let data = TempDir::new("twiml-bad");
     let server = Server::start_in(&data.0, &[]);
     for (user, expected) in [
-        ("record", "<Record>: needs media"),
+        ("stream", "<Start>: needs media"),
         ("garbage", "the TwiML is not XML"),
         ("number", "only <Sip> targets can be dialled"),
     ] {

@@ -128,6 +128,16 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen for HTTP on {}", config.http))?;
     info!(addr = %listener.local_addr()?, "admin API listening");
+    // A wildcard address is reached here on loopback; a public name would be a setting of its own.
+    let mut admin_addr = listener.local_addr()?;
+    if admin_addr.ip().is_unspecified() {
+        admin_addr.set_ip(if admin_addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    runtime.media.set_recordings_url(format!("http://{admin_addr}/v1/recordings"));
     for (transport, addr) in sip.local_addrs() {
         info!(%transport, %addr, "SIP listening");
     }

@@ -88,6 +88,8 @@ pub struct MediaStore {
     speech: PathBuf,
     flite: Option<PathBuf>,
     cache: Mutex<DecodedCache>,
+    /// Where the admin API serves recordings (`http://<address>/v1/recordings`), once it listens.
+    recordings_url: std::sync::OnceLock<String>,
 }
 
 impl MediaStore {
@@ -111,7 +113,18 @@ impl MediaStore {
             speech,
             flite,
             cache: Mutex::new(DecodedCache::default()),
+            recordings_url: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Tells the store where the admin API serves recordings (`http://<address>/v1/recordings`); set once.
+    pub fn set_recordings_url(&self, base: String) {
+        let _ = self.recordings_url.set(base);
+    }
+
+    /// The URL of recording `id` on the admin API, if it listens.
+    pub fn recording_url(&self, id: &str) -> Option<String> {
+        self.recordings_url.get().map(|base| format!("{base}/{id}"))
     }
 
     /// Stores an uploaded file under `name`, after checking it plays (a WAV we can decode). Replaces any

@@ -428,6 +428,11 @@ impl media::HostRecording for MediaView<'_> {
         Ok(self.table.get(&recording)?.name.clone())
     }
 
+    async fn url(&mut self, recording: Resource<RecordingResource>) -> Result<Option<String>> {
+        let name = &self.table.get(&recording)?.name;
+        Ok(self.media.store.as_ref().and_then(|store| store.recording_url(name)))
+    }
+
     async fn stop(&mut self, recording: Resource<RecordingResource>) -> Result<()> {
         let RecordingResource { call, id, .. } = *self.table.get(&recording)?;
         if let Some(media) = self.calls.legs.get(&call).and_then(|leg| leg.media.as_ref()) {

@@ -1,7 +1,7 @@
 //! The built-in verbs of jambonz apps, as a callwright verb module (world `verb`): call control
 //! (`answer`, `hangup`, `pause`, `tag`, `config`, `redirect`, `sip:decline`, `sip:request`, `dial`) and
 //! media (`say` in `say.rs`, `play` in `play.rs`, `gather` of digits in `gather.rs`, `dtmf` in `dtmf.rs`,
-//! `conference` in `conference.rs`, the sources in `sources.rs`), which the SWML and TwiML runners use for their own media verbs.
+//! `conference` in `conference.rs`, `record` in `record.rs`, the sources in `sources.rs`), which the SWML and TwiML runners use for their own media verbs.
 //!
 //! The host checks every verb's arguments against the schema below before the verb runs, so the code here
 //! reads fields it knows are there and of the right type. Verbs with an `actionHook` post it themselves,
@@ -14,6 +14,7 @@ mod conference;
 mod dtmf;
 mod gather;
 mod play;
+mod record;
 mod say;
 mod sources;
 
@@ -110,6 +111,15 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
                 &["name"],
             ),
         ),
+        (
+            "record",
+            object(
+                json!({"maxLength": {"type": "number", "exclusiveMinimum": 0}, "timeout": {"type": "number", "minimum": 0},
+                       "finishOnKey": {"type": "string"}, "playBeep": {"type": "boolean"},
+                       "direction": {"enum": ["received", "sent", "both"]}, "stereo": {"type": "boolean"}}),
+                &[],
+            ),
+        ),
         ("answer", object(json!({}), &[])),
         ("hangup", object(json!({"headers": headers}), &[])),
         ("pause", object(json!({"length": {"type": "number", "exclusiveMinimum": 0, "maximum": 86_400}}), &["length"])),
@@ -186,6 +196,7 @@ impl Verbs for CoreVerbs {
             "gather" => gather::gather(call, &args),
             "dtmf" => dtmf::dtmf(call, &args),
             "conference" => conference::conference(call, &args),
+            "record" => record::record(call, &args),
             other => return Err(format!("this module has no verb {other:?}")),
         };
         result.map_err(|error| format!("{name}: {error}"))
@@ -545,6 +556,7 @@ mod tests {
                 "gather",
                 "dtmf",
                 "conference",
+                "record",
                 "answer",
                 "hangup",
                 "pause",

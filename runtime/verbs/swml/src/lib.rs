@@ -38,8 +38,7 @@ pub const DEFAULT_GOTO_MAX: u64 = 100;
 const NEEDS_ANSWERED_CALL: [&str; 4] = ["sip_refer", "play", "gather", "conference"];
 
 /// SWML methods that need a media path, which callwright does not have yet.
-pub const MEDIA_METHODS: [&str; 16] = [
-    "record",
+pub const MEDIA_METHODS: [&str; 15] = [
     "record_call",
     "stop_record_call",
     "detect_machine",
@@ -364,6 +363,10 @@ impl<'a> Machine<'a> {
                 conference["beep"] = json!(matches!(beep.as_deref(), Some("true" | "onEnter")));
                 self.run_verb("conference", &conference)
             }
+            "record" => {
+                let args = self.substitute(&raw_args, params)?;
+                self.record(&args).map_err(context)
+            }
             "prompt" => {
                 let args = self.substitute(&raw_args, params)?;
                 self.prompt(&args).map_err(context)
@@ -379,6 +382,38 @@ impl<'a> Machine<'a> {
                 self.run_verb(verb, &args)
             }
         }
+    }
+
+    /// `record` through the `record` verb: `beep` (default true), `max_length`, `terminators` (default
+    /// `#`), `end_silence_timeout`, `direction` (`speak`: the caller, the default; `listen`: what it
+    /// hears; `both`), `stereo`. Sets `record_url` (the admin API's) and `record_result`.
+    fn record(&mut self, args: &Value) -> Result<Ending, String> {
+        let direction = match args.get("direction").and_then(Value::as_str) {
+            Some("listen") => "sent",
+            Some("both") => "both",
+            _ => "received",
+        };
+        let mut record = json!({
+            "finishOnKey": args.get("terminators").and_then(Value::as_str).unwrap_or("#"),
+            "playBeep": args.get("beep").is_none_or(truthy),
+            "direction": direction,
+            "stereo": args.get("stereo").is_some_and(truthy),
+        });
+        if let Some(seconds) = args.get("max_length").and_then(Value::as_f64) {
+            record["maxLength"] = json!(seconds);
+        }
+        if let Some(seconds) = args.get("end_silence_timeout").and_then(Value::as_f64) {
+            record["timeout"] = json!(seconds);
+        }
+        self.call.answer_if_needed().map_err(|e| format!("answering the call failed: {e:?}"))?;
+        let result = dispatch::run_verb(self.call, "record", &record);
+        let recorded = result.as_ref().ok().filter(|r| r["ended_by"] != "no-input");
+        self.set_var("record_result", json!(if recorded.is_some() { "success" } else { "failed" }));
+        self.set_var("record_url", recorded.map_or(json!(""), |r| r["recording_url"].clone()));
+        if let Err(error) = &result {
+            log(Level::Warn, &format!("record: {}", error.message()));
+        }
+        Ok(if self.call.has_ended() { Ending::Stop } else { Ending::Done })
     }
 
     /// `prompt` for digits, through the `gather` verb: `play` (a URL or a list, as `play`'s), `max_digits`

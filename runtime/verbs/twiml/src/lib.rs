@@ -10,6 +10,8 @@
 //! - `<Say loop language>text</Say>` and `<Play loop>url</Play>`: the `say` and `play` verbs (`loop="0"`:
 //!   until the call ends; Twilio's voice names speak with the built-in voice); `<Play digits="…"/>` sends
 //!   the digits (the `dtmf` verb).
+//! - `<Record action method timeout finishOnKey maxLength playBeep>`: the `record` verb; the action gets
+//!   `RecordingUrl`, `RecordingDuration` and `Digits`.
 //! - `<Dial><Conference muted beep>name</Conference></Dial>`: the `conference` verb.
 //! - `<Gather input numDigits finishOnKey timeout action method actionOnEmptyResult>` with `<Say>` and
 //!   `<Play>` inside: the `gather` verb; the action gets `Digits`.
@@ -30,8 +32,7 @@ use callwright_sdk::{Call, CallInfo, Config, Flow, Level, ReferRequest, dispatch
 pub const MAX_VERBS_PER_CALL: usize = 1_000;
 
 /// TwiML verbs that need media, which callwright does not carry yet.
-pub const MEDIA_VERBS: [&str; 9] =
-    ["Record", "Connect", "Enqueue", "Leave", "Stream", "Start", "Stop", "Pay", "Prompt"];
+pub const MEDIA_VERBS: [&str; 8] = ["Connect", "Enqueue", "Leave", "Stream", "Start", "Stop", "Pay", "Prompt"];
 
 /// One verb of a TwiML document: its name, attributes and the text of its `<Sip>` child (or its own text).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,6 +229,7 @@ impl Runner<'_> {
                 Ok(if result["call_ended"] == true { Next::Stop } else { Next::Continue })
             }
             "Gather" => self.gather(verb, base),
+            "Record" => self.record(verb, base),
             "Dial" if verb.children.iter().any(|c| c.name == "Conference") => {
                 let room = verb.children.iter().find(|c| c.name == "Conference").expect("checked");
                 self.answer()?;
@@ -327,6 +329,45 @@ impl Runner<'_> {
         let method = verb.attribute("method").unwrap_or("POST").to_ascii_uppercase();
         let mut extra = Map::new();
         extra.insert("Digits".into(), json!(if detected { digits } else { "" }));
+        Ok(Next::Fetch(action, method, extra))
+    }
+
+    /// `<Record>` as the `record` verb (`maxLength`, `timeout`, `finishOnKey`, `playBeep`). The action (by
+    /// default this document's URL) gets `RecordingUrl` (the admin API's, fetched with the admin token),
+    /// `RecordingDuration` and `Digits` (the finish key, or `hangup`); nothing recorded: the next verb
+    /// runs and the action is not requested, as on Twilio. After a hang-up the action is requested and its
+    /// TwiML not run.
+    fn record(&mut self, verb: &Verb, base: &str) -> Result<Next, String> {
+        let mut args = json!({});
+        for (attribute, field) in [("maxLength", "maxLength"), ("timeout", "timeout")] {
+            if let Some(value) = verb.attribute(attribute) {
+                args[field] = json!(value.parse::<f64>().map_err(|_| format!("{attribute} must be a number"))?);
+            }
+        }
+        if let Some(keys) = verb.attribute("finishOnKey") {
+            args["finishOnKey"] = json!(keys);
+        }
+        args["playBeep"] = json!(verb.attribute("playBeep") != Some("false"));
+        let result = run_verb(self.call, "record", args)?;
+        let hung_up = result["call_ended"] == true;
+        if result["ended_by"] == "no-input" {
+            return Ok(if hung_up { Next::Stop } else { Next::Continue });
+        }
+        let mut extra = Map::new();
+        extra.insert("RecordingUrl".into(), result["recording_url"].clone());
+        let seconds = (result["duration_ms"].as_u64().unwrap_or(0) + 500) / 1000;
+        extra.insert("RecordingDuration".into(), json!(seconds.to_string()));
+        let digits = if hung_up { "hangup".to_string() } else { result["digits"].as_str().unwrap_or("").to_string() };
+        extra.insert("Digits".into(), json!(digits));
+        let action =
+            verb.attribute("action").map_or_else(|| base.to_string(), |a| documents::resolve_url(a, Some(base)));
+        let method = verb.attribute("method").unwrap_or("POST").to_ascii_uppercase();
+        if hung_up {
+            if let Err(error) = self.fetch(&action, &method, extra) {
+                log(Level::Warn, &format!("<Record> action after the hang-up: {error}"));
+            }
+            return Ok(Next::Stop);
+        }
         Ok(Next::Fetch(action, method, extra))
     }
 
