@@ -650,7 +650,7 @@ export const media = {
     sendDigits(call, digits, durationMs = null) {
         hostCall(MediaError, () => mediaApi.sendDigits(rawCall(call), String(digits), durationMs));
     },
-    /** Records the call; returns the host's `recording` (`.id()`, `.stop()`). Options: `direction`
+    /** Records the call; returns the host's `recording` (`.id()`, `.stop()`, `.url()`: where the admin API serves it). Options: `direction`
      * ("received", "sent", "both"), `stereo`, `maxMs`, `endOnSilenceMs`, `noInputMs`, `finishOnKeys`, `beep`. */
     record(call, options = {}) {
         const o = {

@@ -109,7 +109,7 @@ def send_digits(call: Any, digits: str, duration_ms: Optional[int] = None) -> No
 def record(call: Any, max_ms: Optional[int] = None, direction: Optional[str] = None, stereo: bool = False,
            end_on_silence_ms: Optional[int] = None, no_input_ms: Optional[int] = None,
            finish_on_keys: Optional[str] = None, beep: bool = False) -> Any:
-    """Records the call; returns the host's `recording` (`.id()`, `.stop()`). `direction`: "received"
+    """Records the call; returns the host's `recording` (`.id()`, `.stop()`, `.url()`: where the admin API serves it). `direction`: "received"
     (default), "sent" or "both"."""
     directions = {None: None, "received": _media.RecordDirection.RECEIVED, "sent": _media.RecordDirection.SENT,
                   "both": _media.RecordDirection.BOTH}
