@@ -16,6 +16,34 @@ use support::{Server, TempDir};
 const HOOK_WAIT: Duration = Duration::from_secs(20);
 
 #[test]
+fn record_call_records_in_the_background_until_stop_record_call() {
+    let hooks = HookServer::start();
+    let data = TempDir::new("swml-record-call");
+    let server = Server::start_in(&data.0, &[]);
+    let document = json!({"sections": {"main": [
+        {"record_call": {"direction": "speak", "control_id": "mine"}},
+        {"sleep": 2000},
+        {"stop_record_call": {"control_id": "mine"}},
+        {"request": {"url": hooks.url("/recorded"), "method": "POST",
+                     "body": {"result": "${record_call_result}", "url": "${record_call_url}", "id": "${record_control_id}"}}},
+        {"sleep": 500},
+        "hangup",
+    ]}});
+    server.put_app_with_hooks("record-call", "record-call", json!({"swml": document}), &hooks, None);
+    let baresip = Baresip::dial(&format!("sip:record-call@{}", server.sip), Duration::from_secs(8));
+    let recorded = hooks.wait_for("/recorded", 1, HOOK_WAIT)[0].json();
+    baresip.wait(Duration::from_secs(12));
+    assert_eq!((recorded["result"].as_str(), recorded["id"].as_str()), (Some("success"), Some("mine")), "{recorded}");
+    let url = recorded["url"].as_str().expect("record_call_url");
+    let path = url.split_once("/v1/").map(|(_, rest)| format!("/v1/{rest}")).unwrap_or_else(|| panic!("{url}"));
+    let wav = server.api("GET", &path, b"");
+    wav.assert_status(200);
+    // About the 2 s between record_call and stop_record_call, at 8 kHz, 16-bit.
+    let seconds = (wav.bytes.len() - 44) as f64 / 16_000.0;
+    assert!((1.8..=2.4).contains(&seconds), "{seconds} s recorded");
+}
+
+#[test]
 fn record_sets_record_url_to_a_recording_of_the_caller() {
     let hooks = HookServer::start();
     let data = TempDir::new("swml-record");

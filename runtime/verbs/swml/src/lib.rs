@@ -38,9 +38,7 @@ pub const DEFAULT_GOTO_MAX: u64 = 100;
 const NEEDS_ANSWERED_CALL: [&str; 4] = ["sip_refer", "play", "gather", "conference"];
 
 /// SWML methods that need a media path, which callwright does not have yet.
-pub const MEDIA_METHODS: [&str; 15] = [
-    "record_call",
-    "stop_record_call",
+pub const MEDIA_METHODS: [&str; 13] = [
     "detect_machine",
     "ai",
     "amazon_bedrock",
@@ -132,6 +130,8 @@ struct Machine<'a> {
     /// The call's variables with the JSON types `set` gave them (verbs set strings).
     vars: Map<String, Value>,
     steps_run: usize,
+    /// Recordings `record_call` started, by control id, until `stop_record_call` or the call's end.
+    recordings: Vec<(String, callwright_sdk::media::Recording)>,
 }
 
 /// The scope of one evaluation.
@@ -174,7 +174,14 @@ pub fn split_step(step: &Value) -> Result<(String, Value), String> {
 
 impl<'a> Machine<'a> {
     fn new(call: &'a Call, envs: Value) -> Machine<'a> {
-        Machine { call, call_object: call_object(&call.info()), envs, vars: Map::new(), steps_run: 0 }
+        Machine {
+            call,
+            call_object: call_object(&call.info()),
+            envs,
+            vars: Map::new(),
+            steps_run: 0,
+            recordings: Vec::new(),
+        }
     }
 
     /// Takes the call's variables (verbs may have set some), keeping the types of those `set` gave.
@@ -363,6 +370,24 @@ impl<'a> Machine<'a> {
                 conference["beep"] = json!(matches!(beep.as_deref(), Some("true" | "onEnter")));
                 self.run_verb("conference", &conference)
             }
+            "record_call" => {
+                let args = self.substitute(&raw_args, params)?;
+                self.record_call(&args).map_err(context)?;
+                Ok(Ending::Done)
+            }
+            "stop_record_call" => {
+                let args = self.substitute(&raw_args, params)?;
+                let wanted = args.get("control_id").and_then(Value::as_str).map(str::to_string);
+                // The one named, or the last one started.
+                let index = match &wanted {
+                    Some(id) => self.recordings.iter().position(|(control, _)| control == id),
+                    None => self.recordings.len().checked_sub(1),
+                };
+                if let Some(index) = index {
+                    self.recordings.remove(index).1.stop();
+                }
+                Ok(Ending::Done)
+            }
             "record" => {
                 let args = self.substitute(&raw_args, params)?;
                 self.record(&args).map_err(context)
@@ -414,6 +439,43 @@ impl<'a> Machine<'a> {
             log(Level::Warn, &format!("record: {}", error.message()));
         }
         Ok(if self.call.has_ended() { Ending::Stop } else { Ending::Done })
+    }
+
+    /// `record_call`: records in the background while the document goes on (`direction` speak, listen or
+    /// both, the default; `stereo`; `beep`; `terminators`), until `stop_record_call` or the call's end. Sets
+    /// `record_call_result`, `record_call_url` (the admin API's URL) and `record_control_id`.
+    fn record_call(&mut self, args: &Value) -> Result<(), String> {
+        use callwright_sdk::media::{self, RecordDirection, RecordOptions};
+        let direction = match args.get("direction").and_then(Value::as_str) {
+            Some("speak") => RecordDirection::Received,
+            Some("listen") => RecordDirection::Sent,
+            _ => RecordDirection::Both,
+        };
+        let options = RecordOptions {
+            direction: Some(direction),
+            stereo: args.get("stereo").is_some_and(truthy),
+            max_ms: None,
+            end_on_silence_ms: None,
+            no_input_ms: None,
+            finish_on_keys: args.get("terminators").and_then(Value::as_str).map(str::to_string),
+            beep: args.get("beep").is_some_and(truthy),
+        };
+        self.call.answer_if_needed().map_err(|e| format!("answering the call failed: {e:?}"))?;
+        match media::record(self.call, &options) {
+            Ok(recording) => {
+                let control =
+                    args.get("control_id").and_then(Value::as_str).map_or_else(|| recording.id(), str::to_string);
+                self.set_var("record_call_result", json!("success"));
+                self.set_var("record_call_url", json!(recording.url().unwrap_or_default()));
+                self.set_var("record_control_id", json!(control));
+                self.recordings.push((control, recording));
+            }
+            Err(error) => {
+                log(Level::Warn, &format!("record_call: {}", error.message()));
+                self.set_var("record_call_result", json!("failed"));
+            }
+        }
+        Ok(())
     }
 
     /// `prompt` for digits, through the `gather` verb: `play` (a URL or a list, as `play`'s), `max_digits`
