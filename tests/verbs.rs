@@ -216,6 +216,36 @@ fn gather_collects_digits_pressed_during_its_prompt_and_times_out_on_silence() {
 }
 
 #[test]
+fn a_bridged_caller_who_holds_stops_hearing_the_callee_and_is_heard_throughout() {
+    let (callee_rtp, callee, callee_port) = support::rtp::media_callee(Duration::ZERO);
+    let hooks = HookServer::start();
+    let data = TempDir::new("verbs-dial-hold");
+    let server = Server::start_in(&data.0, &[]);
+    let dial = json!([
+        {"verb": "dial", "target": [{"type": "sip", "sipUri": format!("sip:callee@127.0.0.1:{callee_port}")}],
+         "timeLimit": 5, "actionHook": hooks.url("/dial")},
+    ]);
+    server.put_app_with_hooks("dial", "dial", json!({"verbs": dial}), &hooks, None);
+    // The caller holds the call 1 s in, for 2 s (re-INVITE sendonly, then sendrecv), and keeps sending.
+    let (caller_rtp, caller, _) =
+        support::rtp::call_with_rtp_socket(&server, "dial", "uac-media-hold-resume.xml", Duration::from_millis(2));
+    let sockets = [&caller_rtp, &callee_rtp];
+    let heard = support::rtp::exchange_tones(&sockets, &[1000.0, 600.0], 8000.0, Duration::from_secs(7));
+    caller.wait().assert_all_succeeded(1);
+    callee.wait().assert_all_succeeded(1);
+    let hears =
+        |side: usize, hz: f64| heard[side].iter().filter(|f| support::rtp::tone_share(f, hz, 8000.0) > 0.8).count();
+    // 5 s bridged: the caller hears the callee for about 3 s of them (not while holding), the callee the
+    // caller for about all 5.
+    let (caller_hears, callee_hears) = (hears(0, 600.0), hears(1, 1000.0));
+    assert!((100..=200).contains(&caller_hears), "the caller heard the callee in {caller_hears} packets");
+    assert!(callee_hears > 200, "the callee heard the caller in {callee_hears} packets");
+    let log = server.log();
+    let held = log.find("media renegotiated direction=RecvOnly").unwrap_or_else(|| panic!("no hold:\n{log}"));
+    assert!(log[held..].contains("media renegotiated direction=SendRecv"), "no resume:\n{log}");
+}
+
+#[test]
 fn a_caller_answered_before_the_dial_hears_ring_back_until_the_callee_answers() {
     // The callee rings for 2 s before it answers.
     let (socket, callee, callee_port) = support::rtp::media_callee(Duration::from_secs(2));
