@@ -68,7 +68,9 @@ fn main() {
         let server = Server::start_with(&data.0, &["--max-calls", "20000", "--workers", &workers], "warn");
         server.deploy("media-player", support::MEDIA_PLAYER).assert_status(201);
         server.api("PUT", "/v1/media/prompt", &prompt_wav(PROMPT)).assert_status(201);
-        let app = support::serde_like::app("media-player", None, r#"{"play": [{"file": "prompt"}]}"#);
+        // The guest waits out the whole call (its default 20 s without an update would race the UAC's BYE).
+        let app =
+            support::serde_like::app("media-player", None, r#"{"play": [{"file": "prompt"}], "idle_ms": 600000}"#);
         server.put_app("prompt", &app).assert_status(201);
         let target = Target { name: "callwright", address: server.sip.to_string(), pid: server.pid(), _child: None };
         let ours = measure(&target, calls, ticks);

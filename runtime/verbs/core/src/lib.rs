@@ -96,7 +96,7 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
         (
             "dtmf",
             object(
-                json!({"dtmf": {"type": "string", "pattern": "^[0-9*#A-Da-dwW]+$"},
+                json!({"dtmf": {"type": "string", "minLength": 1},
                        "duration": {"type": "integer", "minimum": 40, "maximum": 5000}}),
                 &["dtmf"],
             ),

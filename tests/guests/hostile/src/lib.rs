@@ -38,7 +38,8 @@ impl Flow for Hostile {
                 let big = format!("{{\"filler\": \"{}\"}}", "x".repeat(size));
                 let sent = hooks::send(&hook, &big).map(|r| r.status);
                 let asked = hooks::send(&hook, "{\"ask\": true}").map(|r| r.body.len());
-                let report = callwright_sdk::serde_json::json!({"sent": format!("{sent:?}"), "asked": format!("{asked:?}")});
+                let report =
+                    callwright_sdk::serde_json::json!({"sent": format!("{sent:?}"), "asked": format!("{asked:?}")});
                 hooks::send(&hook, &report.to_string()).map_err(|e| e.to_string())?;
                 call.hangup().map_err(|e| e.to_string())
             }

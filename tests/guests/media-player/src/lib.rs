@@ -3,13 +3,16 @@
 //! `barge_in`; sends `send_digits` if given; records as `record` says (`max_ms`, `direction`, `stereo`,
 //! `end_on_silence_ms`, `no_input_ms`, `finish_on_keys`, `beep`); then logs every update as
 //! `media update: …` until the playback and the recording ended and the digits were sent (and `digits`
-//! keys were pressed), and hangs up `hangup_after_ms` later (default 0).
+//! keys were pressed), or no update came for `idle_ms` (default 20 s), and hangs up `hangup_after_ms` later
+//! (default 0).
 //! A failure to play is logged as `play failed: …` and the call goes on. With `bridge_to` (a SIP URI) it
 //! calls that target instead, bridges the two calls' media for `bridge_ms`, and hangs both up. With
 //! `conference` (a name) it joins that conference first, muted with `muted` or when the call's To user
 //! is in `muted_users`.
 
-use callwright_sdk::media::{self, AudioSource, MediaUpdate, PlayOptions, RecordDirection, RecordOptions, Ringback, Speech};
+use callwright_sdk::media::{
+    self, AudioSource, MediaUpdate, PlayOptions, RecordDirection, RecordOptions, Ringback, Speech,
+};
 use callwright_sdk::serde_json::Value;
 use callwright_sdk::{Call, CallEvent, CallUpdate, Config, Flow, Level, clock, flow, log};
 
@@ -73,8 +76,11 @@ impl Flow for MediaPlayer {
                 Err(error) => log(Level::Info, &format!("conference failed: {}", error.message())),
             }
         }
-        let sources: Result<Vec<AudioSource>, String> =
-            value.get("play").and_then(Value::as_array).map(|list| list.iter().map(source).collect()).unwrap_or(Ok(Vec::new()));
+        let sources: Result<Vec<AudioSource>, String> = value
+            .get("play")
+            .and_then(Value::as_array)
+            .map(|list| list.iter().map(source).collect())
+            .unwrap_or(Ok(Vec::new()));
         let options = PlayOptions {
             loops: value.get("loops").and_then(Value::as_u64).map(|n| n as u32),
             volume_db: value.get("volume_db").and_then(Value::as_f64).map(|db| db as f32),
@@ -125,8 +131,10 @@ impl Flow for MediaPlayer {
             }
         }
         let mut keys_wanted = value.get("digits").and_then(Value::as_u64).unwrap_or(0);
+        // How long it waits for the next update before it gives up and hangs up (default 20 s).
+        let idle_ms = value.get("idle_ms").and_then(Value::as_u64).unwrap_or(20_000) as u32;
         while playing || sending || recording || keys_wanted > 0 {
-            let Some((_, update)) = media::wait(&[&call], Some(20_000)) else { break };
+            let Some((_, update)) = media::wait(&[&call], Some(idle_ms)) else { break };
             log(Level::Info, &format!("media update: {}", describe(&update)));
             match update {
                 MediaUpdate::Call(CallUpdate::Event(CallEvent::Ended(_))) => return Ok(()),
