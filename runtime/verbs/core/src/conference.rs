@@ -48,11 +48,8 @@ pub(crate) fn conference(call: &Call, args: &Value) -> Result<Value, String> {
         }
     }
     loop {
-        match media::wait(&[call], None) {
-            Some((_, MediaUpdate::Call(CallUpdate::Event(CallEvent::Ended(_))))) | None => break,
-            Some((_, MediaUpdate::Call(CallUpdate::Event(CallEvent::Request(request))))) => {
-                call.answer_routine_request(&request);
-            }
+        match crate::next_media_update(call, None) {
+            Some(MediaUpdate::Call(CallUpdate::Event(CallEvent::Ended(_)))) | None => break,
             Some(_) => {}
         }
     }

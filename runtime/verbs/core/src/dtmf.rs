@@ -14,13 +14,10 @@ pub(crate) fn dtmf(call: &Call, args: &Value) -> Result<Value, String> {
     let duration = args.get("duration").and_then(Value::as_u64).map_or(DEFAULT_DURATION_MS, |ms| ms.min(5000) as u32);
     media::send_digits(call, digits, Some(duration)).map_err(|error| error.message())?;
     loop {
-        match media::wait(&[call], None) {
-            Some((_, MediaUpdate::DigitsSent)) => return Ok(json!({})),
-            Some((_, MediaUpdate::Call(CallUpdate::Event(CallEvent::Ended(_))))) | None => {
+        match crate::next_media_update(call, None) {
+            Some(MediaUpdate::DigitsSent) => return Ok(json!({})),
+            Some(MediaUpdate::Call(CallUpdate::Event(CallEvent::Ended(_)))) | None => {
                 return Ok(json!({"call_ended": true}));
-            }
-            Some((_, MediaUpdate::Call(CallUpdate::Event(CallEvent::Request(request))))) => {
-                call.answer_routine_request(&request);
             }
             Some(_) => {}
         }

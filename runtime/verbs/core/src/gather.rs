@@ -73,15 +73,15 @@ pub(crate) fn gather(call: &Call, args: &Value) -> Result<Value, String> {
             None if prompt_playing || !digits.is_empty() || timeout_ms == 0 => None,
             None => break,
         };
-        match media::wait(&[call], wait_ms) {
+        match crate::next_media_update(call, wait_ms) {
             None => {}
-            Some((_, MediaUpdate::PlaybackEnded(ended))) if playback.as_ref().is_some_and(|p| p.id() == ended.id) => {
+            Some(MediaUpdate::PlaybackEnded(ended)) if playback.as_ref().is_some_and(|p| p.id() == ended.id) => {
                 prompt_playing = false;
                 if digits.is_empty() {
                     deadline = timer(timeout_ms);
                 }
             }
-            Some((_, MediaUpdate::Digit(digit))) => {
+            Some(MediaUpdate::Digit(digit)) => {
                 if prompt_playing && !listen_during_prompt {
                     continue;
                 }
@@ -98,11 +98,8 @@ pub(crate) fn gather(call: &Call, args: &Value) -> Result<Value, String> {
                 }
                 deadline = timer(inter_digit_ms);
             }
-            Some((_, MediaUpdate::Call(CallUpdate::Event(CallEvent::Ended(_))))) => {
+            Some(MediaUpdate::Call(CallUpdate::Event(CallEvent::Ended(_)))) => {
                 return Ok(json!({"call_ended": true}));
-            }
-            Some((_, MediaUpdate::Call(CallUpdate::Event(CallEvent::Request(request))))) => {
-                call.answer_routine_request(&request);
             }
             Some(_) => {}
         }

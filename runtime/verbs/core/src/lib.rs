@@ -208,6 +208,16 @@ mod export {
     callwright_sdk::verbs!(super::CoreVerbs);
 }
 
+/// The call's next media update within `timeout_ms`, as `media.wait` gives it; a routine request from the
+/// far end (INFO, OPTIONS…) is answered on the way, for every media verb alike, and still returned.
+fn next_media_update(call: &Call, timeout_ms: Option<u32>) -> Option<media::MediaUpdate> {
+    let update = media::wait(&[call], timeout_ms).map(|(_, update)| update);
+    if let Some(media::MediaUpdate::Call(CallUpdate::Event(CallEvent::Request(request)))) = &update {
+        call.answer_routine_request(request);
+    }
+    update
+}
+
 /// A setting an earlier `config` verb made, if any.
 fn session_setting(name: &str) -> Option<Value> {
     let settings: Value = callwright_sdk::serde_json::from_str(&variables::get(SESSION_CONFIG)?).ok()?;

@@ -33,14 +33,11 @@ pub(crate) fn play_and_wait(
             playback.stop();
         }
         let wait_ms = left.filter(|ms| *ms > 0).map(|ms| ms.min(u64::from(u32::MAX)) as u32);
-        match media::wait(&[call], wait_ms) {
-            Some((_, MediaUpdate::PlaybackEnded(ended))) if ended.id == playback.id() => {
+        match crate::next_media_update(call, wait_ms) {
+            Some(MediaUpdate::PlaybackEnded(ended)) if ended.id == playback.id() => {
                 return Ok(Played::Ended(ended.played_ms));
             }
-            Some((_, MediaUpdate::Call(CallUpdate::Event(CallEvent::Ended(_))))) => return Ok(Played::CallEnded),
-            Some((_, MediaUpdate::Call(CallUpdate::Event(CallEvent::Request(request))))) => {
-                call.answer_routine_request(&request);
-            }
+            Some(MediaUpdate::Call(CallUpdate::Event(CallEvent::Ended(_)))) => return Ok(Played::CallEnded),
             _ => {}
         }
     }

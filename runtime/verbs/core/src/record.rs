@@ -47,8 +47,8 @@ pub(crate) fn record(call: &Call, args: &Value) -> Result<Value, String> {
         if timeout == Some(0) {
             break;
         }
-        match media::wait(&[call], timeout) {
-            Some((_, MediaUpdate::RecordingEnded(ended))) if ended.id == recording.id() => {
+        match crate::next_media_update(call, timeout) {
+            Some(MediaUpdate::RecordingEnded(ended)) if ended.id == recording.id() => {
                 let (ended_by, key) = match ended.reason {
                     RecordingEnd::MaxLength => ("max-length", None),
                     RecordingEnd::Silence => ("silence", None),
@@ -63,12 +63,9 @@ pub(crate) fn record(call: &Call, args: &Value) -> Result<Value, String> {
                 }
                 break;
             }
-            Some((_, MediaUpdate::Call(CallUpdate::Event(CallEvent::Ended(_))))) => {
+            Some(MediaUpdate::Call(CallUpdate::Event(CallEvent::Ended(_)))) => {
                 hung_up_at.get_or_insert_with(clock::now_ms);
                 result.insert("call_ended".into(), json!(true));
-            }
-            Some((_, MediaUpdate::Call(CallUpdate::Event(CallEvent::Request(request))))) => {
-                call.answer_routine_request(&request);
             }
             None if hung_up_at.is_some() => break,
             _ => {}
